@@ -1,0 +1,26 @@
+# Image for the web (Daphne), worker and beat services of compose.yaml.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
+WORKDIR /app
+
+# A CPU build of torch first: the default wheel on Linux pulls gigabytes of CUDA the app does not use.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+COPY pyproject.toml README.md ./
+COPY chatbot chatbot
+COPY knowledge knowledge
+COPY inference inference
+RUN pip install .
+
+COPY manage.py ./
+COPY templates templates
+COPY static static
+COPY docs docs
+RUN DEBUG=0 SECRET_KEY=build-only DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost \
+    python manage.py collectstatic --no-input
+
+RUN useradd --system --uid 1000 parley && mkdir -p /data && chown parley /data
+USER parley
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "chatbot.asgi:application"]

@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from chatbot.models import Bot
+
+
+@admin.register(Bot)
+class BotAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "public_id", "strict_mode", "updated_at"]
+    search_fields = ["name", "slug", "public_id"]
+    readonly_fields = ["public_id", "created_at", "updated_at"]

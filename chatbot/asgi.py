@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels (served by Daphne)."""
+
+import os
+
+from chatbot.embedded import configure_environment
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+configure_environment()
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+# Django must be set up before the consumers (and the models they import) are.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from chatbot.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

@@ -1,0 +1,11 @@
+"""The Celery app: answers, ingestion and scheduled jobs run in workers started by `manage.py up`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+
+app = Celery("parley")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

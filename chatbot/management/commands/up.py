@@ -1,0 +1,96 @@
+import os
+import signal
+import socket
+import sys
+import threading
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from chatbot import embedded
+from chatbot.services import bot_ensure_demo
+from chatbot.supervisor import ProcessGroup
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise CommandError(
+                f"port {port} on {host} is already in use ({error.strerror}); stop what is using it "
+                f"or pick another with --port"
+            ) from None
+
+
+class Command(BaseCommand):
+    help = "Start Parley: migrate, load the demo bot, then run the web server, a Celery worker and Celery beat."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--concurrency", type=int, default=settings.CELERY_WORKER_CONCURRENCY)
+        parser.add_argument("--no-beat", action="store_true", help="Do not run Celery beat (scheduled tasks).")
+
+    def handle(self, *args, host: str, port: int, concurrency: int, no_beat: bool, **options):
+        _check_port_free(host, port)
+        stop_requested = threading.Event()
+
+        def request_stop(signum, frame):
+            stop_requested.set()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+        group = ProcessGroup(output=self.stdout._out)
+        started_servers = set(embedded.started_here)
+        try:
+            group.log("parley", f"data directory {settings.PARLEY_DATA_DIR}")
+            call_command("migrate", interactive=False, verbosity=0)
+            bot, created = bot_ensure_demo()
+            if created:
+                group.log("parley", f"created the demo bot '{bot.slug}' (public id {bot.public_id})")
+            self._start_children(group, host=host, port=port, concurrency=concurrency, beat=not no_beat)
+            group.log("parley", f"serving on http://{host}:{port}/ (Ctrl-C stops everything)")
+            while not stop_requested.wait(0.2):
+                exited = group.first_exited()
+                if exited is not None:
+                    group.log("parley", f"{exited.name} exited with code {exited.process.returncode}; stopping")
+                    raise CommandError(f"{exited.name} exited unexpectedly")
+        finally:
+            group.log("parley", "stopping")
+            group.stop()
+            if started_servers:
+                stopped = embedded.stop_embedded_servers(data_dir=settings.PARLEY_DATA_DIR, only=started_servers)
+                if stopped:
+                    group.log("parley", f"stopped embedded {', '.join(stopped)}")
+            group.log("parley", "stopped")
+
+    def _start_children(self, group: ProcessGroup, *, host: str, port: int, concurrency: int, beat: bool) -> None:
+        python = sys.executable
+        group.start("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "chatbot.asgi:application"])
+        group.start(
+            "worker",
+            [
+                python, "-m", "celery", "-A", "chatbot", "worker",
+                f"--pool={settings.CELERY_WORKER_POOL}", f"--concurrency={concurrency}",
+                "--without-gossip", "--without-mingle", "--loglevel=INFO",
+            ],
+        )  # fmt: skip
+        if beat:
+            schedule = settings.PARLEY_DATA_DIR / "celerybeat-schedule"
+            group.start(
+                "beat",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "chatbot",
+                    "beat",
+                    "--loglevel=INFO",
+                    f"--schedule={schedule}",
+                ],
+            )

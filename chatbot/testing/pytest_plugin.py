@@ -1,0 +1,140 @@
+"""Parley's pytest plugin (loaded with `-p chatbot.testing.pytest_plugin` from pyproject.toml).
+
+It runs before pytest-django reads the settings, so it can start the embedded PostgreSQL and Redis once for the
+whole run, in a data directory of the tests' own (`var/test`, or PARLEY_TEST_DATA_DIR), unless DATABASE_URL and
+REDIS_URL name servers to use. It also provides fixtures for what crosses processes: a real Celery worker and a
+real Daphne server, both pointed at the test database.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatbot import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+TEST_DATA_DIR = Path(os.environ.get("PARLEY_TEST_DATA_DIR") or BASE_DIR / "var" / "test").resolve()
+
+os.environ["PARLEY_DATA_DIR"] = str(TEST_DATA_DIR)
+os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests never reach a real model server unless a test starts the simulator and says so.
+os.environ["TGI_URL"] = ""
+embedded.configure_environment()
+_STARTED_FOR_TESTS = set(embedded.started_here)
+
+
+def pytest_unconfigure(config):
+    if _STARTED_FOR_TESTS and not os.environ.get("PARLEY_TEST_KEEP_SERVERS"):
+        embedded.stop_embedded_servers(data_dir=TEST_DATA_DIR, only=_STARTED_FOR_TESTS)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """The URL of the database pytest-django created, for processes the tests start."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    host = params["HOST"]
+    if host.startswith("/"):
+        return f"postgresql://{params['USER']}@/{params['NAME']}?host={host}"
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    return f"postgresql://{params['USER']}{password}@{host}:{params['PORT'] or 5432}/{params['NAME']}"
+
+
+def subprocess_environment(**overrides: str) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment["DATABASE_URL"] = test_database_url()
+    environment["PYTHONUNBUFFERED"] = "1"
+    environment.update(overrides)
+    return environment
+
+
+class ServerProcess:
+    def __init__(self, process: subprocess.Popen, *, url: str = "", log_path: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_celery_worker(*, log_path: Path, concurrency: int = 8, **env: str) -> ServerProcess:
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "chatbot", "worker", "--pool=threads",
+            f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
+        ],
+        cwd=BASE_DIR, env=subprocess_environment(**env), stdout=log_file, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    worker = ServerProcess(process, log_path=log_path)
+    deadline = time.monotonic() + 60
+    while "ready." not in worker.log():
+        if process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"Celery worker did not start:\n{worker.log()}")
+        time.sleep(0.1)
+    return worker
+
+
+def start_daphne(*, log_path: Path, **env: str) -> ServerProcess:
+    port = free_port()
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"],
+        cwd=BASE_DIR, env=subprocess_environment(**env), stdout=log_file, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    server = ServerProcess(process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{server.url}/healthz", timeout=5)
+            break
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"Daphne did not start:\n{server.log()}") from None
+            time.sleep(0.1)
+    return server
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path) -> Iterator[ServerProcess]:
+    """A real Celery worker process on the test database (tests using it see committed data only)."""
+    worker = start_celery_worker(log_path=tmp_path / "worker.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def daphne_server(transactional_db, tmp_path) -> Iterator[ServerProcess]:
+    """A real Daphne process serving Parley (HTTP and websockets) on the test database."""
+    server = start_daphne(log_path=tmp_path / "daphne.log")
+    yield server
+    server.stop()

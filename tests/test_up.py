@@ -1,0 +1,144 @@
+"""`manage.py up` on a fresh data directory: serves, answers websockets, stops cleanly, reuses its data."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+import websockets
+
+from chatbot.settings import BASE_DIR
+from chatbot.testing.pytest_plugin import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _environment(data_dir) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "XDG_RUNTIME_DIR"}}
+    environment.update(PARLEY_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    return environment
+
+
+def _start_up(data_dir, port):
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "up", "--port", str(port), "--concurrency", "4"],
+        cwd=BASE_DIR,
+        env=_environment(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _wait_for_worker(base_url: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _status, body = _get(f"{base_url}/healthz")
+            report = json.loads(body)
+            if report["worker"] == "ok":
+                return report
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("up did not become healthy in time")
+        time.sleep(0.25)
+
+
+def _processes_of(data_dir) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            environ = process.info["environ"] or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if str(data_dir) in cmdline or environ.get("PARLEY_DATA_DIR") == str(data_dir):
+            found.append(process)
+    return found
+
+
+def _stop(up: subprocess.Popen) -> tuple[float, str]:
+    started = time.monotonic()
+    up.send_signal(signal.SIGTERM)
+    output, _ = up.communicate(timeout=20)
+    return time.monotonic() - started, output
+
+
+async def _echo(ws_url: str) -> dict:
+    async with websockets.connect(ws_url, origin="http://127.0.0.1") as socket:
+        await socket.send(json.dumps({"hello": "parley"}))
+        return json.loads(await asyncio.wait_for(socket.recv(), 5))
+
+
+def test_up_serves_the_app_and_stops_every_child(tmp_path):
+    data_dir = tmp_path / "data"
+    port = free_port()
+    up = _start_up(data_dir, port)
+    try:
+        report = _wait_for_worker(f"http://127.0.0.1:{port}")
+        assert report["database"] == "ok" and report["redis"] == "ok"
+        status, body = _get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and b"Parley" in body
+        reply = asyncio.run(_echo(f"ws://127.0.0.1:{port}/ws/echo/"))
+        assert reply == {"type": "echo", "payload": {"hello": "parley"}}
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert len(children) >= 3  # web, worker, beat
+    finally:
+        took, output = _stop(up)
+
+    assert took < 10, output
+    assert up.returncode == 0, output
+    assert "created the demo bot" in output
+    for line_prefix in ("web ", "worker ", "beat "):
+        assert any(line.startswith(line_prefix) for line in output.splitlines()), output
+    leftover = [p for p in _processes_of(data_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert leftover == [], [p.cmdline() for p in leftover]
+    assert not any(child.is_running() for child in children)
+
+    # A second `up` on the same data directory reuses the data: the demo bot is not created again.
+    up = _start_up(data_dir, port)
+    try:
+        _wait_for_worker(f"http://127.0.0.1:{port}")
+    finally:
+        _, output = _stop(up)
+    assert "created the demo bot" not in output
+    assert up.returncode == 0, output
+
+
+def test_up_on_a_busy_port_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "manage.py", "up", "--port", str(port)],
+            cwd=BASE_DIR,
+            env=_environment(tmp_path / "data"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: port {port} on 127.0.0.1 is already in use (Address already in use); "
+        "stop what is using it or pick another with --port"
+    ]
+    subprocess.run([sys.executable, "manage.py", "down"], cwd=BASE_DIR, env=_environment(tmp_path / "data"))
