@@ -1,0 +1,496 @@
+"""The one module that talks HTTP to the model server (Hugging Face TGI, or any OpenAI-compatible server).
+
+Synchronous on purpose: it runs inside Celery thread-pool workers.
+
+    settings = GenerationSettings(endpoint="http://tgi:8080", adapter_id="acme-support", max_new_tokens=512)
+    for event in stream_chat(settings, messages, should_stop=lambda: cancelled):
+        if isinstance(event, StreamDelta): ...      # a piece of the answer
+        else: ...                                  # StreamEnd: finish_reason "stop" | "length" | "stopped"
+
+    model_info(endpoint) -> ModelInfo         # GET /info, cached per endpoint; defaults for non-TGI servers
+    count_tokens(endpoint, text) -> int       # POST /tokenize, or a conservative estimate
+    model_server_health(endpoint) -> "ok" | "unreachable" | "unhealthy"
+
+Every failure surfaces as `ModelServerError` with a `kind` ("unreachable", "timeout", "overloaded",
+"unavailable", "unauthorized", "validation", "generation", "stream_error", "bad_response") and `retryable`.
+`stream_chat` retries with exponential backoff only while nothing has been yielded; once text has gone out, a
+failure raises at once so the caller can keep the partial answer and end the message in an error state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import httpx2
+from huggingface_hub import InferenceClient, InferenceTimeoutError
+from huggingface_hub.errors import (
+    GenerationError,
+    HfHubHTTPError,
+    IncompleteGenerationError,
+    OverloadedError,
+    TextGenerationError,
+    UnknownError,
+    ValidationError,
+)
+from huggingface_hub.utils import hf_raise_for_status
+
+logger = logging.getLogger(__name__)
+
+# huggingface_hub sends the local HF token (HF_TOKEN or `hf auth login`) when no key is given; a placeholder
+# keeps a developer's Hub credentials away from whatever host the endpoint points at.
+NO_API_KEY = "-"
+TGI_MAX_STOP_SEQUENCES = 4
+# For servers without /info: small enough for any Llama-class model we would serve.
+FALLBACK_MODEL_INFO_LIMITS = (4095, 4096)
+UNKNOWN_MODEL_ID = "unknown"
+_MAX_BACKOFF_S = 8.0
+_ROUGH_PIECES = re.compile(r" ?[^\W\d_]+|\d{1,3}| ?[^\w\s]|_|\s+")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to reach the model server and how to sample.
+
+    `adapter_id` is the LoRA adapter name on TGI (sent as the OpenAI `model` field; None means the base
+    model), or the served model name on other OpenAI-compatible servers. `timeout_s` is per read (connect, each
+    chunk), not for the whole answer. `connect_retries` is how many times a failure before the first token is
+    retried.
+    """
+
+    endpoint: str
+    adapter_id: str | None = None
+    temperature: float | None = 0.3
+    top_p: float | None = None
+    max_new_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    api_key: str | None = None
+    timeout_s: float = 30.0
+    connect_retries: int = 3
+    backoff_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens <= 0:
+            raise ValueError("max_new_tokens must be positive")
+        if self.temperature is not None and self.temperature < 0:
+            raise ValueError("temperature must be >= 0 (0 means greedy)")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if len(self.stop) > TGI_MAX_STOP_SEQUENCES:
+            raise ValueError(f"TGI accepts at most {TGI_MAX_STOP_SEQUENCES} stop sequences")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_id: str
+    max_input_tokens: int
+    max_total_tokens: int
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The end of an answer.
+
+    finish_reason: "stop" (end of answer or stop sequence), "length" (max_new_tokens), "stopped" (should_stop()
+    said so), or the server's own word for anything else. Token counts come from the server's usage report and
+    are None when it sent none.
+    """
+
+    finish_reason: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    model: str | None = None
+
+
+class ModelServerError(Exception):
+    """The model server failed or could not be reached. `str(error)` is safe to log (no credentials)."""
+
+    def __init__(self, kind: str, message: str, *, retryable: bool = False, status_code: int | None = None):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.retryable = retryable
+        self.status_code = status_code
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+def stream_chat(
+    settings: GenerationSettings,
+    messages: list[dict[str, str]],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[StreamDelta | StreamEnd]:
+    """Stream an answer through the Messages API: StreamDelta pieces, then exactly one StreamEnd.
+
+    Raises ModelServerError. Closing the generator early closes the HTTP stream, which makes TGI stop
+    generating.
+    """
+    attempt = 0
+    while True:
+        if should_stop is not None and should_stop():
+            yield StreamEnd(finish_reason="stopped")
+            return
+        text_was_yielded = False
+        try:
+            with contextlib.closing(_stream_once(settings, messages, should_stop=should_stop)) as events:
+                for event in events:
+                    if isinstance(event, StreamDelta):
+                        text_was_yielded = True
+                    yield event
+            return
+        except ModelServerError as error:
+            if text_was_yielded or not error.retryable or attempt >= settings.connect_retries:
+                raise
+            delay = min(settings.backoff_s * 2**attempt, _MAX_BACKOFF_S)
+            attempt += 1
+            logger.warning(
+                "model server %s failed before the first token (%s); retry %d/%d in %.1fs",
+                settings.endpoint,
+                error,
+                attempt,
+                settings.connect_retries,
+                delay,
+            )
+            if _sleep_unless_stopped(delay, should_stop):
+                yield StreamEnd(finish_reason="stopped")
+                return
+
+
+def _stream_once(
+    settings: GenerationSettings,
+    messages: list[dict[str, str]],
+    *,
+    should_stop: Callable[[], bool] | None,
+) -> Iterator[StreamDelta | StreamEnd]:
+    # The client must stay referenced while iterating: garbage-collecting it closes the stream (its ExitStack).
+    client = _ModelServerInferenceClient(
+        base_url=settings.endpoint, api_key=settings.api_key or NO_API_KEY, timeout=settings.timeout_s
+    )
+    finish_reason: str | None = None
+    usage = None
+    model: str | None = None
+    text_was_yielded = False
+    try:
+        chunks = client.chat_completion(
+            messages,
+            model=settings.adapter_id or "tgi",
+            stream=True,
+            max_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=_top_p_for_tgi(settings.top_p),
+            stop=list(settings.stop) or None,
+            seed=settings.seed,
+            stream_options={"include_usage": True},
+        )
+        for chunk in chunks:
+            if should_stop is not None and should_stop():
+                client.close()
+                yield StreamEnd(finish_reason="stopped", model=model)
+                return
+            model = chunk.model or model
+            if chunk.usage:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                content = choice.delta.content if choice.delta else None
+                if content:  # the EOS chunk carries "" (TGI) or None (others)
+                    text_was_yielded = True
+                    yield StreamDelta(text=content)
+                if choice.finish_reason:
+                    finish_reason = _finish_reason(choice.finish_reason)
+    except json.JSONDecodeError as error:
+        # Some OpenAI-compatible servers end with `data:[DONE]` (no space); huggingface_hub cannot parse it.
+        if finish_reason is None:
+            kind = "stream_error" if text_was_yielded else "bad_response"
+            raise ModelServerError(kind, f"unparseable stream event: {error}") from error
+    except (httpx2.HTTPError, ValueError) as error:
+        raise _model_server_error(error, text_was_yielded=text_was_yielded) from error
+    finally:
+        client.close()
+    if finish_reason is None:
+        kind = "stream_error" if text_was_yielded else "bad_response"
+        raise ModelServerError(kind, "the stream ended without a finish reason")
+    yield StreamEnd(
+        finish_reason=finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        model=model,
+    )
+
+
+class _ModelServerInferenceClient(InferenceClient):
+    """InferenceClient sending through Parley's own HTTP session instead of huggingface_hub's shared one.
+
+    The shared session refuses every request when HF_HUB_OFFLINE is set, which knowledge.embeddings sets so
+    that the embedding model never reaches for the Hub; our model server is not the Hub. It also caps the pool
+    at 100 connections, fewer than the streams a busy worker holds open. Everything else (payload, auth header,
+    SSE parsing, error classes) stays huggingface_hub's: this mirrors its `_inner_post` (2.4) for that reason.
+    """
+
+    def _inner_post(self, request_parameters, *, stream=False):  # type: ignore[no-untyped-def, override]
+        try:
+            response = self.exit_stack.enter_context(
+                _http_session().stream(
+                    "POST",
+                    request_parameters.url,
+                    json=request_parameters.json,
+                    content=request_parameters.data,
+                    headers=request_parameters.headers,
+                    timeout=self.timeout,
+                )
+            )
+            hf_raise_for_status(response)
+            return response.iter_lines() if stream else response.read()
+        except httpx2.TimeoutException as error:
+            raise InferenceTimeoutError(f"Inference call timed out: {request_parameters.url}") from error
+
+
+_session_lock = threading.Lock()
+_session: httpx2.Client | None = None
+
+
+def _http_session() -> httpx2.Client:
+    global _session
+    with _session_lock:
+        if _session is None:
+            # No redirects: a redirect must not carry the endpoint's bearer token to another host.
+            _session = httpx2.Client(
+                follow_redirects=False,
+                timeout=None,
+                limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=200),
+            )
+        return _session
+
+
+def _top_p_for_tgi(top_p: float | None) -> float | None:
+    # TGI rejects top_p >= 1.0; 1.0 means "no nucleus filtering", which is what leaving it out does.
+    if top_p is None or top_p >= 1.0:
+        return None
+    return top_p
+
+
+def _finish_reason(server_reason: str) -> str:
+    if server_reason in ("stop", "eos_token", "stop_sequence"):
+        return "stop"
+    return server_reason
+
+
+def _sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool] | None) -> bool:
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if should_stop is not None and should_stop():
+            return True
+        time.sleep(min(remaining, 0.05))
+    return should_stop is not None and should_stop()
+
+
+_STATUS_KINDS = {
+    401: ("unauthorized", False),
+    403: ("unauthorized", False),
+    404: ("bad_response", False),
+    422: ("validation", False),
+    424: ("generation", False),
+    429: ("overloaded", True),
+    500: ("generation", False),
+    502: ("unavailable", True),
+    503: ("unavailable", True),
+    504: ("unavailable", True),
+}
+# TGI's messages for in-stream errors on the chat route, which all come with http_status_code 422.
+_MESSAGE_KINDS = (
+    ("Input validation error", "validation", False),
+    ("Model is overloaded", "overloaded", True),
+    ("Request failed during generation", "generation", False),
+    ("Incomplete generation", "generation", False),
+)
+
+
+def _model_server_error(error: Exception, *, text_was_yielded: bool) -> ModelServerError:
+    """Translate huggingface_hub and httpx2 exceptions (PROTOCOL.md §3) into a ModelServerError.
+
+    Once text has been yielded nothing is retryable, and errors inside the stream become "stream_error".
+    """
+    kind, retryable, status, message = _classify(error)
+    if text_was_yielded:
+        kind = "timeout" if kind == "timeout" else "stream_error"
+        retryable = False
+    return ModelServerError(kind, message, retryable=retryable, status_code=status)
+
+
+def _classify(error: Exception) -> tuple[str, bool, int | None, str]:
+    """(kind, retryable before the first token, HTTP status, message) for one exception."""
+    if isinstance(error, ModelServerError):
+        return error.kind, error.retryable, error.status_code, error.message
+    if isinstance(error, InferenceTimeoutError | httpx2.TimeoutException):
+        return "timeout", True, None, "no response within the per-read timeout"
+    if isinstance(error, ValidationError):
+        return "validation", False, 422, str(error)
+    if isinstance(error, OverloadedError):
+        return "overloaded", True, 429, str(error)
+    if isinstance(error, GenerationError | IncompleteGenerationError):
+        return "generation", False, None, str(error)
+    if isinstance(error, UnknownError):
+        # The chat route's in-stream {"error": {"message", "http_status_code"}} arrives as UnknownError(dict).
+        payload = error.args[0] if error.args else None
+        if isinstance(payload, dict):
+            message = str(payload.get("message", payload))
+            for prefix, kind, retryable in _MESSAGE_KINDS:
+                if message.startswith(prefix):
+                    return kind, retryable, payload.get("http_status_code"), message
+            return "stream_error", False, payload.get("http_status_code"), message
+        return "stream_error", False, None, str(error)
+    if isinstance(error, TextGenerationError):
+        return "generation", False, None, str(error)
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else None
+        kind, retryable = _STATUS_KINDS.get(status, ("unavailable" if (status or 0) >= 500 else "bad_response", False))
+        return kind, retryable, status, _http_error_message(error, status)
+    if isinstance(error, httpx2.ConnectError):
+        return "unreachable", True, None, "connection refused or host unreachable"
+    if isinstance(error, httpx2.RemoteProtocolError | httpx2.ReadError | httpx2.WriteError):
+        return "unreachable", True, None, f"connection dropped: {error}"
+    if isinstance(error, httpx2.HTTPError):
+        return "stream_error", False, None, f"{type(error).__name__}: {error}"
+    return "bad_response", False, None, f"unexpected response: {type(error).__name__}: {error}"
+
+
+def _http_error_message(error: HfHubHTTPError, status: int | None) -> str:
+    body = ""
+    # A streamed body may not have been read; the status code is enough then.
+    with contextlib.suppress(Exception):
+        body = error.response.text[:500]
+    return f"HTTP {status}: {body}" if body else f"HTTP {status}"
+
+
+# --- model info, token counts, health -------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+_model_info_cache: dict[str, ModelInfo] = {}
+_endpoints_without_tokenize: set[str] = set()
+
+
+def model_info(endpoint: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> ModelInfo:
+    """The served model's id and token limits from TGI's GET /info, fetched once per endpoint.
+
+    Servers without /info (other OpenAI-compatible servers) get conservative limits. Raises ModelServerError
+    "unreachable"/"timeout" when the server cannot be asked; that is not cached.
+    """
+    key = endpoint.rstrip("/")
+    with _cache_lock:
+        if key in _model_info_cache:
+            return _model_info_cache[key]
+    try:
+        response = httpx.get(f"{key}/info", headers=_auth_headers(api_key), timeout=timeout_s)
+    except httpx.TimeoutException as error:
+        raise ModelServerError("timeout", f"GET /info: {error}", retryable=True) from error
+    except httpx.HTTPError as error:
+        raise ModelServerError("unreachable", f"GET /info: {error}", retryable=True) from error
+    if response.status_code in (401, 403):
+        raise ModelServerError("unauthorized", f"GET /info: HTTP {response.status_code}", status_code=401)
+    info = _parse_info(response)
+    with _cache_lock:
+        _model_info_cache[key] = info
+    return info
+
+
+def _parse_info(response: httpx.Response) -> ModelInfo:
+    max_input, max_total = FALLBACK_MODEL_INFO_LIMITS
+    if response.status_code != 200:
+        logger.info("no TGI /info at %s (HTTP %s); using conservative limits", response.url, response.status_code)
+        return ModelInfo(model_id=UNKNOWN_MODEL_ID, max_input_tokens=max_input, max_total_tokens=max_total)
+    try:
+        payload = response.json()
+        return ModelInfo(
+            model_id=str(payload["model_id"]),
+            max_input_tokens=int(payload["max_input_tokens"]),
+            max_total_tokens=int(payload["max_total_tokens"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        logger.info("unexpected /info body at %s; using conservative limits", response.url)
+        return ModelInfo(model_id=UNKNOWN_MODEL_ID, max_input_tokens=max_input, max_total_tokens=max_total)
+
+
+def estimate_tokens(text: str) -> int:
+    """An over-estimate of a Llama 3 token count without a tokenizer.
+
+    Prose averages ~4 UTF-8 bytes a token, so a third of the bytes is generous; punctuation-dense text can have
+    a token per character, which counting rough word and symbol pieces covers.
+    """
+    return max(math.ceil(len(text.encode()) / 3), len(_ROUGH_PIECES.findall(text)))
+
+
+def count_tokens(endpoint: str, text: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> int:
+    """The exact token count from TGI's POST /tokenize, or `estimate_tokens` when the server has no /tokenize
+    (remembered per endpoint) or does not answer in time."""
+    key = endpoint.rstrip("/")
+    if not text:
+        return 0
+    with _cache_lock:
+        if key in _endpoints_without_tokenize:
+            return estimate_tokens(text)
+    try:
+        response = httpx.post(
+            f"{key}/tokenize", json={"inputs": text}, headers=_auth_headers(api_key), timeout=timeout_s
+        )
+    except httpx.HTTPError as error:
+        logger.info("POST /tokenize at %s failed (%s); estimating", key, error)
+        return estimate_tokens(text)
+    if response.status_code in (404, 405):
+        with _cache_lock:
+            _endpoints_without_tokenize.add(key)
+        return estimate_tokens(text)
+    try:
+        tokens = response.json()
+        if response.status_code != 200 or not isinstance(tokens, list):
+            raise ValueError(f"HTTP {response.status_code}")
+    except ValueError as error:
+        logger.info("POST /tokenize at %s answered %s; estimating", key, error)
+        return estimate_tokens(text)
+    return len(tokens)
+
+
+def model_server_health(endpoint: str, *, api_key: str | None = None, timeout_s: float = 2.0) -> str:
+    """ "ok", "unreachable" or "unhealthy", for /healthz.
+
+    Servers without /health (other OpenAI-compatible servers) are asked GET /v1/models instead.
+    """
+    key = endpoint.rstrip("/")
+    try:
+        response = httpx.get(f"{key}/health", headers=_auth_headers(api_key), timeout=timeout_s)
+        if response.status_code in (404, 405):
+            response = httpx.get(f"{key}/v1/models", headers=_auth_headers(api_key), timeout=timeout_s)
+    except httpx.HTTPError:
+        return "unreachable"
+    return "ok" if response.status_code == 200 else "unhealthy"
+
+
+def forget_endpoint(endpoint: str | None = None) -> None:
+    """Drop what is cached about one endpoint (or all), e.g. after its model was changed."""
+    with _cache_lock:
+        if endpoint is None:
+            _model_info_cache.clear()
+            _endpoints_without_tokenize.clear()
+        else:
+            _model_info_cache.pop(endpoint.rstrip("/"), None)
+            _endpoints_without_tokenize.discard(endpoint.rstrip("/"))
+
+
+def _auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
