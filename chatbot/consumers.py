@@ -1,8 +1,251 @@
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+"""Websocket consumers. Thin: validate a frame, call one service, reply; relay the conversation group's events."""
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from django.conf import settings
+
+from chatbot import conversations, redis_keys
+from chatbot.models import Bot, Conversation
+from chatbot.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, PROTOCOL_VERSION, ErrorCode
+from chatbot.visitors import visitor_token_issue, visitor_token_read
+
+logger = logging.getLogger(__name__)
+
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
 
 
 class EchoConsumer(AsyncJsonWebsocketConsumer):
-    """Answers each JSON frame with itself: a liveness probe for the websocket stack."""
+    """Answers each JSON frame with itself: a liveness probe for the websocket path through proxies."""
 
     async def receive_json(self, content, **kwargs):
         await self.send_json({"type": "echo", "payload": content})
+
+
+def _origin(value: str) -> str:
+    parts = urlsplit(value.strip().lower())
+    if not parts.scheme or not parts.hostname:
+        return ""
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def origin_allowed(*, origin: str, host: str, bot: Bot) -> bool:
+    """Parley's own pages (the chat page in its iframe) or one of the bot's allowed sites."""
+    origin = _origin(origin)
+    if not origin:
+        return False
+    own = {_origin(settings.SITE_URL), _origin(f"http://{host}"), _origin(f"https://{host}")}
+    allowed = {_origin(value) for value in bot.allowed_origins} | own
+    return origin in allowed
+
+
+@database_sync_to_async
+def _bot_by_public_id(public_id: str) -> Bot | None:
+    return Bot.objects.filter(public_id=public_id).first()
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One visitor's widget. Protocol: docs/protocol.md (frames typed in chatbot.protocol)."""
+
+    bot: Bot | None = None
+    conversation: Conversation | None = None
+    counted_connection = False
+
+    async def connect(self):
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
+        self.client_ip = (self.scope.get("client") or ["unknown"])[0]
+        self.bot = await _bot_by_public_id(self.scope["url_route"]["kwargs"]["public_id"])
+        if self.bot is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        if not origin_allowed(origin=headers.get("origin", ""), host=headers.get("host", ""), bot=self.bot):
+            logger.info("refused chat socket for bot %s from origin %r", self.bot.slug, headers.get("origin"))
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        if not await redis_keys.connections_open(ip=self.client_ip, limit=settings.CHAT_CONNECTIONS_PER_IP):
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        self.counted_connection = True
+        self.user_agent = headers.get("user-agent", "")
+        await self.accept()
+
+    async def disconnect(self, code):
+        if self.conversation is not None:
+            await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+        if self.counted_connection:
+            await redis_keys.connections_close(ip=self.client_ip)
+
+    # --- frames from the widget ---
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            await self.send_error("bad_frame", "Only JSON text frames are accepted.")
+            return
+        if len(text_data) > MAX_FRAME_BYTES:
+            await self.send_error("too_long", f"Messages can be at most {MAX_MESSAGE_CHARS} characters.")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.send_error("bad_frame", "That frame is not valid JSON.")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_error("bad_frame", "A frame is a JSON object with a string 'type'.")
+            return
+        handler = self.FRAME_HANDLERS.get(frame["type"])
+        if handler is None:
+            await self.send_error("unknown_type", f"Unknown frame type {frame['type'][:40]!r}.")
+            return
+        if frame["type"] not in ("hello", "ping") and self.conversation is None:
+            await self.send_error("bad_frame", "Send a 'hello' frame first.")
+            return
+        try:
+            await handler(self, frame)
+        except Exception:
+            logger.exception("chat frame %s failed", frame["type"])
+            await self.send_error("server_error", "Something went wrong on our side. Please try again.", retryable=True)
+
+    async def on_hello(self, frame: dict) -> None:
+        token = frame.get("visitor_token")
+        visitor_id = None
+        if isinstance(token, str) and token:
+            visitor_id = visitor_token_read(token=token, bot_public_id=self.bot.public_id)
+        token, visitor_id = visitor_token_issue(bot_public_id=self.bot.public_id, visitor_id=visitor_id)
+        if self.conversation is not None:
+            await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+        self.conversation, history = await self._start(
+            visitor_id=visitor_id,
+            page_url=str(frame.get("page_url") or ""),
+            referrer=str(frame.get("referrer") or ""),
+            language=str(frame.get("lang") or ""),
+        )
+        await self.channel_layer.group_add(self.conversation.group_name, self.channel_name)
+        await self.send_frame(
+            {
+                "type": "ready",
+                "protocol": PROTOCOL_VERSION,
+                "visitor_token": token,
+                "conversation_id": self.conversation.id,
+                "messages": history,
+                "bot": {"name": self.bot.name, "greeting": self.bot.greeting},
+            }
+        )
+
+    @database_sync_to_async
+    def _start(self, **details):
+        conversation = conversations.conversation_resume_or_start(bot=self.bot, user_agent=self.user_agent, **details)
+        return conversation, conversations.conversation_history(conversation=conversation)
+
+    async def on_message(self, frame: dict) -> None:
+        text = frame.get("text")
+        client_id = frame.get("client_id") or ""
+        if not isinstance(text, str) or not text.strip():
+            await self.send_error("bad_frame", "A message needs some text.")
+            return
+        if not isinstance(client_id, str) or len(client_id) > 64:
+            await self.send_error("bad_frame", "client_id must be a string of at most 64 characters.")
+            return
+        if len(text) > MAX_MESSAGE_CHARS:
+            await self.send_error("too_long", f"Messages can be at most {MAX_MESSAGE_CHARS} characters.")
+            return
+        if await redis_keys.rate_limit_hit(
+            scope="visitor", identity=self.conversation.visitor_id,
+            limit=settings.CHAT_MESSAGES_PER_MINUTE_PER_VISITOR, window_s=60,
+        ) or await redis_keys.rate_limit_hit(
+            scope="ip", identity=self.client_ip, limit=settings.CHAT_MESSAGES_PER_MINUTE_PER_IP, window_s=60
+        ):  # fmt: skip
+            await self.send_error(
+                "rate_limited", "You're sending messages very quickly. Please wait a moment and try again.",
+                retryable=True,
+            )  # fmt: skip
+            return
+        try:
+            visitor_message, _ = await database_sync_to_async(conversations.message_receive)(
+                conversation=self.conversation, text=text.strip(), client_id=client_id
+            )
+        except conversations.ConversationBusy:
+            await self.send_error(
+                "busy", "Please wait until the current answer is finished, or stop it.", retryable=True
+            )
+            return
+        await self.send_frame({"type": "ack", "client_id": client_id, "message_id": visitor_message.id})
+
+    async def on_stop(self, frame: dict) -> None:
+        streaming = await database_sync_to_async(conversations.conversation_streaming_message)(
+            conversation=self.conversation
+        )
+        if streaming is not None:
+            await redis_keys.answer_request_stop(message_id=streaming.id)
+
+    async def on_feedback(self, frame: dict) -> None:
+        message_id, value = frame.get("message_id"), frame.get("value")
+        if not isinstance(message_id, int) or value not in ("up", "down"):
+            await self.send_error("bad_frame", "Feedback needs a message_id and a value of 'up' or 'down'.")
+            return
+        found = await database_sync_to_async(conversations.message_feedback)(
+            conversation=self.conversation, message_id=message_id, value=value
+        )
+        if not found:
+            await self.send_error("not_found", "That answer is not part of this conversation.")
+
+    async def on_handoff_request(self, frame: dict) -> None:
+        await database_sync_to_async(conversations.conversation_request_handoff)(conversation=self.conversation)
+        await self.send_frame(
+            {
+                "type": "handoff",
+                "status": "unavailable",
+                "message": "Nobody from the team is available right now. Leave your details and we'll get back to you.",
+            }
+        )
+
+    async def on_ping(self, frame: dict) -> None:
+        await self.send_frame({"type": "pong"})
+
+    FRAME_HANDLERS = {
+        "hello": on_hello,
+        "message": on_message,
+        "stop": on_stop,
+        "feedback": on_feedback,
+        "handoff_request": on_handoff_request,
+        "ping": on_ping,
+    }
+
+    # --- events from the conversation's channel-layer group ---
+
+    async def chat_typing(self, event):
+        await self.send_frame({"type": "typing", "message_id": event["message_id"]})
+
+    async def chat_token(self, event):
+        await self.send_frame({"type": "token", "message_id": event["message_id"], "text": event["text"]})
+
+    async def chat_done(self, event):
+        await self.send_frame(
+            {
+                "type": "done",
+                "message_id": event["message_id"],
+                "status": event["status"],
+                "citations": event["citations"],
+                "text": event["text"],
+            }
+        )
+
+    async def chat_error(self, event):
+        await self.send_error(event["code"], event["message"], retryable=event.get("retryable", True))
+
+    async def chat_frame(self, event):
+        await self.send_frame(event["frame"])
+
+    # --- sending ---
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+
+    async def send_error(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
+        await self.send_frame({"type": "error", "code": code, "message": message, "retryable": retryable})

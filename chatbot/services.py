@@ -1,30 +1,60 @@
-"""Writes of the conversation domain: plain functions, keyword-only arguments."""
+"""Writes of the bot domain: plain functions, keyword-only arguments."""
 
+from django.conf import settings
 from django.db import transaction
 
 from chatbot.models import Bot
+from knowledge.services import knowledge_base_create
 
 DEMO_BOT_SLUG = "demo"
 
 
-def bot_create(*, slug: str, name: str, **fields) -> Bot:
-    return Bot.objects.create(slug=slug, name=name, **fields)
+class BotExists(Exception):
+    pass
 
 
 @transaction.atomic
+def bot_create(*, slug: str, name: str, with_knowledge_base: bool = True, **fields) -> Bot:
+    """A bot with a knowledge base of its own (unless one is given or `with_knowledge_base` is off)."""
+    if Bot.objects.filter(slug=slug).exists():
+        raise BotExists(f"a bot with the slug '{slug}' already exists")
+    if with_knowledge_base and "knowledge_base" not in fields:
+        fields["knowledge_base"] = knowledge_base_create(name=f"{name} knowledge")
+    return Bot.objects.create(slug=slug, name=name, **fields)
+
+
 def bot_ensure_demo() -> tuple[Bot, bool]:
     """The demo bot `up` loads once; returns (bot, created)."""
     existing = Bot.objects.filter(slug=DEMO_BOT_SLUG).first()
     if existing:
         return existing, False
+    origin = settings.SITE_URL
     bot = bot_create(
         slug=DEMO_BOT_SLUG,
         name="Parley Demo",
         persona=(
-            "You are Parley's demo assistant. You help people evaluate and run Parley, a self-hosted chatbot "
-            "platform. Be friendly, concise and concrete."
+            "You are Parley's demo assistant. You help people evaluate, install and run Parley, a self-hosted "
+            "chatbot platform. Be friendly, concise and concrete."
         ),
         greeting="Hi! I'm the Parley demo. Ask me how Parley works, how to install it or how to embed it.",
-        allowed_origins=["http://localhost:8000", "http://127.0.0.1:8000"],
+        allowed_origins=sorted({origin, "http://localhost:8000", "http://127.0.0.1:8000"}),
     )
     return bot, True
+
+
+def bot_demo_documentation_sources(*, bot: Bot) -> list:
+    """Parley's own README and docs/ as the demo bot's knowledge, so a new user can ask the demo about Parley."""
+    from knowledge.services import source_add_file
+
+    base = settings.BASE_DIR
+    paths = [base / "README.md", *sorted((base / "docs").rglob("*.md"))]
+    return [
+        source_add_file(
+            knowledge_base=bot.knowledge_base,
+            filename=path.name,
+            data=path.read_bytes(),
+            title=str(path.relative_to(base)),
+        )
+        for path in paths
+        if path.is_file()
+    ]

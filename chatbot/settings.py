@@ -134,7 +134,13 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        "CONFIG": {
+            # redis-py 8 reads with a 5 s socket timeout by default, the same as channels_redis's blocking
+            # BZPOPMIN: an idle receive would then fail with a TimeoutError. Read longer than the BZPOPMIN.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+            "capacity": 1500,
+            "expiry": 30,
+        },
     }
 }
 
@@ -159,7 +165,6 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Answers stream from the model server and wait on I/O, so one worker process runs many in threads.
 CELERY_WORKER_POOL = env_str("CELERY_WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 32)
-CELERY_BEAT_SCHEDULE: dict = {}
 
 # Model server (TGI or another OpenAI-compatible server). Empty: retrieval-only mode.
 TGI_URL = env_str("TGI_URL").rstrip("/")
@@ -227,4 +232,19 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
     },
+}
+
+# Chat limits, per visitor and per client address, counted in Redis so they hold across Daphne processes.
+CHAT_MESSAGES_PER_MINUTE_PER_VISITOR = env_int("CHAT_MESSAGES_PER_MINUTE_PER_VISITOR", 12)
+CHAT_MESSAGES_PER_MINUTE_PER_IP = env_int("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60)
+CHAT_CONNECTIONS_PER_IP = env_int("CHAT_CONNECTIONS_PER_IP", 50)
+
+# /metrics (Prometheus). When set, scrapers must send "Authorization: Bearer <token>".
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# Web sources may not reach private network addresses (SSRF) unless this is on, or the source allows it.
+PARLEY_ALLOW_PRIVATE_URLS = env_bool("PARLEY_ALLOW_PRIVATE_URLS", False)
+
+CELERY_BEAT_SCHEDULE = {
+    "resync-web-sources": {"task": "knowledge.tasks.resync_due_sources", "schedule": 600.0},
 }

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from chatbot import embedded
-from chatbot.services import bot_ensure_demo
+from chatbot.services import bot_demo_documentation_sources, bot_ensure_demo
 from chatbot.supervisor import ProcessGroup
 
 
@@ -53,6 +53,8 @@ class Command(BaseCommand):
             if created:
                 group.log("parley", f"created the demo bot '{bot.slug}' (public id {bot.public_id})")
             self._start_children(group, host=host, port=port, concurrency=concurrency, beat=not no_beat)
+            if created:
+                self._ingest_demo_documentation(group, bot)
             group.log("parley", f"serving on http://{host}:{port}/ (Ctrl-C stops everything)")
             while not stop_requested.wait(0.2):
                 exited = group.first_exited()
@@ -67,6 +69,14 @@ class Command(BaseCommand):
                 if stopped:
                     group.log("parley", f"stopped embedded {', '.join(stopped)}")
             group.log("parley", "stopped")
+
+    def _ingest_demo_documentation(self, group: ProcessGroup, bot) -> None:
+        from knowledge.tasks import ingest_source
+
+        sources = bot_demo_documentation_sources(bot=bot)
+        for source in sources:
+            ingest_source.delay(source.id)
+        group.log("parley", f"queued {len(sources)} documentation files for the demo bot's knowledge base")
 
     def _start_children(self, group: ProcessGroup, *, host: str, port: int, concurrency: int, beat: bool) -> None:
         python = sys.executable

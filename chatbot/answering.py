@@ -1,0 +1,328 @@
+"""The answer pipeline, run by a Celery worker for each bot message:
+
+load the conversation → retrieve passages → build the prompt within the model's budget → stream from the model
+server → relay text to the conversation's channel-layer group as it arrives → save the final message once.
+
+No database connection is held while the model streams, and nothing is written per token. When the model server
+cannot be used, the visitor still gets the most relevant passages with their links ("retrieval-only").
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from chatbot import metrics
+from chatbot.models import Bot, Message
+from chatbot.protocol import Citation
+from chatbot.redis_keys import answer_stop_requested
+from chatbot.relay import TokenCoalescer, relay
+from inference.budget import BuiltPrompt, PromptBudgetError, build_prompt
+from inference.client import (
+    GenerationSettings,
+    ModelServerError,
+    StreamDelta,
+    StreamEnd,
+    count_tokens,
+    estimate_tokens,
+    model_info,
+    stream_chat,
+)
+from inference.prompts import Passage, Turn, extract_citations
+from knowledge.retrieval import RetrievedChunk, SearchResult, chunk_search
+
+logger = logging.getLogger(__name__)
+
+COALESCE_INTERVAL_S = 0.02
+PASSAGES_PER_ANSWER = 5
+HISTORY_MESSAGES = 20
+STOP_CHECK_INTERVAL_S = 0.02
+
+STRICT_NO_ANSWER = (
+    "I'm sorry, I couldn't find anything about that in our documentation, so I'd rather not guess. "
+    "You can ask for a person from our team, or leave your details and we'll get back to you."
+)
+MODEL_DOWN_WITH_PASSAGES = (
+    "I can't write a full answer right now, but these passages from our documentation look relevant:"
+)
+MODEL_DOWN_NO_PASSAGES = (
+    "I'm sorry, I can't answer right now. Please try again in a few minutes, or ask for a person from our team."
+)
+
+
+@dataclass
+class AnswerOutcome:
+    text: str = ""
+    status: str = Message.Status.COMPLETE
+    citations: list[Citation] = field(default_factory=list)
+    error_code: str = ""
+    error_message: str = ""
+    finish_reason: str = ""
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: float | None = None
+    prompt: list[dict] = field(default_factory=list)
+
+
+def answer_generate(*, message_id: int, coalesce_interval_s: float = COALESCE_INTERVAL_S) -> None:
+    """Answer the visitor message that bot message `message_id` replies to. Safe to call twice."""
+    started = time.monotonic()
+    message = (
+        Message.objects.select_related("conversation__bot", "in_reply_to")
+        .filter(id=message_id, status=Message.Status.STREAMING)
+        .first()
+    )
+    if message is None:
+        return
+    conversation = message.conversation
+    bot = conversation.bot
+    group = conversation.group_name
+    question = message.in_reply_to.text if message.in_reply_to else ""
+    history = _history(message)
+    relay().group_send(group, {"type": "chat.typing", "message_id": message.id})
+
+    search = _retrieve(bot, question)
+    passages = [_passage(n, chunk) for n, chunk in enumerate(search.chunks if search and search.relevant else [], 1)]
+    retrieval_ms = (search.embed_ms + search.search_ms) if search else 0.0
+    # Nothing below needs the database until the final save: give the connection back while the model streams.
+    connection.close()
+
+    if bot.strict_mode and not passages:
+        outcome = AnswerOutcome(text=STRICT_NO_ANSWER, finish_reason="no_relevant_passages")
+        metrics.ANSWERS.labels(bot=bot.slug, outcome="no_relevant_passages").inc()
+    elif not bot.endpoint:
+        outcome = _retrieval_only(search, reason="not_configured")
+        metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
+    else:
+        outcome = _generate(
+            message_id=message.id,
+            bot=bot,
+            group=group,
+            passages=passages,
+            history=history,
+            question=question,
+            search=search,
+            started=started,
+            coalesce_interval_s=coalesce_interval_s,
+        )
+
+    total_ms = (time.monotonic() - started) * 1000
+    close_old_connections()
+    Message.objects.filter(id=message.id).update(
+        text=outcome.text,
+        status=outcome.status,
+        citations=outcome.citations,
+        error_code=outcome.error_code,
+        finish_reason=outcome.finish_reason,
+        model=outcome.model,
+        adapter_id=bot.adapter_id,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        ttft_ms=outcome.ttft_ms,
+        total_ms=total_ms,
+        retrieved=_trace(search),
+        prompt=outcome.prompt,
+        finished_at=timezone.now(),
+    )
+    metrics.RETRIEVAL_SECONDS.observe(retrieval_ms / 1000)
+    relay().group_send(
+        group,
+        {
+            "type": "chat.done",
+            "message_id": message.id,
+            "status": outcome.status,
+            "citations": outcome.citations,
+            "text": outcome.text,
+        },
+    )
+    if outcome.error_code:
+        relay().group_send(
+            group,
+            {"type": "chat.error", "code": outcome.error_code, "message": outcome.error_message, "retryable": True},
+        )
+
+
+def _history(message: Message) -> list[Turn]:
+    earlier = (
+        Message.objects.filter(conversation_id=message.conversation_id, created_at__lt=message.in_reply_to.created_at)
+        .exclude(status__in=[Message.Status.STREAMING, Message.Status.ERROR])
+        .order_by("-created_at", "-id")[:HISTORY_MESSAGES]
+        if message.in_reply_to
+        else []
+    )
+    turns = [Turn(role="user" if m.role == Message.Role.VISITOR else "assistant", text=m.text) for m in earlier]
+    return [turn for turn in reversed(turns) if turn.text]
+
+
+def _retrieve(bot: Bot, question: str) -> SearchResult | None:
+    if bot.knowledge_base_id is None or not question:
+        return None
+    try:
+        return chunk_search(knowledge_base_id=bot.knowledge_base_id, query=question, k=PASSAGES_PER_ANSWER)
+    except Exception:
+        logger.exception("retrieval failed for bot %s; answering without passages", bot.slug)
+        return None
+
+
+def _passage(n: int, chunk: RetrievedChunk) -> Passage:
+    return Passage(n=n, title=chunk.title, url=chunk.url, text=chunk.text, heading_path=" › ".join(chunk.heading_path))
+
+
+def _trace(search: SearchResult | None) -> list[dict]:
+    if search is None:
+        return []
+    return [
+        {
+            "chunk_id": chunk.chunk_id,
+            "title": chunk.title,
+            "url": chunk.url,
+            "heading_path": chunk.heading_path,
+            "score": round(chunk.score, 5),
+            "similarity": None if chunk.similarity is None else round(chunk.similarity, 4),
+            "vector_rank": chunk.vector_rank,
+            "text_rank": chunk.text_rank,
+            "text": chunk.text[:500],
+        }
+        for chunk in search.chunks
+    ]
+
+
+def _citations(passages: list[Passage]) -> list[Citation]:
+    return [Citation(n=passage.n, title=passage.title, url=passage.url) for passage in passages]
+
+
+def _retrieval_only(search: SearchResult | None, *, reason: str) -> AnswerOutcome:
+    """An answer made of the most relevant passages, for when the model cannot be used."""
+    chunks = search.chunks[:3] if search and search.relevant else []
+    if not chunks:
+        return AnswerOutcome(
+            text=MODEL_DOWN_NO_PASSAGES,
+            status=Message.Status.RETRIEVAL_ONLY,
+            finish_reason=reason,
+        )
+    lines = [MODEL_DOWN_WITH_PASSAGES, ""]
+    for n, chunk in enumerate(chunks, start=1):
+        where = " › ".join([chunk.title, *chunk.heading_path[-1:]]) if chunk.heading_path else chunk.title
+        excerpt = " ".join(chunk.text.split())
+        excerpt = excerpt if len(excerpt) <= 300 else excerpt[:297].rsplit(" ", 1)[0] + "…"
+        lines.append(f"{n}. **{where}**: {excerpt} [{n}]")
+    passages = [_passage(n, chunk) for n, chunk in enumerate(chunks, start=1)]
+    return AnswerOutcome(
+        text="\n".join(lines),
+        status=Message.Status.RETRIEVAL_ONLY,
+        citations=_citations(passages),
+        finish_reason=reason,
+    )
+
+
+def _build(bot: Bot, *, passages, history, question, info) -> BuiltPrompt:
+    """Count with the conservative estimate first: when everything fits by the over-estimate it fits for real,
+    and no /tokenize round trip delays the first token. Only when something had to be left out are exact counts
+    from the model server worth their cost."""
+    arguments = dict(
+        persona=bot.persona,
+        passages=passages,
+        history=history,
+        question=question,
+        model_info=info,
+        max_new_tokens=bot.max_new_tokens,
+    )
+    built = build_prompt(count_tokens=estimate_tokens, **arguments)
+    if len(built.passages_used) < len(passages) or len(built.history_used) < len(history) or built.question_truncated:
+        api_key = settings.TGI_API_KEY or None
+        built = build_prompt(count_tokens=lambda text: count_tokens(bot.endpoint, text, api_key=api_key), **arguments)
+    return built
+
+
+def _generate(
+    *,
+    message_id: int,
+    bot: Bot,
+    group: str,
+    passages: list[Passage],
+    history: list[Turn],
+    question: str,
+    search: SearchResult | None,
+    started: float,
+    coalesce_interval_s: float,
+) -> AnswerOutcome:
+    generation = GenerationSettings(
+        endpoint=bot.endpoint,
+        adapter_id=bot.adapter_id or None,
+        temperature=bot.temperature,
+        top_p=bot.top_p,
+        max_new_tokens=bot.max_new_tokens,
+        stop=tuple(bot.stop_sequences[:4]),
+        seed=bot.seed,
+        api_key=settings.TGI_API_KEY or None,
+        timeout_s=settings.TGI_TIMEOUT_S,
+    )
+    coalescer = TokenCoalescer(group=group, message_id=message_id, interval_s=coalesce_interval_s)
+    parts: list[str] = []
+    outcome = AnswerOutcome()
+    stop_checked_at = 0.0
+    stop_requested = False
+    passages_used = passages
+
+    def should_stop() -> bool:
+        nonlocal stop_checked_at, stop_requested
+        now = time.monotonic()
+        if not stop_requested and now - stop_checked_at >= STOP_CHECK_INTERVAL_S:
+            stop_checked_at = now
+            stop_requested = answer_stop_requested(message_id=message_id)
+        return stop_requested
+
+    try:
+        info = model_info(bot.endpoint, api_key=generation.api_key)
+        built = _build(bot, passages=passages, history=history, question=question, info=info)
+        outcome.prompt = built.messages
+        outcome.model = info.model_id
+        passages_used = built.passages_used
+        metrics.ADDED_SECONDS.labels(bot=bot.slug).observe(time.monotonic() - started)
+        end: StreamEnd | None = None
+        for event in stream_chat(generation, built.messages, should_stop=should_stop):
+            if isinstance(event, StreamDelta):
+                if not parts:
+                    outcome.ttft_ms = (time.monotonic() - started) * 1000
+                    metrics.TTFT_SECONDS.labels(bot=bot.slug).observe(outcome.ttft_ms / 1000)
+                parts.append(event.text)
+                coalescer.feed(event.text)
+            else:
+                end = event
+        coalescer.close()
+        outcome.text = "".join(parts)
+        outcome.finish_reason = end.finish_reason or "" if end else ""
+        outcome.model = (end.model if end and end.model and end.model != "tgi" else None) or outcome.model
+        outcome.prompt_tokens = end.prompt_tokens if end and end.prompt_tokens is not None else built.prompt_tokens
+        outcome.completion_tokens = end.completion_tokens if end else None
+        outcome.status = Message.Status.STOPPED if outcome.finish_reason == "stopped" else Message.Status.COMPLETE
+        outcome.citations = _citations(extract_citations(outcome.text, passages_used))
+        metrics.ANSWERS.labels(bot=bot.slug, outcome=outcome.status).inc()
+    except (ModelServerError, PromptBudgetError) as error:
+        coalescer.close()
+        kind = error.kind if isinstance(error, ModelServerError) else "prompt_too_long"
+        metrics.TGI_ERRORS.labels(kind=kind).inc()
+        if not parts:
+            logger.error("model server unavailable for bot %s (%s): answering with passages only", bot.slug, error)
+            fallback = _retrieval_only(search, reason=kind)
+            fallback.prompt, fallback.model = outcome.prompt, outcome.model
+            outcome = fallback
+            metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
+        else:
+            logger.error("model stream failed mid-answer for bot %s (%s)", bot.slug, error)
+            outcome.text = "".join(parts)
+            outcome.status = Message.Status.ERROR
+            outcome.finish_reason = kind
+            outcome.error_code = "answer_failed"
+            outcome.error_message = "The answer was cut off by a problem on our side. Please try again."
+            outcome.citations = _citations(extract_citations(outcome.text, passages_used))
+            metrics.ANSWERS.labels(bot=bot.slug, outcome="error").inc()
+    if outcome.completion_tokens:
+        metrics.TOKENS.labels(bot=bot.slug, direction="out").inc(outcome.completion_tokens)
+    if outcome.prompt_tokens:
+        metrics.TOKENS.labels(bot=bot.slug, direction="in").inc(outcome.prompt_tokens)
+    return outcome

