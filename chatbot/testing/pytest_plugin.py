@@ -83,6 +83,10 @@ class ServerProcess:
 
 
 def start_celery_worker(*, log_path: Path, concurrency: int = 8, **env: str) -> ServerProcess:
+    from chatbot.celery import app as celery_app
+
+    # Tasks queued by earlier tests (whose data is gone) must not reach this worker.
+    celery_app.control.purge()
     log_file = open(log_path, "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [
