@@ -61,20 +61,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
         self.client_ip = (self.scope.get("client") or ["unknown"])[0]
+        self.user_agent = headers.get("user-agent", "")
         self.bot = await _bot_by_public_id(self.scope["url_route"]["kwargs"]["public_id"])
         if self.bot is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND, "not_found", "This chat does not exist (any more).")
             return
         if not origin_allowed(origin=headers.get("origin", ""), host=headers.get("host", ""), bot=self.bot):
             logger.info("refused chat socket for bot %s from origin %r", self.bot.slug, headers.get("origin"))
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN, "forbidden", "This website is not allowed to use this chat.")
             return
         if not await redis_keys.connections_open(ip=self.client_ip, limit=settings.CHAT_CONNECTIONS_PER_IP):
-            await self.close(code=CLOSE_TOO_MANY)
+            await self.refuse(CLOSE_TOO_MANY, "rate_limited", "Too many chats are open from your network.")
             return
         self.counted_connection = True
-        self.user_agent = headers.get("user-agent", "")
         await self.accept()
+
+    async def refuse(self, close_code: int, error_code: ErrorCode, message: str) -> None:
+        """Refuse before any work, but say why: a browser sees neither an HTTP status nor a close code sent
+        during the handshake, so the widget would otherwise retry forever."""
+        await self.accept()
+        await self.send_error(error_code, message)
+        await self.close(code=close_code)
 
     async def disconnect(self, code):
         if self.conversation is not None:

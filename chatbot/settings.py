@@ -127,6 +127,8 @@ DATABASES = (
 if "host" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if env_str("PARLEY_TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": env_str("PARLEY_TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -28,13 +28,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests never reach a real model server unless a test starts the simulator and says so.
 os.environ["TGI_URL"] = ""
+# Several test runs may share the embedded servers (a developer's and an editor's): each gets its own database.
+os.environ.setdefault("PARLEY_TEST_DATABASE_NAME", f"test_parley_{os.getpid()}")
 embedded.configure_environment()
-_STARTED_FOR_TESTS = set(embedded.started_here)
+_RUNS_FILE = TEST_DATA_DIR / ".pytest-runs"
+
+
+def _runs_update(*, add: int | None = None, remove: int | None = None) -> list[int]:
+    """The pids of the test runs using the embedded servers, kept in a file next to them."""
+    with embedded._data_dir_lock(TEST_DATA_DIR):
+        pids = {int(line) for line in _RUNS_FILE.read_text().split()} if _RUNS_FILE.exists() else set()
+        pids = {pid for pid in pids if embedded._pid_alive(pid)}
+        if add is not None:
+            pids.add(add)
+        if remove is not None:
+            pids.discard(remove)
+        _RUNS_FILE.write_text("\n".join(str(pid) for pid in sorted(pids)))
+        return sorted(pids)
+
+
+_runs_update(add=os.getpid())
 
 
 def pytest_unconfigure(config):
-    if _STARTED_FOR_TESTS and not os.environ.get("PARLEY_TEST_KEEP_SERVERS"):
-        embedded.stop_embedded_servers(data_dir=TEST_DATA_DIR, only=_STARTED_FOR_TESTS)
+    others = _runs_update(remove=os.getpid())
+    # The last run out stops the servers, unless told to keep them for the next run.
+    if not others and not os.environ.get("PARLEY_TEST_KEEP_SERVERS"):
+        embedded.stop_embedded_servers(data_dir=TEST_DATA_DIR)
 
 
 def free_port() -> int:

@@ -66,15 +66,25 @@ async def _ready(bot, token=None, **kwargs):
 # --- who may connect ---
 
 
+async def _refused(communicator) -> tuple[dict, int]:
+    """A refused socket says why in an error frame, then closes with a 44xx code; it never reaches hello."""
+    connected, _ = await communicator.connect()
+    assert connected
+    error = await communicator.receive_json_from(timeout=5)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed["type"] == "websocket.close"
+    return error, closed["code"]
+
+
 async def test_it_refuses_a_page_on_a_site_the_bot_does_not_allow(acme):
-    connected, code = await _communicator(acme, origin="https://evil.test").connect()
-    assert not connected
+    error, code = await _refused(_communicator(acme, origin="https://evil.test"))
+    assert error["code"] == "forbidden"
     assert code == 4403
 
 
 async def test_it_refuses_a_socket_without_an_origin(acme):
-    connected, _ = await _communicator(acme, origin=None).connect()
-    assert not connected
+    error, code = await _refused(_communicator(acme, origin=None))
+    assert (error["code"], code) == ("forbidden", 4403)
 
 
 async def test_it_accepts_parleys_own_chat_page_and_the_bots_allowed_sites(acme):
@@ -87,16 +97,15 @@ async def test_it_accepts_parleys_own_chat_page_and_the_bots_allowed_sites(acme)
 
 async def test_it_refuses_a_bot_that_does_not_exist(acme):
     acme.public_id = "no-such-bot"
-    connected, code = await _communicator(acme).connect()
-    assert not connected
-    assert code == 4404
+    error, code = await _refused(_communicator(acme))
+    assert (error["code"], code) == ("not_found", 4404)
 
 
 async def test_it_limits_open_sockets_per_address(acme, settings):
     settings.CHAT_CONNECTIONS_PER_IP = 3
     sockets = [await _connected(acme, ip="10.9.9.9") for _ in range(3)]
-    connected, code = await _communicator(acme, ip="10.9.9.9").connect()
-    assert not connected and code == 4429
+    error, code = await _refused(_communicator(acme, ip="10.9.9.9"))
+    assert (error["code"], code) == ("rate_limited", 4429)
     await sockets[0].disconnect()
     again = await _connected(acme, ip="10.9.9.9")
     for communicator in [*sockets[1:], again]:

@@ -1,0 +1,204 @@
+// Boots the chat page: reads the config the template embedded (#parley-config), wires the
+// connection to the message list and composer, and, when embedded, talks to widget.js.
+
+import { Connection, tokenStore } from "./connection.js";
+import { setLanguage, t } from "./i18n.js";
+import { MessageList } from "./messages.js";
+import { Composer, MAX_CHARS, charCount } from "./composer.js";
+import { HostBridge, resolveParentOrigin } from "./embed.js";
+
+const config = JSON.parse(document.getElementById("parley-config").textContent);
+const bot = { ...config.bot };
+const params = new URLSearchParams(window.location.search);
+const lang = setLanguage(config.lang);
+
+const HEX = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i;
+
+// WCAG relative luminance of a #rgb / #rrggbb colour.
+function luminance(hex) {
+  const h = hex.length === 4 ? [...hex.slice(1)].map((c) => c + c).join("") : hex.slice(1);
+  const [r, g, b] = [0, 2, 4].map((i) => {
+    const c = parseInt(h.slice(i, i + 2), 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+function applyColor(color) {
+  if (!HEX.test(color || "")) return;
+  const root = document.documentElement.style;
+  const lum = luminance(color);
+  root.setProperty("--bot", color);
+  root.setProperty("--on-bot", lum > 0.179 ? "#111827" : "#ffffff");
+  // As text, links and focus rings on white the colour needs 4.5:1; a pale brand colour falls back to ink.
+  root.setProperty("--bot-ink", 1.05 / (lum + 0.05) >= 4.5 ? color : "#1f2937");
+}
+
+function randomId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// --- header ---------------------------------------------------------------------------------
+applyColor(bot.color);
+const avatarImg = document.querySelector("#bot-avatar img");
+avatarImg?.addEventListener("error", () => avatarImg.remove()); // the initial letter behind shows
+const closeButton = document.getElementById("close-button");
+closeButton.setAttribute("aria-label", t("close"));
+closeButton.title = t("close");
+document.getElementById("messages").setAttribute("aria-label", t("messages"));
+
+// --- embedding --------------------------------------------------------------------------------
+let visible = !config.embed;
+let unread = 0;
+
+const bridge = new HostBridge(config.embed ? resolveParentOrigin(config.parentOrigin) : null, {
+  "parley:open": (data) => {
+    visible = true;
+    setUnread(0);
+    connection.connect(); // no-op when already connected
+    if (data.focus !== false) composer.focus();
+  },
+  "parley:hidden": () => {
+    visible = false;
+  },
+});
+document.body.classList.toggle("is-embed", bridge.active);
+closeButton.hidden = !bridge.active;
+closeButton.addEventListener("click", () => bridge.post("parley:close"));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && bridge.active) bridge.post("parley:close");
+});
+
+function setUnread(n) {
+  if (n === unread) return;
+  unread = n;
+  bridge.post("parley:unread", { unread });
+}
+
+function countUnread() {
+  if (!visible) setUnread(unread + 1);
+}
+
+// --- conversation -----------------------------------------------------------------------------
+let lastVisitorText = null;
+
+const list = new MessageList(document.getElementById("messages"), {
+  botName: () => bot.name,
+  onFeedback: (id, value) => connection.send({ type: "feedback", message_id: id, value }),
+  onRetry: (text = lastVisitorText) => {
+    if (text) sendMessage(text);
+  },
+});
+
+const composer = new Composer(document.getElementById("composer"), {
+  onSend: sendMessage,
+  onStop: () => connection.send({ type: "stop" }),
+  onHandoff: () => {
+    if (connection.send({ type: "handoff_request" })) composer.setHandoffPending(true);
+  },
+});
+
+function sendMessage(text) {
+  if (!text || charCount(text) > MAX_CHARS) return false;
+  const clientId = randomId();
+  if (!connection.send({ type: "message", text, client_id: clientId })) return false;
+  lastVisitorText = text;
+  list.clearRetry();
+  list.addVisitor(text, { clientId });
+  list.showTyping();
+  composer.setStreaming(true);
+  return true;
+}
+
+function syncStreaming() {
+  composer.setStreaming(list.isStreaming() || Boolean(list.typingNode));
+}
+
+const statusLine = document.getElementById("connection-status");
+let statusTimer = null;
+
+function showStatus(status) {
+  clearTimeout(statusTimer);
+  composer.setConnected(status === "open");
+  if (status === "open") {
+    statusLine.hidden = true;
+    return;
+  }
+  const text = { connecting: t("connecting"), reconnecting: t("reconnecting"), closed: t("unavailable") }[status];
+  // A first connection that succeeds quickly should not flash "Connecting…".
+  statusTimer = setTimeout(
+    () => {
+      statusLine.textContent = text;
+      statusLine.hidden = false;
+    },
+    status === "connecting" ? 800 : 0,
+  );
+}
+
+const handlers = {
+  ready(frame) {
+    if (frame.bot?.name) bot.name = frame.bot.name;
+    if (typeof frame.bot?.greeting === "string") bot.greeting = frame.bot.greeting;
+    const unsent = list.takePending(); // sent before the connection dropped, never acknowledged
+    list.reset(bot.greeting, frame.messages);
+    for (const text of unsent) list.addUnsent(text);
+    syncStreaming();
+  },
+  ack(frame) {
+    list.markAcked(frame.client_id, frame.message_id);
+  },
+  typing() {
+    list.showTyping();
+    syncStreaming();
+  },
+  token(frame) {
+    list.appendToken(frame.message_id, String(frame.text ?? ""));
+    syncStreaming();
+  },
+  done(frame) {
+    list.finishBot(frame.message_id, frame);
+    syncStreaming();
+    countUnread();
+  },
+  error(frame) {
+    // Errors don't name the message they answer: one sent but not acknowledged was not saved.
+    if (["bad_frame", "too_long", "busy", "rate_limited"].includes(frame.code)) list.failPending();
+    list.addError(frame.message, frame.retryable === true && lastVisitorText !== null);
+    syncStreaming();
+  },
+  staff_joined(frame) {
+    list.addNote(t("staffJoined", { name: frame.name || t("staffDefault") }));
+  },
+  staff_left() {
+    list.addNote(t("staffLeft"));
+  },
+  staff_message(frame) {
+    list.addStaff(frame.name, frame.text);
+    countUnread();
+  },
+  handoff(frame) {
+    if (frame.message) list.addNote(frame.message);
+    composer.setHandoffPending(frame.status === "requested");
+  },
+};
+
+const connection = new Connection({
+  url: new URL(config.wsPath, window.location.href.replace(/^http/, "ws")).href,
+  tokens: tokenStore(bot.publicId),
+  hello: () => ({
+    page_url: params.get("page") || (bridge.active ? "" : window.location.href),
+    referrer: params.get("ref") ?? document.referrer,
+    lang,
+  }),
+  onFrame: (frame) => handlers[frame.type]?.(frame),
+  onStatus: showStatus,
+});
+
+list.reset(bot.greeting, []);
+bridge.post("parley:ready", { color: bot.color, name: bot.name, unread });
+
+// Embedded on every page of a site, the iframe only opens a socket once the visitor opens the chat,
+// or at once for a returning visitor, whose conversation may have news (staff replies).
+if (!bridge.active || connection.tokens.get()) connection.connect();
+if (!bridge.active) composer.focus();
