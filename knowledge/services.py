@@ -124,10 +124,11 @@ def _ingest_file(source: Source, on_progress) -> IngestReport:
     _progress(source, total=1, done=0, on_progress=on_progress)
     with source.file.open("rb") as stored:
         data = stored.read()
-    filename = Path(source.file.name).name
+    # The stored name may carry a suffix from the storage; the document is the source's one file.
+    filename = Path(source.title).name if source.title else Path(source.file.name).name
     report = document_index(
         source=source,
-        key=filename,
+        key="file",
         filename=filename,
         data=data,
         content_type=mimetypes.guess_type(filename)[0],

@@ -1,0 +1,160 @@
+import json
+import math
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from knowledge.embeddings import (
+    EMBEDDING_DIMENSIONS,
+    EMBEDDING_MAX_TOKENS,
+    EmbeddingError,
+    LocalEmbedder,
+    TEIEmbedder,
+    get_embedder,
+    local_model_path,
+)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LocalEmbedder:
+    return get_embedder(None)  # type: ignore[return-value]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_it_declares_the_dimension_the_model_really_has(embedder):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(local_model_path()), device="cpu")
+
+    assert model.get_embedding_dimension() == EMBEDDING_DIMENSIONS
+    assert embedder.dimension == EMBEDDING_DIMENSIONS
+    assert len(embedder.embed_query("How long do refunds take?")) == EMBEDDING_DIMENSIONS
+    assert model.max_seq_length == EMBEDDING_MAX_TOKENS == embedder.max_tokens
+
+
+def test_it_embeds_documents_in_order_as_unit_vectors(embedder):
+    texts = ["Refunds are paid within 14 days.", "Our office is closed on Sundays.", "The cat sat on the mat."]
+
+    vectors = embedder.embed_documents(texts)
+    query = embedder.embed_query("When do I get my money back?")
+
+    assert len(vectors) == 3
+    assert all(math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-4) for vector in vectors)
+    similarities = [cosine(query, vector) for vector in vectors]
+    assert similarities.index(max(similarities)) == 0
+    assert embedder.embed_documents([]) == []
+
+
+def test_it_counts_tokens_like_the_model_including_special_tokens(embedder):
+    assert embedder.count_tokens("") == 2  # [CLS] and [SEP]
+    assert embedder.count_tokens("hello world") == 4
+    # The packaged tokenizer.json truncates at 128 tokens; counting must not.
+    assert embedder.count_tokens("word " * 500) == 502
+    assert embedder.token_offsets("hello world") == [(0, 5), (6, 11)]
+
+
+def test_it_gives_one_embedder_per_configuration(embedder):
+    assert get_embedder(None) is embedder
+    assert isinstance(embedder, LocalEmbedder)
+
+
+def test_it_loads_the_model_once_when_threads_race(embedder):
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: LocalEmbedder().embed_query("same text"), range(8)))
+
+    assert all(result == results[0] for result in results)
+
+
+class FakeTEI:
+    """A stand-in for a text-embeddings-inference server: /info and the root embedding route, over real HTTP."""
+
+    def __init__(self, *, info: dict[str, object] | None, dimension: int = 8, fail: bool = False) -> None:
+        self.batches: list[list[str]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/info" and info is not None:
+                    self._send(200, info)
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                inputs = payload["inputs"] if isinstance(payload["inputs"], list) else [payload["inputs"]]
+                fake.batches.append(inputs)
+                if fail:
+                    self._send(500, {"error": "model crashed", "error_type": "backend"})
+                    return
+                vectors = [[float(len(text) + i) for i in range(dimension)] for text in inputs]
+                self._send(200, [[x / math.sqrt(sum(v * v for v in vec)) for x in vec] for vec in vectors])
+
+            def _send(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def tei_server() -> Iterator[FakeTEI]:
+    server = FakeTEI(info={"model_id": "sentence-transformers/all-MiniLM-L6-v2", "max_input_length": 512})
+    yield server
+    server.close()
+
+
+def test_it_embeds_through_a_tei_server_in_batches(tei_server):
+    tei = TEIEmbedder(base_url=tei_server.url, batch_size=2)
+
+    vectors = tei.embed_documents(["a", "bb", "ccc", "dddd", "eeeee"])
+
+    assert tei.model_name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert tei.dimension == 8  # discovered from the server, not assumed
+    assert tei.max_tokens == EMBEDDING_MAX_TOKENS  # the server accepts 512, the model reads 256
+    assert len(vectors) == 5
+    assert [len(batch) for batch in tei_server.batches[1:]] == [2, 2, 1]
+    assert tei.count_tokens("hello world") == 4
+
+
+def test_it_works_with_a_server_without_info():
+    server = FakeTEI(info=None, dimension=4)
+    try:
+        tei = TEIEmbedder(base_url=server.url)
+        assert (tei.model_name, tei.dimension) == ("sentence-transformers/all-MiniLM-L6-v2", 4)
+    finally:
+        server.close()
+
+
+def test_it_reports_a_failing_tei_server():
+    server = FakeTEI(info={"model_id": "x", "max_input_length": 128}, fail=True)
+    try:
+        with pytest.raises(EmbeddingError, match="embedding server"):
+            TEIEmbedder(base_url=server.url)
+    finally:
+        server.close()
+
+
+def test_it_picks_the_tei_embedder_when_a_url_is_configured(tei_server):
+    chosen = get_embedder(tei_server.url + "/")
+
+    assert isinstance(chosen, TEIEmbedder)
+    assert get_embedder(tei_server.url) is chosen
