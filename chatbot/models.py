@@ -2,10 +2,17 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from pgvector.django import VectorField
+
+from knowledge.embeddings import EMBEDDING_DIMENSIONS
 
 
 def new_public_id() -> str:
     return secrets.token_urlsafe(12)
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 class Bot(models.Model):
@@ -39,6 +46,19 @@ class Bot(models.Model):
     strict_mode = models.BooleanField(
         default=False, help_text="Answer only when the knowledge base has relevant passages; never guess."
     )
+    # Human handoff: when nobody is online or it is outside these hours, the widget offers the lead form instead.
+    business_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"timezone": "Europe/Paris", "days": {"mon": ["09:00", "18:00"], ...}}; empty: always open.',
+    )
+    # Lead capture (see chatbot.leads): the form's fields and when it is shown, where leads are delivered.
+    lead_form = models.JSONField(default=dict, blank=True)
+    notification_email = models.EmailField(blank=True)
+    crm_webhook_url = models.URLField(blank=True)
+    # Signs webhook deliveries (HMAC-SHA256). Generated per bot; never exported.
+    crm_webhook_secret = models.CharField(max_length=128, blank=True, default=new_webhook_secret)
+    lead_retention_days = models.PositiveIntegerField(default=365)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -127,6 +147,11 @@ class Message(models.Model):
     ttft_ms = models.FloatField(null=True, blank=True)
     total_ms = models.FloatField(null=True, blank=True)
     finish_reason = models.CharField(max_length=20, blank=True)
+    # A staff member's better version of a bot answer: what fine-tuning learns from (brand voice).
+    corrected_text = models.TextField(blank=True)
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -142,3 +167,100 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
+
+
+class StaffMember(models.Model):
+    """A dashboard user's role. Administrators manage bots and staff; agents work the bots they are assigned to."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Administrator"
+        AGENT = "agent", "Agent"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_member")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.AGENT)
+    display_name = models.CharField(max_length=100, blank=True, help_text="The name visitors see.")
+    bots = models.ManyToManyField(Bot, blank=True, related_name="staff_members")
+    can_view_leads = models.BooleanField(default=False, help_text="Agents: may see the leads of their bots.")
+
+    def __str__(self) -> str:
+        return self.display_name or self.user.get_username()
+
+
+class ApprovedAnswer(models.Model):
+    """An answer staff wrote or approved: returned verbatim, without a model call, to questions close to it."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="approved_answers")
+    question = models.TextField()
+    answer = models.TextField()
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    times_used = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.question[:80]
+
+
+class Lead(models.Model):
+    """Contact details a visitor left through the bot's form; one per email per bot per day (re-submits update it)."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="leads")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads"
+    )
+    email = models.EmailField(blank=True, db_index=True)
+    name = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict, help_text="Every submitted field, by field name.")
+    page_url = models.URLField(max_length=2000, blank=True)
+    referrer = models.URLField(max_length=2000, blank=True)
+    utm = models.JSONField(default=dict, blank=True)
+    consent_text = models.TextField(blank=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.email or self.name or f"lead {self.pk}"
+
+
+class LeadDelivery(models.Model):
+    """One way a lead reaches the sales team (email or CRM webhook), retried until it succeeds."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "CRM webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Gave up"
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # The lead's version this delivery carries: an update of the lead is delivered again, once.
+    lead_version = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class LeadDeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(LeadDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField(auto_now_add=True)
+    succeeded = models.BooleanField(default=False)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["attempted_at"]
