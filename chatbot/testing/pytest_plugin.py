@@ -6,6 +6,7 @@ REDIS_URL name servers to use. It also provides fixtures for what crosses proces
 real Daphne server, both pointed at the test database.
 """
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -162,3 +163,52 @@ def daphne_server(transactional_db, tmp_path) -> Iterator[ServerProcess]:
     server = start_daphne(log_path=tmp_path / "daphne.log")
     yield server
     server.stop()
+
+
+def _migrations_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(BASE_DIR.glob("*/migrations/*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb):
+    """The test database, copied from a migrated template database kept on the embedded server.
+
+    Migrating from scratch takes seconds on every run; `CREATE DATABASE ... TEMPLATE` takes a fraction of one.
+    The template is named after a fingerprint of every migration file, so a changed migration builds a new one.
+    """
+    from django.db import connection
+
+    template = f"parley_template_{_migrations_fingerprint()}"
+    test_name = connection.creation._get_test_db_name()
+    original_name = connection.settings_dict["NAME"]
+    with django_db_blocker.unblock():
+        with embedded._data_dir_lock(TEST_DATA_DIR), connection._nodb_cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'parley\\_template\\_%%'")
+            templates = {row[0] for row in cursor.fetchall()}
+            if template not in templates:
+                # Build it: migrate a database of that name once, then never connect to it again.
+                connection.settings_dict["NAME"] = original_name
+                connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+                built = connection.settings_dict["NAME"]
+                connection.close()
+                cursor.execute(f'ALTER DATABASE "{built}" RENAME TO "{template}"')
+                for stale in templates:
+                    cursor.execute(f'DROP DATABASE IF EXISTS "{stale}"')
+            cursor.execute(f'DROP DATABASE IF EXISTS "{test_name}"')
+            cursor.execute(f'CREATE DATABASE "{test_name}" TEMPLATE "{template}"')
+        from django.conf import settings as django_settings
+
+        connection.close()
+        connection.settings_dict["NAME"] = test_name
+        django_settings.DATABASES["default"]["NAME"] = test_name
+    yield
+    with django_db_blocker.unblock():
+        connection.close()
+        connection.settings_dict["NAME"] = original_name
+        django_settings.DATABASES["default"]["NAME"] = original_name
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{test_name}" WITH (FORCE)')
