@@ -27,9 +27,13 @@ def compose():
     return yaml.safe_load((BASE_DIR / "compose.yaml").read_text())
 
 
-def _variables_the_settings_read() -> set[str]:
-    source = (BASE_DIR / "chatbot" / "settings.py").read_text()
-    return set(re.findall(r'env_(?:str|bool|int|float|list)\("([A-Z_]+)"', source))
+def _variables_the_app_reads() -> set[str]:
+    names = set()
+    for path in (BASE_DIR / "chatbot").rglob("*.py"):
+        source = path.read_text()
+        names |= set(re.findall(r'env_(?:str|bool|int|float|list)\("([A-Z_]+)"', source))
+        names |= set(re.findall(r'os\.environ(?:\.get)?[\(\[]"([A-Z_]+)"', source))
+    return names
 
 
 def test_it_has_every_production_service(compose):
@@ -44,7 +48,7 @@ def test_app_services_get_every_variable_the_app_needs(compose):
 
 
 def test_every_variable_given_to_the_app_is_one_it_reads(compose):
-    read = _variables_the_settings_read() | {"PARLEY_DATA_DIR"}
+    read = _variables_the_app_reads()
     assert set(compose["services"]["web"]["environment"]) <= read
 
 

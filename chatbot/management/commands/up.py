@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -44,7 +45,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
-        group = ProcessGroup(output=self.stdout._out)
+        group = ProcessGroup(output=self.stdout._out, env=self._child_environment())
         started_servers = set(embedded.started_here)
         try:
             group.log("parley", f"data directory {settings.PARLEY_DATA_DIR}")
@@ -69,6 +70,14 @@ class Command(BaseCommand):
                 if stopped:
                     group.log("parley", f"stopped embedded {', '.join(stopped)}")
             group.log("parley", "stopped")
+
+    def _child_environment(self) -> dict[str, str]:
+        # The web process serves /metrics for every process: each writes its samples here (prometheus_client's
+        # multiprocess mode), and the folder starts empty with each `up`.
+        metrics_dir = settings.PARLEY_DATA_DIR / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PYTHONUNBUFFERED": "1"}
 
     def _ingest_demo_documentation(self, group: ProcessGroup, bot) -> None:
         from knowledge.tasks import ingest_source
