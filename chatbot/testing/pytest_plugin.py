@@ -35,20 +35,28 @@ embedded.configure_environment()
 _RUNS_FILE = TEST_DATA_DIR / ".pytest-runs"
 
 
-def _runs_update(*, add: int | None = None, remove: int | None = None) -> list[int]:
-    """The pids of the test runs using the embedded servers, kept in a file next to them."""
+def _runs_update(*, add: int | None = None, remove: int | None = None) -> dict[int, int]:
+    """The test runs using the embedded servers (pid → their Redis database number), kept in a file next to them.
+
+    Each run gets a Redis database of its own, so one run's Celery workers never answer another's control pings
+    and channel-layer groups never mix."""
     with embedded._data_dir_lock(TEST_DATA_DIR):
-        pids = {int(line) for line in _RUNS_FILE.read_text().split()} if _RUNS_FILE.exists() else set()
-        pids = {pid for pid in pids if embedded._pid_alive(pid)}
-        if add is not None:
-            pids.add(add)
+        runs: dict[int, int] = {}
+        if _RUNS_FILE.exists():
+            for line in _RUNS_FILE.read_text().split():
+                pid, _, database = line.partition(":")
+                if database and embedded._pid_alive(int(pid)):
+                    runs[int(pid)] = int(database)
+        if add is not None and add not in runs:
+            runs[add] = min(set(range(1, 16)) - set(runs.values()) or {1})
         if remove is not None:
-            pids.discard(remove)
-        _RUNS_FILE.write_text("\n".join(str(pid) for pid in sorted(pids)))
-        return sorted(pids)
+            runs.pop(remove, None)
+        _RUNS_FILE.write_text("\n".join(f"{pid}:{database}" for pid, database in sorted(runs.items())))
+        return runs
 
 
-_runs_update(add=os.getpid())
+_redis_database = _runs_update(add=os.getpid())[os.getpid()]
+os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{_redis_database}"
 
 
 def pytest_unconfigure(config):
