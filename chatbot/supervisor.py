@@ -84,7 +84,7 @@ class ProcessGroup:
                 return child
         return None
 
-    def stop(self, *, timeout_s: float = 8.0) -> None:
+    def stop(self, *, timeout_s: float = 5.0) -> None:
         """SIGTERM every child, wait up to `timeout_s` in all, then SIGKILL what is left."""
         for child in reversed(self.children):
             if child.process is not None and child.process.poll() is None:

