@@ -6,6 +6,7 @@ import { setLanguage, t } from "./i18n.js";
 import { MessageList } from "./messages.js";
 import { Composer, MAX_CHARS, charCount } from "./composer.js";
 import { HostBridge, resolveParentOrigin } from "./embed.js";
+import { LeadForm } from "./leadform.js";
 
 const config = JSON.parse(document.getElementById("parley-config").textContent);
 const bot = { ...config.bot };
@@ -111,6 +112,30 @@ function sendMessage(text) {
   return true;
 }
 
+// --- lead form (inline, one at a time) ------------------------------------------------------------
+let leadForm = null;
+
+function showLeadForm(frame) {
+  // One the visitor is filling in stays as it is; a new offer only brings it back into view.
+  if (leadForm?.open) return keepLeadFormLast();
+  leadForm = new LeadForm(frame, {
+    onSubmit: (fields) => connection.send({ type: "lead_submit", fields }),
+    onDismiss: () => {
+      connection.send({ type: "lead_dismiss" });
+      leadForm = null;
+    },
+  });
+  list.update(() => list.append(leadForm.node));
+  countUnread();
+}
+
+// An answer that finishes below an open form pushes it up: move the form back to the end, unless the visitor
+// is typing in it (moving it would take their focus away).
+function keepLeadFormLast() {
+  if (!leadForm?.open || leadForm.node.contains(document.activeElement)) return;
+  list.update(() => list.append(leadForm.node));
+}
+
 function syncStreaming() {
   composer.setStreaming(list.isStreaming() || Boolean(list.typingNode));
 }
@@ -160,12 +185,14 @@ const handlers = {
     list.finishBot(frame.message_id, frame);
     syncStreaming();
     countUnread();
+    keepLeadFormLast();
   },
   error(frame) {
     // Errors don't name the message they answer: one sent but not acknowledged was not saved.
     if (["bad_frame", "too_long", "busy", "rate_limited"].includes(frame.code)) list.failPending();
     list.addError(frame.message, frame.retryable === true && lastVisitorText !== null);
     syncStreaming();
+    leadForm?.unlock();
   },
   staff_joined(frame) {
     list.addNote(t("staffJoined", { name: frame.name || t("staffDefault") }));
@@ -176,6 +203,14 @@ const handlers = {
   staff_message(frame) {
     list.addStaff(frame.name, frame.text);
     countUnread();
+  },
+  lead_form: showLeadForm,
+  lead_errors(frame) {
+    leadForm?.showErrors(frame.errors || {});
+  },
+  lead_saved(frame) {
+    leadForm?.saved(frame.message);
+    leadForm = null;
   },
   handoff(frame) {
     if (frame.message) list.addNote(frame.message);

@@ -402,6 +402,12 @@ function renderCitations(list, parent, ctx) {
       const label = ctx.citeLabel ? ctx.citeLabel(num, source.title || href) : `[${num}] ${source.title || href}`;
       a.setAttribute("aria-label", label);
       a.setAttribute("title", source.title || href);
+    } else if (source) {
+      // A source without a web address (an FAQ entry): numbered like the others, named under the answer.
+      const span = el("span", "cite cite-text");
+      span.textContent = String(num);
+      if (source.title) span.setAttribute("title", source.title);
+      parent.appendChild(span);
     } else {
       // Citations arrive with the final frame; until then (or if unknown) show the marker as text.
       const span = el("span", "cite cite-pending");

@@ -36,10 +36,11 @@ function srOnly(text) {
   return el("span", "sr-only", text);
 }
 
+// Sources without a usable address (FAQ entries have none) are kept: they are named, just not linked.
 function citationMap(citations) {
   const map = new Map();
   for (const c of citations || []) {
-    if (c && Number.isInteger(c.n) && safeUrl(c.url)) map.set(c.n, { title: String(c.title || ""), url: c.url });
+    if (c && Number.isInteger(c.n)) map.set(c.n, { title: String(c.title || ""), url: safeUrl(c.url) || "" });
   }
   return map;
 }
@@ -250,11 +251,15 @@ export class MessageList {
     for (const [n, source] of [...citations].sort((a, b) => a[0] - b[0])) {
       const li = el("li");
       li.value = n;
-      const a = el("a", "", source.title || new URL(source.url).hostname);
-      a.href = safeUrl(source.url);
-      a.target = "_blank";
-      a.rel = "noopener noreferrer";
-      li.append(a);
+      if (source.url) {
+        const a = el("a", "", source.title || new URL(source.url).hostname);
+        a.href = source.url;
+        a.target = "_blank";
+        a.rel = "noopener noreferrer";
+        li.append(a);
+      } else {
+        li.append(el("span", "", source.title || `[${n}]`));
+      }
       list.append(li);
     }
     wrap.append(heading, list);
