@@ -53,6 +53,9 @@
     ".n .p{inset:0;width:100%;height:100%;max-height:none;border-radius:0}" +
     ".n.o .l{display:none}" +
     "iframe{display:block;width:100%;height:100%;border:0}" +
+    // Nothing shows until the chat page says it is ready: a site the bot does not allow (or a Parley that is
+    // down) gets no button that opens onto an error page.
+    "div:not(.r)>.l,div:not(.r)>.p{display:none}" +
     "@media (prefers-reduced-motion:reduce){.l,.p,.o .p{transition:none}.l:hover{transform:none}}";
 
   var ICON =
@@ -92,7 +95,7 @@
 
   function layout() {
     var narrow = Math.min(window.innerWidth, screen.width || Infinity) < 640;
-    root.firstChild.className = (isOpen ? "o" : "") + (narrow ? " n" : "");
+    root.firstChild.className = (isOpen ? "o" : "") + (narrow ? " n" : "") + (frameReady ? " r" : "");
   }
 
   // quiet: don't move focus (opening on page load must not steal it).
@@ -115,6 +118,7 @@
     if (!d || typeof d.type !== "string") return;
     if (d.type === "parley:ready") {
       frameReady = true;
+      layout();
       if (typeof d.color === "string" && /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(d.color)) {
         important(host, { "--c": d.color, "--t": contrastText(d.color) });
       }
