@@ -60,11 +60,12 @@ def conversation_streaming_message(*, conversation: Conversation) -> Message | N
 
 @transaction.atomic
 def message_receive(
-    *, conversation: Conversation, text: str, client_id: str = "", dispatch_answer: bool = True
+    *, conversation: Conversation, text: str, client_id: str = "", dispatch_answer: bool = True, answer: bool = True
 ) -> tuple[Message, Message | None]:
-    """Save a visitor's message and, unless staff have taken over, the bot's answer to come; the answer task is
-    queued once both are committed (unless `dispatch_answer` is off: the caller runs it). Returns (visitor
-    message, bot message or None). A message re-sent with the same client id (a reconnect) is not saved twice."""
+    """Save a visitor's message and, unless staff have taken over (or `answer` is off: the visitor asked for a
+    person), the bot's answer to come; the answer task is queued once both are committed (unless
+    `dispatch_answer` is off: the caller runs it). Returns (visitor message, bot message or None). A message
+    re-sent with the same client id (a reconnect) is not saved twice. Open dashboards are told after commit."""
     from chatbot.tasks import answer_message
 
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
@@ -85,7 +86,8 @@ def message_receive(
         return visitor_message, conversation.messages.filter(in_reply_to=visitor_message).first()
     conversation.last_message_at = timezone.now()
     conversation.save(update_fields=["last_message_at"])
-    if conversation.taken_over_by_id is not None:
+    transaction.on_commit(lambda: _dashboard_notify(visitor_message.id))
+    if conversation.taken_over_by_id is not None or not answer:
         return visitor_message, None
     bot_message = Message.objects.create(
         conversation=conversation, role=Message.Role.BOT, status=Message.Status.STREAMING, in_reply_to=visitor_message
@@ -93,6 +95,12 @@ def message_receive(
     if dispatch_answer:
         transaction.on_commit(lambda: answer_message.delay(bot_message.id))
     return visitor_message, bot_message
+
+
+def _dashboard_notify(message_id: int) -> None:
+    from chatbot.dashboard.services import dashboard_message_notify
+
+    dashboard_message_notify(message_id=message_id)
 
 
 def message_feedback(*, conversation: Conversation, message_id: int, value: str) -> bool:

@@ -1,0 +1,1 @@
+"""The staff dashboard at /dashboard/: conversations, live takeover, bots and knowledge, quality, analytics."""

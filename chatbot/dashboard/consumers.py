@@ -1,0 +1,138 @@
+"""The staff dashboard's websocket: live conversation list, handoff alerts, presence, and the streaming answers of
+the conversation a staff member is looking at. Thin: authorise, join groups, forward events."""
+
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chatbot.dashboard import permissions, presence
+from chatbot.dashboard.protocol import ADMINS_GROUP, bot_group
+from chatbot.models import Conversation
+
+CLOSE_FORBIDDEN = 4403
+
+
+@database_sync_to_async
+def _access(user) -> tuple[str | None, list[int]]:
+    role = permissions.staff_role(user)
+    return role, sorted(permissions.bot_ids_visible(user)) if role else []
+
+
+@database_sync_to_async
+def _conversation_visible(user, conversation_id: str) -> bool:
+    conversation = Conversation.objects.filter(id=conversation_id).first()
+    return conversation is not None and permissions.conversation_visible(user, conversation)
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):
+    groups_joined: list[str]
+    presence_keys: list[str]
+    watching: str | None = None
+
+    async def connect(self):
+        self.groups_joined, self.presence_keys = [], []
+        user = self.scope.get("user")
+        role, bot_ids = await _access(user) if user is not None and user.is_authenticated else (None, [])
+        if role is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.user = user
+        if role == "admin":
+            self.groups_joined = [ADMINS_GROUP]
+            self.presence_keys = [presence.ADMINS_KEY]
+        else:
+            self.groups_joined = [bot_group(bot_id) for bot_id in bot_ids]
+            self.presence_keys = [presence.bot_key(bot_id) for bot_id in bot_ids]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await presence.presence_refresh(channel_name=self.channel_name, keys=self.presence_keys)
+
+    async def disconnect(self, code):
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.watching:
+            await self.channel_layer.group_discard(f"conversation.{self.watching}", self.channel_name)
+        if self.presence_keys:
+            await presence.presence_leave(channel_name=self.channel_name, keys=self.presence_keys)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            frame = json.loads(text_data or "")
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            await self.send_frame({"type": "error", "message": "Frames are JSON objects."})
+            return
+        kind = frame.get("type")
+        if kind == "ping":
+            await presence.presence_refresh(channel_name=self.channel_name, keys=self.presence_keys)
+            await self.send_frame({"type": "pong"})
+        elif kind == "watch":
+            conversation_id = frame.get("conversation_id")
+            if not isinstance(conversation_id, str) or not await _conversation_visible(self.user, conversation_id):
+                await self.send_frame({"type": "error", "message": "No such conversation."})
+                return
+            await self.unwatch()
+            self.watching = conversation_id
+            await self.channel_layer.group_add(f"conversation.{conversation_id}", self.channel_name)
+            await self.send_frame({"type": "watching", "conversation_id": conversation_id})
+        elif kind == "unwatch":
+            await self.unwatch()
+        else:
+            await self.send_frame({"type": "error", "message": f"Unknown frame type {str(kind)[:40]!r}."})
+
+    async def unwatch(self) -> None:
+        if self.watching:
+            await self.channel_layer.group_discard(f"conversation.{self.watching}", self.channel_name)
+            self.watching = None
+
+    # --- dashboard events ---
+
+    async def dashboard_conversation(self, event):
+        await self.send_frame({"type": "conversation", "conversation": event["conversation"]})
+
+    async def dashboard_message(self, event):
+        await self.send_frame(
+            {"type": "message", "conversation_id": event["conversation_id"], "message": event["message"]}
+        )
+
+    async def dashboard_handoff(self, event):
+        await self.send_frame({**event, "type": "handoff"})
+
+    # --- the watched conversation's events (the same the visitor's widget gets) ---
+
+    async def chat_typing(self, event):
+        pass
+
+    async def chat_token(self, event):
+        await self.send_frame(
+            {
+                "type": "answer_token",
+                "conversation_id": self.watching,
+                "message_id": event["message_id"],
+                "text": event["text"],
+            }
+        )
+
+    async def chat_done(self, event):
+        await self.send_frame(
+            {
+                "type": "answer_done",
+                "conversation_id": self.watching,
+                "message_id": event["message_id"],
+                "status": event["status"],
+                "text": event["text"],
+            }
+        )
+
+    async def chat_error(self, event):
+        pass
+
+    async def chat_frame(self, event):
+        # Staff messages and handoff updates reach the dashboards as dashboard.* events already.
+        pass
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))

@@ -1,0 +1,239 @@
+"""What the bots could not answer, grouped by similar question; and the approved answers that fill the gaps.
+
+A question counts as unanswered when its bot answer found no relevant passage (status retrieval_only, finish
+reason "no_relevant_passages", or no retrieved passage at or above MIN_RELEVANCE in its trace), when the visitor
+voted it down, or when the visitor asked for a person after it.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+from pgvector.django import CosineDistance
+
+from chatbot.dashboard.handoff import human_requested
+from chatbot.models import ApprovedAnswer, Bot, Conversation, Message
+from knowledge.embeddings import get_embedder
+from knowledge.retrieval import MIN_RELEVANCE
+
+# Cosine similarity (all-MiniLM-L6-v2) from which a new question gets an approved answer verbatim. Measured:
+# paraphrases score 0.82–0.97 ("I forgot my password, how can I change it?" ~ "How do I reset my password?" 0.89);
+# near but different questions score up to 0.80 ("discount for teachers" ~ "student discount" 0.79, "ship to
+# Canada" ~ "ship abroad" 0.75). A verbatim answer to the wrong question is worse than a generated one.
+APPROVED_ANSWER_MIN_SIMILARITY = 0.82
+# Questions this similar to a group's first question join the group.
+GROUP_MIN_SIMILARITY = 0.70
+# Finish reason the answer pipeline records for an approved answer (no model call, no retrieval needed).
+APPROVED_ANSWER_FINISH_REASON = "approved_answer"
+UNANSWERED_LOOKBACK_DAYS = 30
+UNANSWERED_MAX_QUESTIONS = 500
+_EMBEDDING_CACHE_S = 7 * 24 * 3600
+
+
+def question_embedding(text: str) -> list[float]:
+    return get_embedder(settings.EMBEDDING_URL or None).embed_query(" ".join(text.split()))
+
+
+def _embeddings(texts: list[str]) -> np.ndarray:
+    """Unit vectors for `texts`, cached in Redis: the quality page embeds the same questions on every visit."""
+    keys = {text: "qemb:" + hashlib.sha256(text.encode()).hexdigest()[:32] for text in texts}
+    cached = cache.get_many(list(set(keys.values())))
+    missing = sorted({text for text in texts if keys[text] not in cached})
+    if missing:
+        vectors = get_embedder(settings.EMBEDDING_URL or None).embed_documents(missing)
+        fresh = {keys[text]: vector for text, vector in zip(missing, vectors, strict=True)}
+        cache.set_many(fresh, _EMBEDDING_CACHE_S)
+        cached.update(fresh)
+    if not texts:
+        return np.zeros((0, 0))
+    return np.array([cached[keys[text]] for text in texts], dtype=np.float32)
+
+
+# --- approved answers ---
+
+
+def approved_answer_for(
+    *, bot: Bot, question: str, embedding: list[float] | None = None, min_similarity: float | None = None
+) -> ApprovedAnswer | None:
+    """The bot's approved answer to return verbatim for `question`, or None when none is close enough.
+    Pass `embedding` when the question is already embedded. The result carries `.similarity`."""
+    if not question.strip() or not ApprovedAnswer.objects.filter(bot=bot).exists():
+        return None
+    vector = embedding if embedding is not None else question_embedding(question)
+    best = (
+        ApprovedAnswer.objects.filter(bot=bot)
+        .annotate(distance=CosineDistance("embedding", vector))
+        .order_by("distance", "-created_at")
+        .first()
+    )
+    threshold = APPROVED_ANSWER_MIN_SIMILARITY if min_similarity is None else min_similarity
+    if best is None or 1.0 - best.distance < threshold:
+        return None
+    best.similarity = 1.0 - best.distance
+    return best
+
+
+# --- unanswered questions ---
+
+
+@dataclass
+class UnansweredQuestion:
+    text: str
+    reason: str  # "no_passage" | "thumbs_down" | "asked_human"
+    conversation_id: str
+    bot_id: int
+    at: datetime
+
+
+@dataclass
+class QuestionGroup:
+    questions: list[UnansweredQuestion] = field(default_factory=list)
+
+    @property
+    def question(self) -> str:
+        """The group's representative: its first (most recent) question."""
+        return self.questions[0].text
+
+    @property
+    def reasons(self) -> list[str]:
+        return sorted({q.reason for q in self.questions})
+
+    @property
+    def bot_id(self) -> int:
+        return self.questions[0].bot_id
+
+    @property
+    def count(self) -> int:
+        return len(self.questions)
+
+
+def _no_relevant_passage(message: Message) -> bool:
+    if message.status == Message.Status.RETRIEVAL_ONLY or message.finish_reason == "no_relevant_passages":
+        return True
+    if message.finish_reason == APPROVED_ANSWER_FINISH_REASON or message.status != Message.Status.COMPLETE:
+        return False
+    return not any((passage.get("similarity") or 0) >= MIN_RELEVANCE for passage in message.retrieved or [])
+
+
+def unanswered_questions(*, bots, since: datetime | None = None) -> list[UnansweredQuestion]:
+    """Visitor questions the bots of `bots` (a queryset or list) did not answer well, newest first."""
+    since = since or timezone.now() - timedelta(days=UNANSWERED_LOOKBACK_DAYS)
+    answers = (
+        Message.objects.filter(role=Message.Role.BOT, conversation__bot__in=bots, created_at__gte=since)
+        .exclude(in_reply_to=None)
+        .exclude(status=Message.Status.STREAMING)
+        .select_related("in_reply_to", "conversation")
+        .defer("prompt")
+        .order_by("-created_at")[:UNANSWERED_MAX_QUESTIONS]
+    )
+    found: list[UnansweredQuestion] = []
+    seen: set[int] = set()
+    for answer in answers:
+        reason = None
+        if answer.feedback == Message.Feedback.DOWN:
+            reason = "thumbs_down"
+        elif _no_relevant_passage(answer):
+            reason = "no_passage"
+        if reason and not human_requested(answer.in_reply_to.text):
+            seen.add(answer.in_reply_to_id)
+            found.append(
+                UnansweredQuestion(
+                    text=answer.in_reply_to.text,
+                    reason=reason,
+                    conversation_id=answer.conversation_id,
+                    bot_id=answer.conversation.bot_id,
+                    at=answer.in_reply_to.created_at,
+                )
+            )
+    # Asked for a person: the question they had before they asked (the last one that was not the request itself).
+    handed_off = Conversation.objects.filter(bot__in=bots, handoff_requested_at__gte=since).order_by(
+        "-handoff_requested_at"
+    )[:UNANSWERED_MAX_QUESTIONS]
+    for conversation in handed_off:
+        before = conversation.messages.filter(
+            role=Message.Role.VISITOR, created_at__lte=conversation.handoff_requested_at
+        ).order_by("-created_at", "-id")[:5]
+        question = next((m for m in before if not human_requested(m.text)), None)
+        if question is not None and question.id not in seen:
+            seen.add(question.id)
+            found.append(
+                UnansweredQuestion(
+                    text=question.text,
+                    reason="asked_human",
+                    conversation_id=conversation.id,
+                    bot_id=conversation.bot_id,
+                    at=question.created_at,
+                )
+            )
+    found.sort(key=lambda q: q.at, reverse=True)
+    return found
+
+
+def questions_group(
+    questions: list[UnansweredQuestion], *, min_similarity: float = GROUP_MIN_SIMILARITY
+) -> list[QuestionGroup]:
+    """Greedy clustering: each question joins the first group (of the same bot) whose first question is at least
+    `min_similarity` similar, or starts a new one. Largest groups first; order within a group is kept."""
+    if not questions:
+        return []
+    vectors = _embeddings([q.text for q in questions])
+    groups: list[QuestionGroup] = []
+    leaders: list[int] = []
+    for index, question in enumerate(questions):
+        best, best_similarity = None, min_similarity
+        for group_index, leader in enumerate(leaders):
+            if groups[group_index].bot_id != question.bot_id:
+                continue
+            similarity = float(vectors[index] @ vectors[leader])
+            if similarity >= best_similarity:
+                best, best_similarity = group_index, similarity
+        if best is None:
+            groups.append(QuestionGroup(questions=[question]))
+            leaders.append(index)
+        else:
+            groups[best].questions.append(question)
+    return sorted(groups, key=lambda group: -group.count)
+
+
+def unanswered_groups(*, bots, since: datetime | None = None) -> list[QuestionGroup]:
+    """The unanswered questions of `bots`, grouped, without those an approved answer now covers."""
+    questions = unanswered_questions(bots=bots, since=since)
+    if not questions:
+        return []
+    vectors = _embeddings([q.text for q in questions])
+    approved_by_bot: dict[int, list[np.ndarray]] = {}
+    for approved in ApprovedAnswer.objects.filter(bot__in=bots).only("bot_id", "embedding"):
+        approved_by_bot.setdefault(approved.bot_id, []).append(np.asarray(approved.embedding, dtype=np.float32))
+    open_questions = []
+    for index, question in enumerate(questions):
+        covered = approved_by_bot.get(question.bot_id)
+        if covered and max(float(vectors[index] @ v) for v in covered) >= APPROVED_ANSWER_MIN_SIMILARITY:
+            continue
+        open_questions.append(question)
+    return questions_group(open_questions)
+
+
+def unanswered_filter() -> Q:
+    """Conversations with an unanswered question (for the conversation list's filter; the same rules in SQL)."""
+    no_passage = Q(
+        messages__role=Message.Role.BOT,
+        messages__status__in=[Message.Status.RETRIEVAL_ONLY],
+    ) | Q(messages__role=Message.Role.BOT, messages__finish_reason="no_relevant_passages")
+    return no_passage | Q(id__in=_answers_without_relevant_passage())
+
+
+def _answers_without_relevant_passage():
+    from django.db.models.expressions import RawSQL
+
+    return RawSQL(
+        "SELECT m.conversation_id FROM chatbot_message m WHERE m.role = 'bot' AND m.status = 'complete' "
+        "AND m.finish_reason <> %s AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements("
+        "CASE WHEN jsonb_typeof(m.retrieved) = 'array' THEN m.retrieved ELSE '[]'::jsonb END) AS p "
+        "WHERE (p->>'similarity')::float >= %s)",
+        (APPROVED_ANSWER_FINISH_REASON, MIN_RELEVANCE),
+    )

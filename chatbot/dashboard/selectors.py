@@ -1,0 +1,188 @@
+"""Reads of the dashboard: the conversation list and its filters, transcripts, leads and the analytics series."""
+
+import statistics
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from chatbot.dashboard.quality import unanswered_filter
+from chatbot.models import Bot, Conversation, Lead, Message
+
+
+@dataclass(frozen=True)
+class ConversationFilters:
+    bot: str = ""  # slug
+    date_from: date | None = None
+    date_to: date | None = None
+    has_lead: bool = False
+    negative_feedback: bool = False
+    handed_off: bool = False
+    unanswered: bool = False
+    q: str = ""
+
+    @classmethod
+    def from_query(cls, params) -> "ConversationFilters":
+        def day(name: str) -> date | None:
+            try:
+                return date.fromisoformat(params.get(name, ""))
+            except ValueError:
+                return None
+
+        return cls(
+            bot=params.get("bot", ""),
+            date_from=day("from"),
+            date_to=day("to"),
+            has_lead=params.get("has_lead") == "1",
+            negative_feedback=params.get("negative_feedback") == "1",
+            handed_off=params.get("handed_off") == "1",
+            unanswered=params.get("unanswered") == "1",
+            q=params.get("q", "").strip()[:200],
+        )
+
+
+def conversation_list(*, bots: QuerySet[Bot], filters: ConversationFilters, limit: int = 100) -> list[Conversation]:
+    """Conversations with at least one message, most recent activity first, each with `.preview` (the visitor's
+    last message) and `.has_lead`."""
+    last_visitor_text = (
+        Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.VISITOR)
+        .order_by("-created_at", "-id")
+        .values("text")[:1]
+    )
+    conversations = (
+        Conversation.objects.filter(bot__in=bots)
+        .filter(Exists(Message.objects.filter(conversation=OuterRef("pk"))))
+        .select_related("bot", "taken_over_by")
+        .annotate(
+            preview=Subquery(last_visitor_text),
+            has_lead=Exists(Lead.objects.filter(conversation=OuterRef("pk"))),
+        )
+    )
+    if filters.bot:
+        conversations = conversations.filter(bot__slug=filters.bot)
+    if filters.date_from:
+        conversations = conversations.filter(last_message_at__date__gte=filters.date_from)
+    if filters.date_to:
+        conversations = conversations.filter(started_at__date__lte=filters.date_to)
+    if filters.has_lead:
+        conversations = conversations.filter(has_lead=True)
+    if filters.negative_feedback:
+        conversations = conversations.filter(
+            Exists(Message.objects.filter(conversation=OuterRef("pk"), feedback=Message.Feedback.DOWN))
+        )
+    if filters.handed_off:
+        staff_wrote = Exists(Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.STAFF))
+        conversations = conversations.filter(
+            Q(handoff_requested_at__isnull=False) | Q(taken_over_by__isnull=False) | staff_wrote
+        )
+    if filters.unanswered:
+        conversations = conversations.filter(id__in=Conversation.objects.filter(unanswered_filter()).values("id"))
+    if filters.q:
+        conversations = conversations.filter(
+            Exists(Message.objects.filter(conversation=OuterRef("pk"), text__icontains=filters.q))
+        )
+    return list(conversations.order_by("-last_message_at")[:limit])
+
+
+def transcript(*, conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.select_related("staff_user", "in_reply_to").order_by("created_at", "id"))
+
+
+def leads_of(*, bot: Bot, limit: int = 500) -> list[Lead]:
+    return list(Lead.objects.filter(bot=bot).select_related("conversation").order_by("-created_at")[:limit])
+
+
+# --- analytics ---
+
+
+@dataclass
+class Analytics:
+    days: list[date]
+    conversations: list[int]
+    bot_only: list[int]
+    with_human: list[int]
+    feedback_up: list[int]
+    feedback_down: list[int]
+    leads: list[int]
+    ttft_median_ms: list[float | None]
+    ttft_p90_ms: list[float | None]
+    tokens_by_bot: list[tuple[str, int]]
+
+    @property
+    def totals(self) -> dict[str, int]:
+        answered = sum(self.bot_only)
+        total = answered + sum(self.with_human)
+        return {
+            "conversations": sum(self.conversations),
+            "answered_without_human_pct": round(100 * answered / total) if total else 0,
+            "feedback_up": sum(self.feedback_up),
+            "feedback_down": sum(self.feedback_down),
+            "leads": sum(self.leads),
+            "tokens": sum(tokens for _, tokens in self.tokens_by_bot),
+        }
+
+
+def _per_day(rows, days: list[date], key: str = "n") -> list[int]:
+    by_day = {row["day"]: row[key] for row in rows}
+    return [by_day.get(day, 0) for day in days]
+
+
+def analytics(*, bots: QuerySet[Bot], days: int = 30, today: date | None = None) -> Analytics:
+    today = today or timezone.localdate()
+    day_list = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    since = timezone.make_aware(datetime.combine(day_list[0], datetime.min.time()))
+    conversations = Conversation.objects.filter(bot__in=bots, started_at__gte=since).filter(
+        Exists(Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.VISITOR))
+    )
+    human = (
+        Q(handoff_requested_at__isnull=False)
+        | Q(taken_over_by__isnull=False)
+        | Exists(Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.STAFF))
+    )
+    per_day = conversations.annotate(day=TruncDate("started_at")).values("day")
+    total = per_day.annotate(n=Count("id"))
+    with_human = per_day.filter(human).annotate(n=Count("id"))
+    conversation_counts = _per_day(total, day_list)
+    human_counts = _per_day(with_human, day_list)
+
+    answers = Message.objects.filter(role=Message.Role.BOT, conversation__bot__in=bots, created_at__gte=since)
+    feedback = answers.exclude(feedback="").annotate(day=TruncDate("created_at")).values("day")
+    up = feedback.filter(feedback=Message.Feedback.UP).annotate(n=Count("id"))
+    down = feedback.filter(feedback=Message.Feedback.DOWN).annotate(n=Count("id"))
+    leads = (
+        Lead.objects.filter(bot__in=bots, created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+    )
+
+    ttfts: dict[date, list[float]] = {}
+    for day, ttft in answers.exclude(ttft_ms=None).annotate(day=TruncDate("created_at")).values_list("day", "ttft_ms"):
+        ttfts.setdefault(day, []).append(ttft)
+
+    def quantile(values: list[float], q: float) -> float | None:
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+
+    tokens = (
+        answers.values("conversation__bot__name")
+        .annotate(n=Sum("completion_tokens"))
+        .order_by("-n", "conversation__bot__name")
+    )
+    return Analytics(
+        days=day_list,
+        conversations=conversation_counts,
+        bot_only=[n - h for n, h in zip(conversation_counts, human_counts, strict=True)],
+        with_human=human_counts,
+        feedback_up=_per_day(up, day_list),
+        feedback_down=_per_day(down, day_list),
+        leads=_per_day(leads, day_list),
+        ttft_median_ms=[quantile(ttfts.get(day, []), 0.5) for day in day_list],
+        ttft_p90_ms=[quantile(ttfts.get(day, []), 0.9) for day in day_list],
+        tokens_by_bot=[(row["conversation__bot__name"], row["n"] or 0) for row in tokens],
+    )
