@@ -8,7 +8,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
-from chatbot import conversations, redis_keys
+from chatbot import conversations, leads, redis_keys
+from chatbot.dashboard import handoff
 from chatbot.models import Bot, Conversation
 from chatbot.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, PROTOCOL_VERSION, ErrorCode
 from chatbot.visitors import visitor_token_issue, visitor_token_read
@@ -144,6 +145,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "bot": {"name": self.bot.name, "greeting": self.bot.greeting},
             }
         )
+        await self.send_lead_form(leads.lead_form_on_hello)
 
     @database_sync_to_async
     def _start(self, **details):
@@ -173,16 +175,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 retryable=True,
             )  # fmt: skip
             return
+        # "Can I talk to a person?" is a handoff request, not a question for the bot.
+        wants_person = handoff.human_requested(text) and not await self._taken_over()
         try:
-            visitor_message, _ = await database_sync_to_async(conversations.message_receive)(
-                conversation=self.conversation, text=text.strip(), client_id=client_id
+            visitor_message, bot_message = await database_sync_to_async(conversations.message_receive)(
+                conversation=self.conversation, text=text.strip(), client_id=client_id, answer=not wants_person
             )
         except conversations.ConversationBusy:
             await self.send_error(
                 "busy", "Please wait until the current answer is finished, or stop it.", retryable=True
             )
             return
-        await self.send_frame({"type": "ack", "client_id": client_id, "message_id": visitor_message.id})
+        # "answer" tells the widget whether the bot will reply (not while staff have taken over, nor to a request
+        # for a person), so it shows the typing indicator only when something is coming.
+        await self.send_frame(
+            {
+                "type": "ack",
+                "client_id": client_id,
+                "message_id": visitor_message.id,
+                "answer": bot_message is not None,
+            }
+        )
+        if wants_person:
+            await self.on_handoff_request({"type": "handoff_request"})
+            return
+        await self.send_lead_form(leads.lead_form_after_visitor_message)
+
+    @database_sync_to_async
+    def _taken_over(self) -> bool:
+        return Conversation.objects.filter(id=self.conversation.id, taken_over_by__isnull=False).exists()
 
     async def on_stop(self, frame: dict) -> None:
         streaming = await database_sync_to_async(conversations.conversation_streaming_message)(
@@ -203,14 +224,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("not_found", "That answer is not part of this conversation.")
 
     async def on_handoff_request(self, frame: dict) -> None:
-        await database_sync_to_async(conversations.conversation_request_handoff)(conversation=self.conversation)
-        await self.send_frame(
-            {
-                "type": "handoff",
-                "status": "unavailable",
-                "message": "Nobody from the team is available right now. Leave your details and we'll get back to you.",
-            }
-        )
+        # "requested" when a staff member is online within business hours (the dashboards are told at once);
+        # otherwise "unavailable", and the widget offers the lead form.
+        outcome = await database_sync_to_async(handoff.handoff_request)(conversation=self.conversation)
+        await self.send_frame({"type": "handoff", "status": outcome.status, "message": outcome.message})
+        if outcome.status == "unavailable":
+            await self.send_lead_form(leads.lead_form_on_handoff_unavailable)
+
+    async def send_lead_form(self, trigger) -> None:
+        """Offer the lead form if `trigger` (a chatbot.leads service taking the conversation) says so."""
+        frame = await database_sync_to_async(trigger)(conversation=self.conversation)
+        if frame is not None:
+            await self.send_frame(frame)
+
+    async def on_lead_submit(self, frame: dict) -> None:
+        fields = frame.get("fields")
+        if not isinstance(fields, dict) or len(fields) > 50:
+            await self.send_error("bad_frame", "lead_submit needs 'fields', an object of the form's values.")
+            return
+        if await redis_keys.rate_limit_hit(scope="lead", identity=self.conversation.visitor_id, limit=10, window_s=60):
+            await self.send_error("rate_limited", "Please wait a moment before sending the form again.", retryable=True)
+            return
+        result = await database_sync_to_async(leads.lead_capture)(conversation=self.conversation, fields=fields)
+        if result.errors:
+            await self.send_frame({"type": "lead_errors", "errors": result.errors})
+        else:
+            await self.send_frame({"type": "lead_saved", "message": result.message})
+
+    async def on_lead_dismiss(self, frame: dict) -> None:
+        await database_sync_to_async(leads.lead_form_dismiss)(conversation=self.conversation)
 
     async def on_ping(self, frame: dict) -> None:
         await self.send_frame({"type": "pong"})
@@ -222,6 +264,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "feedback": on_feedback,
         "handoff_request": on_handoff_request,
         "ping": on_ping,
+        "lead_submit": on_lead_submit,
+        "lead_dismiss": on_lead_dismiss,
     }
 
     # --- events from the conversation's channel-layer group ---

@@ -88,6 +88,9 @@ class Conversation(models.Model):
     language = models.CharField(max_length=8, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     handoff_requested_at = models.DateTimeField(null=True, blank=True)
+    # Lead form (chatbot.leads): why it was last offered (shown again on reconnect) and whether it was dismissed.
+    lead_form_reason = models.CharField(max_length=20, blank=True)
+    lead_form_dismissed_at = models.DateTimeField(null=True, blank=True)
     taken_over_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -253,6 +256,12 @@ class LeadDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["lead", "channel", "lead_version"], name="lead_delivery_unique_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} of {self.lead}: {self.status}"
 
 
 class LeadDeliveryAttempt(models.Model):
@@ -264,3 +273,6 @@ class LeadDeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["attempted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"

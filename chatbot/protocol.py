@@ -77,6 +77,15 @@ class PingFrame(TypedDict):
     type: Literal["ping"]
 
 
+class LeadSubmitFrame(TypedDict):
+    type: Literal["lead_submit"]
+    fields: dict[str, str | bool]
+
+
+class LeadDismissFrame(TypedDict):
+    type: Literal["lead_dismiss"]
+
+
 # --- server → client ---
 
 
@@ -98,6 +107,7 @@ class AckFrame(TypedDict):
     type: Literal["ack"]
     client_id: str
     message_id: int
+    answer: bool
 
 
 class TypingFrame(TypedDict):
@@ -150,6 +160,41 @@ class StaffMessageFrame(TypedDict):
 
 class PongFrame(TypedDict):
     type: Literal["pong"]
+
+
+# Lead form (chatbot.leads): offered inline in the conversation; see docs/protocol.md "Lead form".
+LeadFormReason = Literal["before_chat", "after_messages", "cannot_answer", "no_human", "buying_intent"]
+LeadFieldType = Literal["name", "email", "phone", "company", "text", "select", "consent"]
+
+
+class LeadFormField(TypedDict):
+    name: str
+    type: LeadFieldType
+    label: str
+    required: bool
+    options: list[str]
+
+
+class LeadFormDefinition(TypedDict):
+    title: str
+    fields: list[LeadFormField]
+    submit_label: str
+
+
+class LeadFormFrame(TypedDict):
+    type: Literal["lead_form"]
+    reason: LeadFormReason
+    form: LeadFormDefinition
+
+
+class LeadSavedFrame(TypedDict):
+    type: Literal["lead_saved"]
+    message: str
+
+
+class LeadErrorsFrame(TypedDict):
+    type: Literal["lead_errors"]
+    errors: dict[str, str]
 
 
 # --- channel-layer events (worker or dashboard → every socket of a conversation) ---

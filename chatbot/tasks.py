@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from chatbot import leads_tasks  # noqa: F401 - registers the lead tasks with the worker
 from chatbot.answering import answer_generate
 
 

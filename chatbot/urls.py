@@ -1,7 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-from chatbot import views, widget
+from chatbot import leads_views, views, widget
 
 urlpatterns = [
     path("", widget.demo_page, name="home"),
@@ -9,5 +9,10 @@ urlpatterns = [
     path("chat/<str:public_id>/", widget.chat_page, name="chat-page"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
+    path("dashboard/bots/<slug:slug>/leads/", leads_views.leads_list, name="leads-list"),
+    path("dashboard/bots/<slug:slug>/leads.csv", leads_views.leads_export, name="leads-export"),
+    path("dashboard/bots/<slug:slug>/leads/<int:lead_id>/", leads_views.lead_detail, name="lead-detail"),
+    path("dashboard/bots/<slug:slug>/visitor-data/delete/", leads_views.visitor_data_delete, name="visitor-delete"),
     path("admin/", admin.site.urls),
+    path("dashboard/", include("chatbot.dashboard.urls")),
 ]

@@ -237,7 +237,7 @@ async def test_a_message_is_saved_before_it_is_acknowledged_and_an_answer_is_que
     await communicator.send_json_to({"type": "message", "text": "What are your opening hours?", "client_id": "c-1"})
     ack = await communicator.receive_json_from(timeout=5)
 
-    assert ack == {"type": "ack", "client_id": "c-1", "message_id": ack["message_id"]}
+    assert ack == {"type": "ack", "client_id": "c-1", "message_id": ack["message_id"], "answer": True}
     messages = await database_sync_to_async(list)(
         Message.objects.filter(conversation_id=ready["conversation_id"]).values_list("role", "text", "status")
     )

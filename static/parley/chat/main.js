@@ -172,6 +172,11 @@ const handlers = {
   },
   ack(frame) {
     list.markAcked(frame.client_id, frame.message_id);
+    // No bot answer follows while staff have taken over, or when the visitor asked for a person.
+    if (frame.answer === false) {
+      list.hideTyping();
+      syncStreaming();
+    }
   },
   typing() {
     list.showTyping();
@@ -201,7 +206,9 @@ const handlers = {
     list.addNote(t("staffLeft"));
   },
   staff_message(frame) {
+    list.hideTyping();
     list.addStaff(frame.name, frame.text);
+    syncStreaming();
     countUnread();
   },
   lead_form: showLeadForm,
@@ -213,6 +220,8 @@ const handlers = {
     leadForm = null;
   },
   handoff(frame) {
+    list.hideTyping();
+    syncStreaming();
     if (frame.message) list.addNote(frame.message);
     composer.setHandoffPending(frame.status === "requested");
   },
