@@ -544,7 +544,8 @@ def _strip_tags(html: str) -> str:
 
 
 def _strip_inline_markdown(text: str) -> str:
-    return re.sub(r"[*_`]+", "", text).strip()
+    # Emphasis markers sit at the edges of words; an underscore inside one (`make_archive`) is part of the name.
+    return re.sub(r"`+|(?<!\w)[*_]+|[*_]+(?!\w)", "", text).strip()
 
 
 def _human_size(size: int) -> str:

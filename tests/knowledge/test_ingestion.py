@@ -63,7 +63,8 @@ def test_a_file_becomes_an_indexed_document_with_embedded_chunks(knowledge_base)
     assert chunks[0].heading_text == "Shipping guide › Delivery times"
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM knowledge_chunk WHERE document_id = %s AND search_vector @@ websearch_to_tsquery('english', 'refunds')",
+            "SELECT count(*) FROM knowledge_chunk WHERE document_id = %s"
+            " AND search_vector @@ websearch_to_tsquery('english', 'refunds')",
             [document.id],
         )
         assert cursor.fetchone()[0] == 1
@@ -107,7 +108,11 @@ def test_a_reader_never_sees_a_document_half_indexed(knowledge_base, settings):
     def read_counts():
         with psycopg.connect(**params, autocommit=True) as reader:
             while not done.is_set():
-                seen.add(reader.execute("SELECT count(*) FROM knowledge_chunk WHERE document_id = %s", [document.id]).fetchone()[0])
+                seen.add(
+                    reader.execute(
+                        "SELECT count(*) FROM knowledge_chunk WHERE document_id = %s", [document.id]
+                    ).fetchone()[0]
+                )
 
     reader = threading.Thread(target=read_counts)
     reader.start()
