@@ -27,6 +27,11 @@ class EvaluationResult:
     mode: str
     p50_ms: float
     p95_ms: float
+    # The same split: the query's embedding, and the database plus fusion (`SearchResult.search_ms`).
+    embed_p50_ms: float
+    embed_p95_ms: float
+    search_p50_ms: float
+    search_p95_ms: float
     misses: list[str]
 
     def as_json(self) -> dict:
@@ -71,11 +76,14 @@ def retrieval_evaluate(
     """A question is a hit when any of the top-k chunks contains any expected phrase (case-insensitive,
     whitespace-normalised); its reciprocal rank is 1 / the rank of the first such chunk."""
     hits, reciprocal_ranks, latencies, misses = 0, [], [], []
+    embed_latencies, search_latencies = [], []
     chunk_search(knowledge_base_id=knowledge_base_id, query="warm up", k=k, mode=mode)  # load the model first
     for item in questions:
         started = time.perf_counter()
         result = chunk_search(knowledge_base_id=knowledge_base_id, query=item.question, k=k, mode=mode)
         latencies.append((time.perf_counter() - started) * 1000)
+        embed_latencies.append(result.embed_ms)
+        search_latencies.append(result.search_ms)
         expected = [_normalise(phrase) for phrase in item.expected]
         rank = next(
             (
@@ -99,5 +107,9 @@ def retrieval_evaluate(
         mode=mode,
         p50_ms=_percentile(latencies, 0.50),
         p95_ms=_percentile(latencies, 0.95),
+        embed_p50_ms=_percentile(embed_latencies, 0.50),
+        embed_p95_ms=_percentile(embed_latencies, 0.95),
+        search_p50_ms=_percentile(search_latencies, 0.50),
+        search_p95_ms=_percentile(search_latencies, 0.95),
         misses=misses,
     )

@@ -129,3 +129,24 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.position}"
+
+
+class Term(models.Model):
+    """Per-knowledge-base document frequencies of the chunks' full-text lexemes, for BM25's IDF.
+
+    Maintained by statement-level triggers on the chunk table (migration 0003), so every way chunks come and go
+    (ingestion, cascading deletes of sources and documents) keeps it right. The row with the empty lexeme (never a
+    real lexeme) holds the knowledge base's totals: `chunks` is its number of chunks and `lexemes` the sum of
+    their distinct-lexeme counts, for the average chunk length. Rows may reach zero; they are harmless.
+    """
+
+    knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="+")
+    lexeme = models.TextField()
+    chunks = models.BigIntegerField(default=0)
+    lexemes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["knowledge_base", "lexeme"], name="term_unique_lexeme")]
+
+    def __str__(self) -> str:
+        return f"{self.lexeme or '(totals)'}: {self.chunks}"

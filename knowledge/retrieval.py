@@ -1,12 +1,21 @@
-"""Hybrid retrieval: pgvector nearest neighbours and PostgreSQL full-text search, fused by reciprocal rank.
+"""Hybrid retrieval: pgvector nearest neighbours and a BM25 ranking on PostgreSQL full-text search, fused by score.
 
-Both halves run on the chunk table filtered to one knowledge base. Small knowledge bases (the common case) are
-searched exactly, which is both fast and perfect; large ones go through the HNSW index with pgvector 0.8's
-iterative scan and a generous `hnsw.ef_search`, so a filter that keeps only one bot's rows among many does not
-starve the scan of candidates.
+Both halves run on the chunk table filtered to one knowledge base, then one small query scores every candidate of
+either half by cosine similarity, and the fused ranking is the similarity plus a weighted, normalised BM25 score.
+Chunks with identical text (documentation repeats itself) are returned once.
+
+- Vector half: small knowledge bases (the common case) are searched exactly, which is fast and perfect; large ones
+  go through the HNSW index with pgvector 0.8's iterative scan and a generous `hnsw.ef_search`, so a filter that
+  keeps only one bot's rows among many does not starve the scan of candidates.
+- Text half: `ts_rank_cd` has no inverse document frequency, so common words drowned the ranking. The question's
+  lexemes are looked up in `knowledge_term` (document frequencies per knowledge base, kept by triggers), the GIN
+  index finds the chunks holding any informative lexeme, and they are ranked by BM25 with binary term frequency
+  (presence of each lexeme, IDF-weighted, length-normalised), which a tsvector answers cheaply with `@@`.
+
+Weights were tuned on tests/fixtures/eval (see docs/retrieval.md); rank fusion (RRF) was measured and was worse.
 """
 
-import re
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -16,17 +25,26 @@ from django.db import connection, transaction
 from knowledge.embeddings import get_embedder
 from knowledge.models import SEARCH_CONFIG, Chunk
 
-# Reciprocal rank fusion constant: a hit at rank r in one list adds 1 / (RRF_K + r).
-RRF_K = 60
 # Candidates taken from each half before fusion.
 CANDIDATES = 40
+# Fused score: cosine similarity + TEXT_WEIGHT * BM25 / (the best BM25 among the candidates).
+TEXT_WEIGHT = 0.15
+BM25_K1 = 1.2
+BM25_B = 0.75
+# Candidates of the text half are the chunks holding the rarest of the question's lexemes, taken rarest first
+# while their document frequencies add up to at most this (at least one lexeme): the work stays bounded however
+# large the knowledge base, and chunks holding only common words would score too little to matter. Every lexeme
+# still counts in the score.
+MATCH_BUDGET_CHUNKS = 1_000
+# When even the rarest lexeme is common (a question of everyday words), BM25 has little to say and the vector half
+# decides: score at most this many of the matching chunks rather than all of them.
+MATCH_SCAN_LIMIT = 2_000
+MAX_QUERY_LEXEMES = 32
 # Up to this many chunks in a knowledge base, vector search is exact (a scan of that knowledge base's rows).
 EXACT_SEARCH_MAX_CHUNKS = 20_000
 HNSW_EF_SEARCH = 200
 # Cosine similarity (all-MiniLM-L6-v2) under which a passage is not about the question at all.
 MIN_RELEVANCE = 0.30
-
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -56,12 +74,6 @@ class SearchResult:
         return [chunk for chunk in self.chunks if chunk.similarity is not None and chunk.similarity >= MIN_RELEVANCE]
 
 
-def fulltext_query(question: str) -> str:
-    """A `websearch_to_tsquery` input matching any of the question's words: a question is phrased in words the
-    passage rarely repeats all of, and ranking (ts_rank_cd) rewards the passages that share the most."""
-    return " or ".join(_WORD.findall(question)[:64])
-
-
 def chunk_search(
     *,
     knowledge_base_id: int,
@@ -71,37 +83,53 @@ def chunk_search(
     candidates: int = CANDIDATES,
     exact: bool | None = None,
 ) -> SearchResult:
-    """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text."""
+    """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
+    `search_ms` is database time and fusion, `embed_ms` the query's embedding."""
     if mode not in {"hybrid", "vector", "text"}:
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
     embedding = get_embedder(settings.EMBEDDING_URL or None).embed_query(query) if mode != "text" else None
     embedded = time.perf_counter()
+    timings: dict[str, float] = {}
 
     with transaction.atomic(), connection.cursor() as cursor:
         vector_hits: list[tuple[int, float]] = []
-        text_hits: list[int] = []
+        text_hits: list[tuple[int, float]] = []
         if embedding is not None:
             if exact is None:
                 exact = _chunk_count(cursor, knowledge_base_id) <= EXACT_SEARCH_MAX_CHUNKS
             vector_hits = _vector_search(
                 cursor, knowledge_base_id=knowledge_base_id, embedding=embedding, limit=candidates, exact=exact
             )
+        timings["vector_ms"] = (time.perf_counter() - embedded) * 1000
         if mode != "vector":
-            text_hits = _text_search(cursor, knowledge_base_id=knowledge_base_id, query=query, limit=candidates)
+            text_hits = text_search(cursor, knowledge_base_id=knowledge_base_id, query=query, limit=candidates)
+        timings["text_ms"] = (time.perf_counter() - embedded) * 1000 - timings["vector_ms"]
+        candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
+        similarity, text_key = _candidates_describe(cursor, chunk_ids=candidate_ids, embedding=embedding)
 
-    scores: dict[int, float] = {}
-    for rank, (chunk_id, _) in enumerate(vector_hits, start=1):
-        scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-    for rank, chunk_id in enumerate(text_hits, start=1):
-        scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-    top_ids = sorted(scores, key=lambda chunk_id: -scores[chunk_id])[:k]
+    bm25 = dict(text_hits)
+    best_bm25 = max(bm25.values(), default=0.0) or 1.0
+    if mode == "text":
+        scores = {chunk_id: bm25[chunk_id] for chunk_id in candidate_ids}
+    else:
+        text_weight = TEXT_WEIGHT if mode == "hybrid" else 0.0
+        scores = {
+            chunk_id: similarity.get(chunk_id, 0.0) + text_weight * bm25.get(chunk_id, 0.0) / best_bm25
+            for chunk_id in candidate_ids
+        }
+    top_ids: list[int] = []
+    seen_texts: set[str] = set()
+    for chunk_id in sorted(candidate_ids, key=lambda chunk_id: (-scores[chunk_id], chunk_id)):
+        if text_key.get(chunk_id) in seen_texts:
+            continue
+        seen_texts.add(text_key.get(chunk_id))
+        top_ids.append(chunk_id)
+        if len(top_ids) == k:
+            break
 
-    similarity = {chunk_id: 1.0 - distance for chunk_id, distance in vector_hits}
     vector_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(vector_hits, start=1)}
-    text_rank = {chunk_id: rank for rank, chunk_id in enumerate(text_hits, start=1)}
-    if embedding is not None:
-        _fill_missing_similarity(similarity, top_ids, embedding)
+    text_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(text_hits, start=1)}
     rows = (
         Chunk.objects.filter(id__in=top_ids)
         .select_related("document")
@@ -133,16 +161,17 @@ def chunk_search(
         relevant=relevant,
         embed_ms=(embedded - started) * 1000,
         search_ms=(finished - embedded) * 1000,
+        timings=timings,
     )
 
 
 def _chunk_count(cursor, knowledge_base_id: int) -> int:
-    # Bounded count: we only need to know whether it is over the exact-search limit.
+    # The totals row of the term statistics: one index lookup, at any size.
     cursor.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk WHERE knowledge_base_id = %s LIMIT %s) AS bounded",
-        [knowledge_base_id, EXACT_SEARCH_MAX_CHUNKS + 1],
+        "SELECT chunks FROM knowledge_term WHERE knowledge_base_id = %s AND lexeme = ''", [knowledge_base_id]
     )
-    return cursor.fetchone()[0]
+    row = cursor.fetchone()
+    return row[0] if row else 0
 
 
 def _vector_literal(embedding: list[float]) -> str:
@@ -152,13 +181,17 @@ def _vector_literal(embedding: list[float]) -> str:
 def _vector_search(cursor, *, knowledge_base_id: int, embedding: list[float], limit: int, exact: bool):
     vector = _vector_literal(embedding)
     if exact:
-        # A materialised subset cannot use the HNSW index: an exact scan of this knowledge base's rows only.
+        # Without index scans the planner reads this knowledge base's rows through the knowledge_base_id index and
+        # keeps the nearest in a top-N sort: exact, and no copy of the vectors into a materialised subquery.
+        cursor.execute("SET LOCAL enable_indexscan = off")
         cursor.execute(
-            "WITH subset AS MATERIALIZED ("
-            "  SELECT id, embedding FROM knowledge_chunk WHERE knowledge_base_id = %s"
-            ") SELECT id, embedding <=> %s::vector AS distance FROM subset ORDER BY distance LIMIT %s",
-            [knowledge_base_id, vector, limit],
+            "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
+            " WHERE knowledge_base_id = %s ORDER BY distance LIMIT %s",
+            [vector, knowledge_base_id, limit],
         )
+        hits = [(row[0], float(row[1])) for row in cursor.fetchall()]
+        cursor.execute("SET LOCAL enable_indexscan = on")
+        return hits
     else:
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, limit)])
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -172,28 +205,72 @@ def _vector_search(cursor, *, knowledge_base_id: int, embedding: list[float], li
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
-def _text_search(cursor, *, knowledge_base_id: int, query: str, limit: int) -> list[int]:
-    terms = fulltext_query(query)
-    if not terms:
-        return []
+def _tsquery_literal(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def text_search(cursor, *, knowledge_base_id: int, query: str, limit: int) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score) of the best `limit` chunks for the question's lexemes, best first."""
     cursor.execute(
-        "SELECT id FROM knowledge_chunk, websearch_to_tsquery(%s, %s) AS query "
-        "WHERE knowledge_base_id = %s AND search_vector @@ query "
-        "ORDER BY ts_rank_cd(search_vector, query, 32) DESC, id LIMIT %s",
-        [SEARCH_CONFIG, terms, knowledge_base_id, limit],
+        "SELECT lexeme, chunks, lexemes FROM knowledge_term"
+        " WHERE knowledge_base_id = %s AND lexeme = ANY(array_append(tsvector_to_array(to_tsvector(%s, %s)), ''))",
+        [knowledge_base_id, SEARCH_CONFIG, query[:2000]],
     )
-    return [row[0] for row in cursor.fetchall()]
+    stats = {lexeme: (chunks, lexemes) for lexeme, chunks, lexemes in cursor.fetchall()}
+    total_chunks, total_lexemes = stats.pop("", (0, 0))
+    terms = sorted((chunks, lexeme) for lexeme, (chunks, _) in stats.items() if chunks > 0)[:MAX_QUERY_LEXEMES]
+    if not terms or total_chunks <= 0:
+        return []
+    idf = [math.log(1 + (total_chunks - chunks + 0.5) / (chunks + 0.5)) for chunks, _ in terms]
+    queries = [_tsquery_literal(lexeme) for _, lexeme in terms]
+    selective, budget = [], MATCH_BUDGET_CHUNKS
+    for (chunks, _), query in zip(terms, queries, strict=True):
+        if selective and chunks > budget:
+            break
+        selective.append(query)
+        budget -= chunks
+    average_length = max(1.0, total_lexemes / total_chunks)
+    # One `@@` per lexeme (a binary search in the tsvector); only the SQL's shape depends on the lexeme count.
+    presence = " + ".join(["CASE WHEN search_vector @@ %s::tsquery THEN %s::float8 ELSE 0 END"] * len(queries))
+    sql = (
+        "SELECT id, score FROM ("  # noqa: S608 - only placeholders are interpolated
+        f"  SELECT id, ({presence}) * %s / (1 + %s * (%s + %s * length(search_vector))) AS score FROM ("
+        "    SELECT id, search_vector FROM knowledge_chunk"
+        "    WHERE knowledge_base_id = %s AND search_vector @@ %s::tsquery LIMIT %s"
+        "  ) AS matched"
+        ") AS scored ORDER BY score DESC, id LIMIT %s"
+    )
+    cursor.execute(
+        sql,
+        [
+            *[value for pair in zip(queries, idf, strict=True) for value in pair],
+            BM25_K1 + 1,
+            BM25_K1,
+            1 - BM25_B,
+            BM25_B / average_length,
+            knowledge_base_id,
+            " | ".join(selective),
+            MATCH_SCAN_LIMIT,
+            limit,
+        ],
+    )
+    return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
-def _fill_missing_similarity(similarity: dict[int, float], chunk_ids: list[int], embedding: list[float]) -> None:
-    """Full-text-only hits have no similarity yet; the relevance threshold needs one for every returned chunk."""
-    missing = [chunk_id for chunk_id in chunk_ids if chunk_id not in similarity]
-    if not missing:
-        return
-    with connection.cursor() as cursor:
+def _candidates_describe(cursor, *, chunk_ids: list[int], embedding: list[float] | None):
+    """Cosine similarity to the question (when embedded) and a text fingerprint of each candidate."""
+    if not chunk_ids:
+        return {}, {}
+    if embedding is None:
+        cursor.execute("SELECT id, NULL, md5(text) FROM knowledge_chunk WHERE id = ANY(%s)", [chunk_ids])
+    else:
         cursor.execute(
-            "SELECT id, embedding <=> %s::vector FROM knowledge_chunk WHERE id = ANY(%s)",
-            [_vector_literal(embedding), missing],
+            "SELECT id, embedding <=> %s::vector, md5(text) FROM knowledge_chunk WHERE id = ANY(%s)",
+            [_vector_literal(embedding), chunk_ids],
         )
-        for chunk_id, distance in cursor.fetchall():
+    similarity, text_key = {}, {}
+    for chunk_id, distance, fingerprint in cursor.fetchall():
+        if distance is not None:
             similarity[chunk_id] = 1.0 - float(distance)
+        text_key[chunk_id] = fingerprint
+    return similarity, text_key

