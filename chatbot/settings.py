@@ -140,7 +140,9 @@ CHANNEL_LAYERS = {
             # redis-py 8 reads with a 5 s socket timeout by default, the same as channels_redis's blocking
             # BZPOPMIN: an idle receive would then fail with a TimeoutError. Read longer than the BZPOPMIN.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
-            "capacity": 1500,
+            # Every socket of one Daphne process shares one Redis queue; a burst of tokens for hundreds of
+            # visitors must not overflow it (channels_redis drops events over capacity, logged only at INFO).
+            "capacity": 20000,
             "expiry": 30,
         },
     }
