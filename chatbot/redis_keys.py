@@ -25,7 +25,12 @@ def async_client() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _async_clients.get(loop_id)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        # A blocking pool waits for a free connection under a burst instead of failing the visitor's message
+        # (redis-py's default pool raises MaxConnectionsError past 100).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=500, timeout=5, socket_timeout=2, socket_connect_timeout=2
+        )
+        client = aioredis.Redis(connection_pool=pool)
         _async_clients[loop_id] = client
     return client
 

@@ -118,9 +118,10 @@ TEMPLATES = [
 
 # DATABASE_URL is always set in a running process (embedded PostgreSQL fills it in when the operator did not).
 DATABASE_URL = env_str("DATABASE_URL")
+# Persistent connections (health-checked): opening one per request cost Daphne a fifth of its time under load.
 DATABASES = (
-    {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
-    if (DATABASE_URL)
+    {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    if DATABASE_URL
     else {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "parley"}}
 )
 # A unix-socket URL (postgresql://user@/db?host=/dir) lands in OPTIONS; Django reads HOST.
