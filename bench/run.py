@@ -1,0 +1,816 @@
+"""How much Parley adds on top of the model, at load: the benchmark suite behind `make bench`.
+
+    .venv/bin/python bench/run.py            # everything (about 15 minutes on 2 cores, more with the 1M retrieval)
+    .venv/bin/python bench/run.py --quick    # scenario 1, and 50 visitors all asking; under two minutes
+
+Starts the whole stack in a temporary data directory (bench/lib.py): embedded PostgreSQL and Redis, one Daphne,
+one Celery thread-pool worker, and the TGI simulator (20 ms to the first token, 50 tokens a second) in a process
+that timestamps every token it sends. Every scenario measures the same work twice in one run: straight against the
+simulator (the floor: a raw HTTP client streaming /v1/chat/completions) and through Parley's websocket (real
+`websockets` clients speaking docs/protocol.md with the bot's allowed Origin), and reports both, their difference
+and their ratio.
+
+Writes bench/results/latest.json, latest.md and the charts latest_*.png. Times are milliseconds unless named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lib
+
+RESULTS = lib.BASE_DIR / "bench" / "results"
+TARGETS = {
+    "ttft_added_p50": 60,
+    "ttft_added_p95": 150,
+    "ttft_added_p95_at_200": 300,
+    "token_lag_p95_at_200": 30,
+    "daphne_kb_per_idle_visitor": 100,
+    "worker_rss_mb": 1024,
+}
+ANSWER_TOKENS = 60  # 1.2 s at 50 tokens a second
+TTFT_ANSWER_TOKENS = 8
+ANSWER_TIMEOUT_S = 60.0  # an answer not done by then counts as an error (--answer-timeout)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- one measured round --------------------------------------------------------------------------------------
+
+
+def sim_reset(stack: lib.Stack) -> None:
+    lib.simulator_call(stack.simulator_url, "/_simulator/reset", {})
+    lib.simulator_call(
+        stack.simulator_url,
+        "/_simulator/config",
+        {"ttft_s": lib.SIMULATOR_TTFT_S, "tokens_per_s": lib.SIMULATOR_TOKENS_PER_S, "script_text": stack.script},
+    )
+
+
+def analyse(answers: list[lib.Answer], records: dict[str, dict], script: str) -> dict:
+    """Errors, TTFT, per-token lag (simulator send → client receive), tokens lost, throughput."""
+    from inference.testing.tgi_simulator import simulated_tokens
+
+    expected = [piece for piece, _, _ in simulated_tokens(script)]
+    errors: Counter = Counter()
+    ttft, model_ttft, before_model, after_model, lags = [], [], [], [], []
+    tokens_lost = mismatched = delivered = lost_while_streaming = 0
+    first_frames, last_frames = [], []
+    for answer in answers:
+        record = records.get(answer.tag)
+        if answer.error:
+            errors[answer.error.split(":")[0]] += 1
+        elif answer.done is None or answer.done.get("status") != "complete":
+            errors[f"status {answer.done and answer.done.get('status')}"] += 1
+        received = [piece for piece, _, _ in simulated_tokens("".join(text for _, text in answer.frames))]
+        in_order = 0
+        for got, want in zip(received, expected, strict=False):
+            if got != want:
+                break
+            in_order += 1
+        tokens_lost += len(expected) - in_order
+        if not answer.error:
+            lost_while_streaming += len(expected) - in_order
+        delivered += in_order
+        if in_order != len(expected) or (answer.done and answer.done.get("text") != script):
+            mismatched += 1
+        if not answer.frames:
+            continue
+        first_frames.append(answer.frames[0][0])
+        last_frames.append(answer.frames[-1][0])
+        ttft.append((answer.first_token_at - answer.sent_at) * 1000)
+        if record and record.get("sent_at"):
+            model_ttft.append((record["sent_at"][0] - record["mono_started"]) * 1000)
+            before_model.append((record["mono_started"] - answer.sent_at) * 1000)
+            after_model.append((answer.first_token_at - record["sent_at"][0]) * 1000)
+            lags += lib.token_lags_ms(answer, record["sent_at"])[0]
+        elif not answer.error:
+            errors["no simulator record"] += 1
+    window = (max(last_frames) - min(first_frames)) if first_frames else 0
+    return {
+        "answers": len(answers),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "answers_not_whole_or_out_of_order": mismatched,
+        "tokens_lost": tokens_lost,
+        # of which in answers that ended without an error frame or timeout (dropped mid-stream, or out of order)
+        "tokens_lost_in_answers_without_error": lost_while_streaming,
+        "ttft_ms": lib.stats(ttft),
+        "model_ttft_ms": lib.stats(model_ttft),
+        "before_model_request_ms": lib.stats(before_model),
+        "model_first_token_to_client_ms": lib.stats(after_model),
+        "token_lag_ms": lib.stats(lags),
+        "tokens_per_s": round(delivered / window, 1) if window > 0 else None,
+        "_ttft": ttft,
+        "_lags": lags,
+    }
+
+
+def compare(floor: dict, parley: dict) -> dict:
+    def pair(metric: str, share: str) -> dict:
+        a, b = floor[metric].get(share), parley[metric].get(share)
+        if a is None or b is None:
+            return {}
+        return {"floor": a, "parley": b, "added": round(b - a, 2), "ratio": round(b / a, 2) if a else None}
+
+    return {
+        "ttft_p50": pair("ttft_ms", "p50"),
+        "ttft_p95": pair("ttft_ms", "p95"),
+        "token_lag_p50": pair("token_lag_ms", "p50"),
+        "token_lag_p95": pair("token_lag_ms", "p95"),
+    }
+
+
+async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: int, *, label: str,
+                         timeout_s: float = 0, profile: Path | None = None) -> dict:  # fmt: skip
+    """`asking` questions at once, first straight to the simulator, then through Parley's websocket."""
+    timeout_s = timeout_s or ANSWER_TIMEOUT_S
+    sim_reset(stack)
+    floor_answers = await asyncio.gather(
+        *(lib.direct_stream(stack.simulator_url, f"How do refunds work for order type {n}? [ref {label}-f{n}]",
+                            timeout_s=timeout_s) for n in range(asking))
+    )  # fmt: skip
+    floor = analyse(floor_answers, lib.simulator_requests_by_tag(stack.simulator_url), stack.script)
+    sim_reset(stack)
+    profilers = start_profilers(stack, profile) if profile else []
+    with lib.ResourceSampler({"daphne": stack.daphne.pid, "worker": stack.worker.pid,
+                              "simulator": stack.simulator.pid, "load_generator": os.getpid()}) as sampler:  # fmt: skip
+        answers = await asyncio.gather(
+            *(visitor.ask(f"How do refunds work for order type {n}? [ref {label}-p{n}]", timeout_s=timeout_s)
+              for n, visitor in enumerate(visitors[:asking]))
+        )  # fmt: skip
+    stop_profilers(profilers)
+    parley = analyse(answers, lib.simulator_requests_by_tag(stack.simulator_url), stack.script)
+    return {
+        "visitors_connected": len(visitors),
+        "asking": asking,
+        "floor": floor,
+        "parley": parley,
+        "compare": compare(floor, parley),
+        "processes": sampler.summary(),
+    }
+
+
+# --- profiling -------------------------------------------------------------------------------------------------
+
+
+def start_profilers(stack: lib.Stack, prefix: Path) -> list[tuple[subprocess.Popen, Path]]:
+    py_spy = Path(sys.executable).parent / "py-spy"
+    started = []
+    for name, process in (("daphne", stack.daphne), ("worker", stack.worker)):
+        output = prefix.with_name(f"{prefix.name}_{name}.txt")
+        started.append((subprocess.Popen(
+            [str(py_spy), "record", "--pid", str(process.pid), "--format", "raw", "--output", str(output),
+             "--rate", "100", "--nonblocking", "--threads"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ), output))  # fmt: skip
+    time.sleep(1.0)
+    return started
+
+
+def stop_profilers(profilers: list[tuple[subprocess.Popen, Path]]) -> None:
+    for process, _ in profilers:
+        process.send_signal(signal.SIGINT)
+    for process, _ in profilers:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def profile_top(path: Path, top: int = 15) -> dict:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks, idle waits set apart."""
+    if not path.exists():
+        return {"error": "no profile written (py-spy needs ptrace permission)"}
+    self_samples: Counter = Counter()
+    inclusive: Counter = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = [frame for frame in stack.split(";") if not frame.startswith("thread (")]
+        if not frames:
+            continue
+        total += n
+        self_samples[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    idle_words = ("select (selectors", "poll (selectors", "wait (threading", "_worker (concurrent", "epoll",
+                  "recv_into (socket", "readinto (socket", "sleep", "accept")  # fmt: skip
+    busy = {frame: n for frame, n in self_samples.items() if not any(word in frame for word in idle_words)}
+    busy_total = sum(busy.values())
+    return {
+        "samples": total,
+        "busy_share": round(busy_total / total, 3) if total else None,
+        "top_self_busy": [
+            {"frame": frame, "share_of_busy": round(n / busy_total, 3)} for frame, n in Counter(busy).most_common(top)
+        ],
+        "top_inclusive": [
+            {"frame": frame, "share": round(n / total, 3)}
+            for frame, n in inclusive.most_common(60)
+            if not frame.startswith(("<module>", "_bootstrap", "run (threading", "main ("))
+        ][:top],
+    }
+
+
+# --- scenarios -------------------------------------------------------------------------------------------------
+
+
+async def connect(url: str, visitors: list[lib.Visitor], count: int) -> None:
+    while len(visitors) < count:
+        batch = [lib.Visitor(url, len(visitors) + n) for n in range(min(50, count - len(visitors)))]
+        await asyncio.gather(*(visitor.connect() for visitor in batch))
+        visitors.extend(batch)
+
+
+async def scenario_ttft(stack: lib.Stack, pairs: int) -> dict:
+    """1. One visitor, one question at a time: the floor and Parley alternate, so drift hits both."""
+    stack.set_answer_tokens(TTFT_ANSWER_TOKENS)
+    visitor = lib.Visitor(stack.ws_url, 0)
+    await visitor.connect()
+    for n in range(3):  # warm-up: the worker's embedding model, connections; not measured
+        await visitor.ask(f"Warm up {n} [ref warm{n}]", timeout_s=120)
+    floor_answers, parley_answers = [], []
+    sim_reset(stack)
+    for n in range(pairs):
+        floor_answers.append(await lib.direct_stream(stack.simulator_url, f"How does shipping work for order type"
+                                                     f" {n}? [ref s1-f{n}]", timeout_s=30))  # fmt: skip
+        parley_answers.append(await visitor.ask(f"How does shipping work for order type {n}? [ref s1-p{n}]",
+                                                timeout_s=30))  # fmt: skip
+    records = lib.simulator_requests_by_tag(stack.simulator_url)
+    await visitor.close()
+    floor = analyse(floor_answers, records, stack.script)
+    parley = analyse(parley_answers, records, stack.script)
+    return {"pairs": pairs, "floor": floor, "parley": parley, "compare": compare(floor, parley)}
+
+
+async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list[float], profile_at: int | None,
+                               profile_dir: Path) -> dict:  # fmt: skip
+    """2. N visitors connected, a share of them asking at once."""
+    import psutil
+
+    stack.set_answer_tokens(ANSWER_TOKENS)
+    daphne = psutil.Process(stack.daphne.pid)
+    visitors: list[lib.Visitor] = []
+    rounds, idle_memory = [], []
+    baseline = daphne.memory_info().rss
+    previous_count, previous_rss = 0, baseline
+    for level in levels:
+        await connect(stack.ws_url, visitors, level)
+        await asyncio.sleep(1.0)
+        rss = daphne.memory_info().rss
+        idle_memory.append({
+            "visitors": level, "daphne_rss_mb": round(rss / 2**20, 1),
+            "kb_per_visitor_since_previous": round((rss - previous_rss) / 1024 / (level - previous_count), 1),
+            "kb_per_visitor_since_start": round((rss - baseline) / 1024 / level, 1),
+        })  # fmt: skip
+        log(f"  {level} visitors connected: Daphne RSS {rss / 2**20:.1f} MB")
+        previous_count, previous_rss = level, rss
+        for share in shares:
+            asking = lib.ceil_share(level, share)
+            result = await measured_round(stack, visitors, asking, label=f"c{level}-{asking}")
+            rounds.append(result)
+            p = result["parley"]
+            log(f"  {level} connected, {asking} asking: TTFT p95 {p['ttft_ms'].get('p95')} ms (floor"
+                f" {result['floor']['ttft_ms'].get('p95')}), lag p95 {p['token_lag_ms'].get('p95')} ms, errors"
+                f" {p['errors']}, lost {p['tokens_lost']}, {p['tokens_per_s']} tok/s")  # fmt: skip
+        if profile_at == level:
+            log(f"  profiling Daphne and the worker during {level} visitors asking (an extra round, not counted)")
+            extra = await measured_round(stack, visitors, level, label=f"prof{level}",
+                                         profile=profile_dir / f"profile_{level}")  # fmt: skip
+            rounds_profile = {
+                "visitors": level,
+                "parley_ttft_p95_while_profiled": extra["parley"]["ttft_ms"].get("p95"),
+                "daphne": profile_top(profile_dir / f"profile_{level}_daphne.txt"),
+                "worker": profile_top(profile_dir / f"profile_{level}_worker.txt"),
+            }
+    await asyncio.gather(*(visitor.close() for visitor in visitors))
+    result = {"rounds": rounds, "idle_memory": idle_memory}
+    if profile_at in levels:
+        result["profile"] = rounds_profile
+    return result
+
+
+async def scenario_throughput(stack: lib.Stack, steps: list[int]) -> dict:
+    """3. More answers at once (50 tokens/s each) until the token lag p95 passes 30 ms."""
+    stack.set_answer_tokens(100)
+    visitors: list[lib.Visitor] = []
+    points = []
+    for asking in steps:
+        await connect(stack.ws_url, visitors, asking)
+        result = await measured_round(stack, visitors, asking, label=f"t{asking}")
+        p = result["parley"]
+        points.append({
+            "answers_at_once": asking, "offered_tokens_per_s": asking * lib.SIMULATOR_TOKENS_PER_S,
+            "parley_tokens_per_s": p["tokens_per_s"], "floor_tokens_per_s": result["floor"]["tokens_per_s"],
+            "token_lag_p95": p["token_lag_ms"].get("p95"),
+            "floor_token_lag_p95": result["floor"]["token_lag_ms"].get("p95"),
+            "errors": p["errors"], "tokens_lost": p["tokens_lost"], "processes": result["processes"],
+        })  # fmt: skip
+        log(f"  {asking} answers at once: {p['tokens_per_s']} tok/s relayed, lag p95 {p['token_lag_ms'].get('p95')}")
+        if (p["token_lag_ms"].get("p95") or 1e9) > 30 and len(points) >= 2:
+            break
+    await asyncio.gather(*(visitor.close() for visitor in visitors))
+    under = [point for point in points if (point["token_lag_p95"] or 1e9) <= 30]
+    best = max(under, key=lambda point: point["parley_tokens_per_s"] or 0) if under else None
+    return {"points": points, "max_tokens_per_s_under_30ms_p95": best and best["parley_tokens_per_s"],
+            "at_answers_at_once": best and best["answers_at_once"]}  # fmt: skip
+
+
+def scenario_retrieval(sizes: list[int], reuse: bool) -> dict:
+    """4. bench/retrieval_scale.py (another engineer's), run as it is; its JSON read back."""
+    path = RESULTS / "retrieval_scale.json"
+    ran = False
+    if not reuse:
+        log(f"  running bench/retrieval_scale.py --sizes {' '.join(map(str, sizes))}")
+        completed = subprocess.run([sys.executable, str(lib.BASE_DIR / "bench" / "retrieval_scale.py"), "--sizes",
+                                    *map(str, sizes)], cwd=lib.BASE_DIR)  # fmt: skip
+        ran = completed.returncode == 0
+        if not ran:
+            log("  retrieval_scale.py failed; reading the results it left, if any")
+    if not path.exists():
+        return {"error": "bench/results/retrieval_scale.json missing"}
+    report = json.loads(path.read_text())
+    from knowledge.retrieval import HNSW_EF_SEARCH
+
+    out = {"ran_now": ran, "source": str(path.relative_to(lib.BASE_DIR)), "embedding_query_ms": report["embedding"]}
+    for entry in report["sizes"]:
+        hnsw = next((row for row in entry["hnsw"] if row["ef_search"] == HNSW_EF_SEARCH
+                     and row["iterative_scan"] == "relaxed_order"), None)  # fmt: skip
+        out[str(entry["chunks"])] = {
+            "search_hybrid_big_kb_p95": entry["search"]["hybrid_big_kb"]["p95_ms"],
+            "search_hybrid_small_kbs_p95": entry["search"]["hybrid_small_kbs"]["p95_ms"],
+            "search_vector_big_kb_p95": entry["search"]["vector_big_kb"]["p95_ms"],
+            "hnsw_recall_at_10": hnsw and hnsw["recall_at_10"],
+            "hnsw_ef_search": HNSW_EF_SEARCH,
+        }
+    return out
+
+
+def scenario_ingestion(documents: int) -> dict:
+    """5. Markdown documents through source_ingest → document_index with the local model; embed_documents timed."""
+    import numpy as np
+
+    from knowledge import embeddings, services
+    from knowledge.services import knowledge_base_create, source_add_file, source_ingest
+
+    rng = np.random.default_rng(3)
+    words = [
+        "shipping",
+        "refund",
+        "warranty",
+        "invoice",
+        "order",
+        "parcel",
+        "customer",
+        "return",
+        "repair",
+        "battery",
+        "screen",
+        "delivery",
+        "payment",
+        "account",
+        "member",
+        "discount",
+        "store",
+        "hours",
+        "address",
+        "courier",
+        "tracking",
+        "label",
+    ]
+    embed_s, index_s = [0.0], [0.0]
+    original_embed = embeddings.LocalEmbedder.embed_documents
+    original_index = services.document_index
+
+    def timed_embed(self, texts):
+        started = time.perf_counter()
+        try:
+            return original_embed(self, texts)
+        finally:
+            embed_s[0] += time.perf_counter() - started
+
+    def timed_index(**kwargs):
+        started = time.perf_counter()
+        try:
+            return original_index(**kwargs)
+        finally:
+            index_s[0] += time.perf_counter() - started
+
+    embeddings.LocalEmbedder.embed_documents = timed_embed
+    services.document_index = timed_index
+    try:
+        embeddings.get_embedder(None).embed_documents(["warm up"])
+        embed_s[0] = 0.0
+        kb = knowledge_base_create(name="ingestion bench")
+        sources = []
+        for n in range(documents):
+            sections = []
+            for s in range(6):
+                paragraphs = [" ".join(rng.choice(words, 60)) + "." for _ in range(4)]
+                sections.append(f"## Section {s}\n\n" + "\n\n".join(paragraphs))
+            text = f"# Document {n}\n\n" + "\n\n".join(sections)
+            sources.append(source_add_file(knowledge_base=kb, filename=f"doc{n}.md", data=text.encode()))
+        started = time.perf_counter()
+        chunks = 0
+        for source in sources:
+            chunks += source_ingest(source=source).chunks
+        wall = time.perf_counter() - started
+    finally:
+        embeddings.LocalEmbedder.embed_documents = original_embed
+        services.document_index = original_index
+    return {
+        "documents": documents,
+        "chunks": chunks,
+        "words_per_document": 6 * 4 * 60,
+        "documents_per_s": round(documents / wall, 2),
+        "chunks_per_s": round(chunks / wall, 1),
+        "wall_s": round(wall, 2),
+        "document_index_s": round(index_s[0], 2),
+        "embed_documents_s": round(embed_s[0], 2),
+        "ingest_model_share": round(embed_s[0] / index_s[0], 3) if index_s[0] else None,
+        "share_outside_model": round(1 - embed_s[0] / index_s[0], 3) if index_s[0] else None,
+    }
+
+
+def scenario_soak(minutes: float) -> dict:
+    """bench/soak.py (another engineer's), run as it is, with faults; its JSON read back."""
+    path = RESULTS / "soak.json"
+    log(f"soak: bench/soak.py --minutes {minutes}")
+    completed = subprocess.run([sys.executable, str(lib.BASE_DIR / "bench" / "soak.py"), "--minutes", str(minutes),
+                                "--json", str(path)], cwd=lib.BASE_DIR)  # fmt: skip
+    if completed.returncode != 0 or not path.exists():
+        return {"error": f"bench/soak.py exited with {completed.returncode}"}
+    return {"minutes": minutes, "source": str(path.relative_to(lib.BASE_DIR)), "report": json.loads(path.read_text())}
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+
+
+def strip_private(value):
+    if isinstance(value, dict):
+        return {key: strip_private(item) for key, item in value.items() if not key.startswith("_")}
+    if isinstance(value, list):
+        return [strip_private(item) for item in value]
+    return value
+
+
+def headline(results: dict) -> dict:
+    s1 = results["scenario_1_ttft"]["compare"]
+    top = {
+        "ttft_added_p50": s1["ttft_p50"]["added"],
+        "ttft_added_p95": s1["ttft_p95"]["added"],
+    }
+    rounds = results.get("scenario_2_concurrency", {}).get("rounds", [])
+    errors = results["scenario_1_ttft"]["parley"]["errors"]
+    lost = results["scenario_1_ttft"]["parley"]["tokens_lost"]
+    if rounds:
+        largest = max(rounds, key=lambda r: (r["asking"], r["visitors_connected"]))
+        top["n_concurrent"] = largest["asking"]
+        top["n_connected"] = largest["visitors_connected"]
+        top["ttft_added_p95_at_n"] = largest["compare"]["ttft_p95"].get("added")
+        top["token_lag_p95_at_n"] = largest["parley"]["token_lag_ms"].get("p95")
+        at_200 = [r for r in rounds if r["asking"] == 200]
+        if at_200:
+            top["ttft_added_p95_at_200"] = at_200[0]["compare"]["ttft_p95"].get("added")
+            top["token_lag_p95_at_200"] = at_200[0]["parley"]["token_lag_ms"].get("p95")
+        errors += sum(r["parley"]["errors"] for r in rounds)
+        lost += sum(r["parley"]["tokens_lost"] for r in rounds)
+        top["worker_rss_max_mb"] = max(r["processes"]["worker"]["rss_max_mb"] for r in rounds)
+        top["daphne_rss_max_mb"] = max(r["processes"]["daphne"]["rss_max_mb"] for r in rounds)
+        idle = results["scenario_2_concurrency"]["idle_memory"]
+        top["daphne_kb_per_idle_visitor"] = idle[-1]["kb_per_visitor_since_previous"]
+        top["daphne_kb_per_idle_visitor_at"] = idle[-1]["visitors"]
+    top["errors"] = errors
+    top["tokens_lost"] = lost
+    s3 = results.get("scenario_3_throughput")
+    if s3:
+        top["max_relay_tokens_per_s_under_30ms"] = s3["max_tokens_per_s_under_30ms_p95"]
+    s4 = results.get("scenario_4_retrieval")
+    if s4 and "error" not in s4:
+        for size, key in ((101000, "100k"), (1010000, "1m")):
+            # None (and a line under "Gaps") when retrieval_scale.py has not measured that size.
+            top[f"search_p95_{key}"] = s4[str(size)]["search_hybrid_big_kb_p95"] if str(size) in s4 else None
+        largest = max((int(k) for k in s4 if k.isdigit()), default=None)
+        if largest:
+            top["hnsw_recall_at_10"] = s4[str(largest)]["hnsw_recall_at_10"]
+    s5 = results.get("scenario_5_ingestion")
+    if s5:
+        top["ingest_model_share"] = s5["ingest_model_share"]
+    return top
+
+
+def targets(top: dict) -> dict:
+    def check(key: str, limit: float) -> dict:
+        value = top.get(key)
+        return {"value": value, "target": f"< {limit}", "met": value is not None and value < limit}
+
+    return {
+        "ttft_added_p50 (1 visitor)": check("ttft_added_p50", TARGETS["ttft_added_p50"]),
+        "ttft_added_p95 (1 visitor)": check("ttft_added_p95", TARGETS["ttft_added_p95"]),
+        "ttft_added_p95 (200 asking at once)": check("ttft_added_p95_at_200", TARGETS["ttft_added_p95_at_200"]),
+        "token_lag_p95 (200 answers at once)": check("token_lag_p95_at_200", TARGETS["token_lag_p95_at_200"]),
+        "errors": {"value": top.get("errors"), "target": "0", "met": top.get("errors") == 0},
+        "tokens lost or out of order": {
+            "value": top.get("tokens_lost"),
+            "target": "0",
+            "met": top.get("tokens_lost") == 0,
+        },
+        "Daphne KB per idle visitor": check("daphne_kb_per_idle_visitor", TARGETS["daphne_kb_per_idle_visitor"]),
+        "worker RSS MB (max)": check("worker_rss_max_mb", TARGETS["worker_rss_mb"]),
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Parley benchmark ({results['mode']} run, {results['finished']})", "",
+              f"`{results['command']}` on {results['machine']}. Simulator: {lib.SIMULATOR_TTFT_S * 1000:.0f} ms to the"
+              f" first token, {lib.SIMULATOR_TOKENS_PER_S:.0f} tokens/s. Milliseconds unless named.", "",
+              "## Targets", "", "| target | value | limit | met |", "| --- | --- | --- | --- |"]  # fmt: skip
+    for name, row in results["targets"].items():
+        lines.append(f"| {name} | {row['value']} | {row['target']} | {'yes' if row['met'] else '**no**'} |")
+    s1 = results["scenario_1_ttft"]
+    lines += ["", f"## 1. Time to first token, one visitor ({s1['pairs']} pairs, 10k chunks)", "",
+              "| | floor (simulator) | Parley | added | ratio |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for key in ("ttft_p50", "ttft_p95", "token_lag_p50", "token_lag_p95"):
+        row = s1["compare"][key]
+        if row:
+            lines.append(f"| {key} | {row['floor']} | {row['parley']} | {row['added']} | {row['ratio']} |")
+    p = s1["parley"]
+    lines += ["", "Parley's TTFT split: websocket message → model request p50"
+              f" {p['before_model_request_ms'].get('p50')}"
+              f" / p95 {p['before_model_request_ms'].get('p95')}; model's own TTFT p50 {p['model_ttft_ms'].get('p50')};"
+              f" model's first token → visitor p50 {p['model_first_token_to_client_ms'].get('p50')} / p95"
+              f" {p['model_first_token_to_client_ms'].get('p95')}."]  # fmt: skip
+    s2 = results.get("scenario_2_concurrency")
+    if s2:
+        lines += ["", "## 2. Concurrency", "",
+                  "| connected | asking | TTFT p50 floor / Parley | TTFT p95 floor / Parley | added p95 | lag p95"
+                  " floor / Parley | tok/s | errors | lost | Daphne RSS MB | worker RSS MB | CPU Daphne / worker /"
+                  " sim / client |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for r in s2["rounds"]:
+            f, q, c, pr = r["floor"], r["parley"], r["compare"], r["processes"]
+            lines.append(
+                f"| {r['visitors_connected']} | {r['asking']} | {f['ttft_ms'].get('p50')} / {q['ttft_ms'].get('p50')} |"
+                f" {f['ttft_ms'].get('p95')} / {q['ttft_ms'].get('p95')} | {c['ttft_p95'].get('added')} |"
+                f" {f['token_lag_ms'].get('p95')} / {q['token_lag_ms'].get('p95')} | {q['tokens_per_s']} |"
+                f" {q['errors']} | {q['tokens_lost']} | {pr['daphne']['rss_max_mb']} | {pr['worker']['rss_max_mb']} |"
+                f" {pr['daphne']['cpu_share']} / {pr['worker']['cpu_share']} / {pr['simulator']['cpu_share']} /"
+                f" {pr['load_generator']['cpu_share']} |"
+            )  # fmt: skip
+        lines += ["", "Idle connections (Daphne RSS): " + "; ".join(
+            f"{m['visitors']} visitors {m['daphne_rss_mb']} MB ({m['kb_per_visitor_since_previous']} KB/visitor since"
+            f" the previous level)" for m in s2["idle_memory"])]  # fmt: skip
+        if "profile" in s2:
+            lines += [
+                "",
+                f"Profile (py-spy, {s2['profile']['visitors']} asking at once, an extra round): top frames in"
+                " latest.json → scenario_2_concurrency.profile.",
+            ]
+            for name in ("daphne", "worker"):
+                prof = s2["profile"][name]
+                if "top_self_busy" in prof:
+                    lines.append(f"- {name}: busy {prof['busy_share']:.0%} of samples; top self (share of busy): "
+                                 + "; ".join(f"`{row['frame']}` {row['share_of_busy']:.0%}"
+                                             for row in prof["top_self_busy"][:6]))  # fmt: skip
+    s3 = results.get("scenario_3_throughput")
+    if s3:
+        lines += ["", "## 3. Streaming throughput (one Daphne, one worker)", "",
+                  f"Highest relayed under 30 ms lag p95: **{s3['max_tokens_per_s_under_30ms_p95']} tokens/s** (at"
+                  f" {s3['at_answers_at_once']} answers at once).", "",
+                  "| answers at once | offered tok/s | Parley tok/s | floor tok/s | lag p95 floor / Parley | errors |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for pt in s3["points"]:
+            lines.append(f"| {pt['answers_at_once']} | {pt['offered_tokens_per_s']:.0f} | {pt['parley_tokens_per_s']} |"
+                         f" {pt['floor_tokens_per_s']} | {pt['floor_token_lag_p95']} / {pt['token_lag_p95']} |"
+                         f" {pt['errors']} |")  # fmt: skip
+    s4 = results.get("scenario_4_retrieval")
+    if s4:
+        lines += ["", "## 4. Retrieval alone (bench/retrieval_scale.py)", ""]
+        if "error" in s4:
+            lines.append(f"Not available: {s4['error']}")
+        else:
+            lines += [f"Source: `{s4['source']}` (run now: {s4['ran_now']}).", "",
+                      "| chunks | hybrid p95, big KB | hybrid p95, small KBs | vector p95, big KB | HNSW recall@10 |",
+                      "| --- | --- | --- | --- | --- |"]  # fmt: skip
+            for size, row in s4.items():
+                if size.isdigit():
+                    lines.append(f"| {size} | {row['search_hybrid_big_kb_p95']} | {row['search_hybrid_small_kbs_p95']}"
+                                 f" | {row['search_vector_big_kb_p95']} | {row['hnsw_recall_at_10']} |")  # fmt: skip
+    s5 = results.get("scenario_5_ingestion")
+    if s5:
+        lines += ["", "## 5. Ingestion (local embedding model)", "",
+                  f"{s5['documents']} Markdown documents, {s5['chunks']} chunks: **{s5['documents_per_s']} documents/s,"
+                  f" {s5['chunks_per_s']} chunks/s**; the model's share of `document_index` time is"
+                  f" {s5['ingest_model_share']} (outside the model: {s5['share_outside_model']})."]  # fmt: skip
+    if results.get("soak"):
+        lines += ["", "## Soak (bench/soak.py, with faults)", "", "```",
+                  json.dumps(results["soak"], indent=1)[:3000], "```"]  # fmt: skip
+    lines += ["", f"Machine load average (1, 5, 15 min) at start {results.get('load_average_at_start')}, at end"
+              f" {results.get('load_average_at_end')}: other work shared these 2 cores."]  # fmt: skip
+    if results.get("gaps"):
+        lines += ["", "## Gaps", ""] + [f"- {gap}" for gap in results["gaps"]]
+    return "\n".join(lines) + "\n"
+
+
+def charts(results: dict, raw: dict | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if raw is None:  # --replot: the samples behind the distributions are not kept in latest.json
+        raw = {}
+
+    def cdf(ax, values, label):
+        if values:
+            ordered = sorted(values)
+            ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=label)
+
+    if "s1_floor_ttft" in raw:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        cdf(axes[0], raw["s1_floor_ttft"], "floor (simulator)")
+        cdf(axes[0], raw["s1_parley_ttft"], "Parley websocket")
+        axes[0].set(title="TTFT, one visitor", xlabel="ms", ylabel="share of answers")
+        axes[0].legend()
+        for label, values in raw.get("lags", []):
+            cdf(axes[1], values, label)
+        axes[1].set(title="Token delivery lag (simulator send → visitor)", xlabel="ms", xscale="log")
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(RESULTS / "latest_latency.png", dpi=110)
+        written.append("latest_latency.png")
+        plt.close(fig)
+
+    rounds = results.get("scenario_2_concurrency", {}).get("rounds", [])
+    points = results.get("scenario_3_throughput", {}).get("points", [])
+    if rounds or points:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        full = [r for r in rounds if r["asking"] == r["visitors_connected"]] or rounds
+        xs = [r["asking"] for r in full]
+        axes[0].plot(xs, [r["parley"]["ttft_ms"].get("p95") for r in full], "o-", label="Parley TTFT p95")
+        axes[0].plot(xs, [r["floor"]["ttft_ms"].get("p95") for r in full], "o--", label="floor TTFT p95")
+        axes[0].plot(xs, [r["parley"]["token_lag_ms"].get("p95") for r in full], "s-", label="Parley token lag p95")
+        axes[0].set(title="Latency against answers at once", xlabel="answers at once", ylabel="ms", yscale="log")
+        axes[0].legend(fontsize=8)
+        # Scenario 3's steps and scenario 2's all-asking rounds, one curve ordered by answers at once.
+        series = sorted(
+            [*points, *({"answers_at_once": r["asking"], "parley_tokens_per_s": r["parley"]["tokens_per_s"],
+                         "floor_tokens_per_s": r["floor"]["tokens_per_s"]} for r in full)],
+            key=lambda pt: pt["answers_at_once"],
+        )  # fmt: skip
+        xs = [pt["answers_at_once"] for pt in series]
+        axes[1].plot(xs, [pt["answers_at_once"] * lib.SIMULATOR_TOKENS_PER_S for pt in series], ":", label="offered")
+        axes[1].plot(xs, [pt["floor_tokens_per_s"] for pt in series], "o--", label="floor (simulator)")
+        axes[1].plot(xs, [pt["parley_tokens_per_s"] for pt in series], "o-", label="Parley (1 Daphne, 1 worker)")
+        axes[1].set(title="Throughput against concurrency", xlabel="answers at once", ylabel="tokens/s",
+                    xscale="log", yscale="log")  # fmt: skip
+        axes[1].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(RESULTS / "latest_throughput.png", dpi=110)
+        written.append("latest_throughput.png")
+        plt.close(fig)
+    return written
+
+
+# --- main ------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    global ANSWER_TIMEOUT_S
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="scenario 1 and 50 visitors all asking (< 2 minutes)")
+    parser.add_argument("--chunks", type=int, default=10_000, help="chunks in the bot's knowledge base")
+    parser.add_argument("--pairs", type=int, default=None, help="floor/Parley pairs in scenario 1")
+    parser.add_argument("--levels", type=int, nargs="+", default=None, help="visitors connected in scenario 2")
+    parser.add_argument("--shares", type=float, nargs="+", default=None, help="shares asking at once")
+    parser.add_argument("--throughput-steps", type=int, nargs="+", default=[5, 10, 20, 35, 50, 100])
+    parser.add_argument("--retrieval-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--reuse-retrieval",
+        action="store_true",
+        help="read bench/results/retrieval_scale.json instead of running retrieval_scale.py",
+    )
+    parser.add_argument("--skip", nargs="*", default=[], choices=["2", "3", "4", "5"], help="scenarios to skip")
+    parser.add_argument("--ingest-documents", type=int, default=30)
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=None,
+        help="also run bench/soak.py for this long (full run default 3; 0 skips)",
+    )
+    parser.add_argument("--worker-concurrency", type=int, default=None, help="threads (default: most at once)")
+    parser.add_argument("--logs", type=Path, default=None, help="copy the stack's logs to this directory")
+    parser.add_argument("--replot", action="store_true", help="only redraw the throughput chart from latest.json")
+    parser.add_argument("--answer-timeout", type=float, default=ANSWER_TIMEOUT_S, help="seconds per answer")
+    args = parser.parse_args()
+    if args.replot:
+        print(charts(json.loads((RESULTS / "latest.json").read_text()), None))
+        return
+    ANSWER_TIMEOUT_S = args.answer_timeout
+    # SIGTERM (timeout, make) must still stop the stack's servers: turn it into KeyboardInterrupt.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    quick = args.quick
+    pairs = args.pairs or (20 if quick else 100)
+    levels = args.levels or ([50] if quick else [10, 50, 200, 500])
+    shares = args.shares or ([1.0] if quick else [0.1, 0.5, 1.0])
+    profile_at = None if quick else (200 if 200 in levels else max(levels))
+
+    started = time.monotonic()
+    results: dict = {
+        "mode": "quick" if quick else "full",
+        "command": " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
+        "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
+        "simulator": {"ttft_ms": lib.SIMULATOR_TTFT_S * 1000, "tokens_per_s": lib.SIMULATOR_TOKENS_PER_S},
+        "answer_tokens": {"scenario_1": TTFT_ANSWER_TOKENS, "scenario_2": ANSWER_TOKENS, "scenario_3": 100},
+        "gaps": [],
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    raw: dict = {"lags": []}
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as temporary:
+        stack = lib.Stack(Path(temporary))
+        try:
+            worker_concurrency = max([8, *[lib.ceil_share(n, max(shares)) for n in levels]]
+                                     + ([] if quick or "3" in args.skip else args.throughput_steps))  # fmt: skip
+            worker_concurrency = args.worker_concurrency or worker_concurrency
+            log(f"starting the stack ({args.chunks} chunks, worker concurrency {worker_concurrency})")
+            stack.start(chunks=args.chunks, worker_concurrency=worker_concurrency, answer_tokens=TTFT_ANSWER_TOKENS)
+            results["worker_concurrency"] = worker_concurrency
+            results["chunks"] = args.chunks
+            log(f"stack up in {time.monotonic() - started:.0f} s; scenario 1: {pairs} floor/Parley pairs")
+            s1 = asyncio.run(scenario_ttft(stack, pairs))
+            raw["s1_floor_ttft"], raw["s1_parley_ttft"] = s1["floor"]["_ttft"], s1["parley"]["_ttft"]
+            results["scenario_1_ttft"] = s1
+            log(f"  TTFT p50/p95 floor {s1['floor']['ttft_ms'].get('p50')}/{s1['floor']['ttft_ms'].get('p95')},"
+                f" Parley {s1['parley']['ttft_ms'].get('p50')}/{s1['parley']['ttft_ms'].get('p95')}")  # fmt: skip
+            if "2" not in args.skip:
+                log(f"scenario 2: {levels} visitors connected, {shares} asking at once")
+                # py-spy's collapsed stacks go next to the logs (--logs) or to the temporary directory; the top
+                # frames are summarised in latest.json.
+                profile_dir = args.logs or Path(tempfile.gettempdir()) / "parley-bench-profiles"
+                profile_dir.mkdir(parents=True, exist_ok=True)
+                s2 = asyncio.run(scenario_concurrency(stack, levels, shares, profile_at, profile_dir))
+                results["scenario_2_concurrency"] = s2
+                for r in s2["rounds"]:
+                    if r["asking"] == r["visitors_connected"]:
+                        raw["lags"].append((f"Parley, {r['asking']} at once", r["parley"]["_lags"]))
+                if s2["rounds"]:
+                    largest = s2["rounds"][-1]
+                    raw["lags"].insert(0, (f"floor, {largest['asking']} at once", largest["floor"]["_lags"]))
+            if not quick and "3" not in args.skip:
+                log(f"scenario 3: throughput steps {args.throughput_steps}")
+                results["scenario_3_throughput"] = asyncio.run(scenario_throughput(stack, args.throughput_steps))
+            if not quick and "5" not in args.skip:
+                log(f"scenario 5: ingesting {args.ingest_documents} documents")
+                results["scenario_5_ingestion"] = scenario_ingestion(args.ingest_documents)
+                log(f"  {results['scenario_5_ingestion']}")
+        finally:
+            stack.stop(keep_logs=args.logs)
+    if not quick and "4" not in args.skip:
+        log("scenario 4: retrieval alone")
+        results["scenario_4_retrieval"] = scenario_retrieval(args.retrieval_sizes, args.reuse_retrieval)
+        sizes_found = [k for k in results["scenario_4_retrieval"] if k.isdigit()]
+        if not any(int(k) >= 1_000_000 for k in sizes_found):
+            results["gaps"].append("retrieval at 1M chunks: not in bench/results/retrieval_scale.json "
+                                   f"(sizes there: {sizes_found})")  # fmt: skip
+    soak_minutes = args.soak_minutes if args.soak_minutes is not None else (0 if quick else 3)
+    if not (lib.BASE_DIR / "bench" / "soak.py").exists():
+        results["gaps"].append("bench/soak.py (200-visitor soak with faults) is not in the tree yet: not run")
+    elif soak_minutes:
+        results["soak"] = scenario_soak(soak_minutes)
+    results["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+    results["headline"] = headline(results)
+    results["targets"] = targets(results["headline"])
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    clean = strip_private(results)
+    # The headline keys at the top level as well, under the exact names other tools read.
+    output = {**clean["headline"], **clean}
+    (RESULTS / "latest.json").write_text(json.dumps(output, indent=2) + "\n")
+    (RESULTS / "latest.md").write_text(markdown(clean))
+    written = charts(clean, raw)
+    log(f"wrote bench/results/latest.json, latest.md, {', '.join(written)} in {results['wall_s']} s")
+    print(json.dumps(clean["headline"], indent=2))
+    print(json.dumps(clean["targets"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
