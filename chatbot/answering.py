@@ -8,17 +8,18 @@ cannot be used, the visitor still gets the most relevant passages with their lin
 """
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from chatbot import metrics
+from chatbot import circuit, metrics, output_guard, redis_keys, watchdog
 from chatbot.models import Bot, Message
 from chatbot.protocol import Citation
-from chatbot.redis_keys import answer_stop_requested
 from chatbot.relay import TokenCoalescer, relay
 from inference.budget import BuiltPrompt, PromptBudgetError, build_prompt
 from inference.client import (
@@ -70,6 +71,19 @@ class AnswerOutcome:
 
 def answer_generate(*, message_id: int, coalesce_interval_s: float = COALESCE_INTERVAL_S) -> None:
     """Answer the visitor message that bot message `message_id` replies to. Safe to call twice."""
+    # A heartbeat and the text so far go to Redis while this runs (chatbot.watchdog): if this process dies, the
+    # visitor's consumer ends the answer with what was checkpointed.
+    progress = watchdog.answer_progress_start(message_id=message_id)
+    try:
+        _answer_generate(message_id=message_id, coalesce_interval_s=coalesce_interval_s)
+    except BaseException:
+        # Stop beating but keep the checkpoint: the visitor's consumer ends the answer as for a lost worker.
+        progress.abandon()
+        raise
+    progress.finish()
+
+
+def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
     started = time.monotonic()
     message = (
         Message.objects.select_related("conversation__bot", "in_reply_to")
@@ -112,7 +126,8 @@ def answer_generate(*, message_id: int, coalesce_interval_s: float = COALESCE_IN
 
     total_ms = (time.monotonic() - started) * 1000
     close_old_connections()
-    Message.objects.filter(id=message.id).update(
+    # Only while still streaming: the watchdog may have ended it already (this worker was thought lost).
+    saved = Message.objects.filter(id=message.id, status=Message.Status.STREAMING).update(
         text=outcome.text,
         status=outcome.status,
         citations=outcome.citations,
@@ -128,7 +143,11 @@ def answer_generate(*, message_id: int, coalesce_interval_s: float = COALESCE_IN
         prompt=outcome.prompt,
         finished_at=timezone.now(),
     )
-    metrics.RETRIEVAL_SECONDS.observe(retrieval_ms / 1000)
+    if not saved:
+        logger.warning("message %s was no longer streaming when its answer ended; not sent", message.id)
+        return
+    if search is not None:
+        metrics.RETRIEVAL_SECONDS.observe(retrieval_ms / 1000)
     relay().group_send(
         group,
         {
@@ -238,6 +257,60 @@ def _build(bot: Bot, *, passages, history, question, info) -> BuiltPrompt:
     return built
 
 
+class _StopRequests:
+    """Stop requests for the answers this process is streaming. One thread reads them all from Redis in one round
+    trip every STOP_CHECK_INTERVAL_S; an answer's `should_stop` (polled by the model client every 10 ms and at
+    every token) only reads a flag. Fifty answers asking Redis for themselves cost a worker fifty times as many
+    round trips, and the GIL time that goes with them."""
+
+    def __init__(self) -> None:
+        self._requested: dict[int, bool] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, message_id: int) -> None:
+        with self._changed:
+            self._requested[message_id] = False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="answer-stop-requests", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        self._check([message_id])  # a stop that came while the task was queued counts at once
+
+    def forget(self, message_id: int) -> None:
+        with self._changed:
+            self._requested.pop(message_id, None)
+
+    def requested(self, message_id: int) -> bool:
+        return self._requested.get(message_id, False)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._requested:
+                    self._changed.wait()
+                pending = [message_id for message_id, stop in self._requested.items() if not stop]
+            if pending:
+                self._check(pending)
+            time.sleep(STOP_CHECK_INTERVAL_S)
+
+    def _check(self, message_ids: list[int]) -> None:
+        try:
+            # redis_keys has no batch read; its key format is the one thing this reaches into.
+            found = redis_keys.sync_client().mget([redis_keys._stop_key(message_id) for message_id in message_ids])
+        except redis.RedisError as error:
+            # Not being able to stop is better than losing the answer.
+            logger.warning("could not check for stop requests: %s", error)
+            return
+        with self._changed:
+            for message_id, value in zip(message_ids, found, strict=True):
+                if value is not None and message_id in self._requested:
+                    self._requested[message_id] = True
+
+
+_stop_requests = _StopRequests()
+
+
 def _generate(
     *,
     message_id: int,
@@ -264,22 +337,30 @@ def _generate(
     coalescer = TokenCoalescer(group=group, message_id=message_id, interval_s=coalesce_interval_s)
     parts: list[str] = []
     outcome = AnswerOutcome()
-    stop_checked_at = 0.0
-    stop_requested = False
     passages_used = passages
+    _stop_requests.watch(message_id)
+    progress = watchdog.answer_progress(message_id)
+    # What the visitor sees of the model's text: links only to the sources and the bot's sites, no prompt leak.
+    allowed = [passage.url for passage in passages] + list(bot.allowed_origins) + [settings.SITE_URL]
+    guard = output_guard.StreamGuard(allowed_hosts=output_guard.allowed_hosts_from(allowed))
 
     def should_stop() -> bool:
-        nonlocal stop_checked_at, stop_requested
-        now = time.monotonic()
-        if not stop_requested and now - stop_checked_at >= STOP_CHECK_INTERVAL_S:
-            stop_checked_at = now
-            stop_requested = answer_stop_requested(message_id=message_id)
-        return stop_requested
+        return _stop_requests.requested(message_id)
 
     try:
-        info = model_info(bot.endpoint, api_key=generation.api_key)
+        if not circuit.circuit_allows(endpoint=bot.endpoint):
+            raise ModelServerError("circuit_open", "the model server failed repeatedly; not asking it for a while")
+        info = model_info(
+            bot.endpoint,
+            api_key=generation.api_key,
+            timeout_s=min(generation.timeout_s, 5.0),
+            retries=generation.connect_retries,
+            backoff_s=generation.backoff_s,
+            should_stop=should_stop,
+        )
         built = _build(bot, passages=passages, history=history, question=question, info=info)
         outcome.prompt = built.messages
+        guard.protect(built.messages[0]["content"])
         outcome.model = info.model_id
         passages_used = built.passages_used
         metrics.ADDED_SECONDS.labels(bot=bot.slug).observe(time.monotonic() - started)
@@ -290,12 +371,22 @@ def _generate(
                     outcome.ttft_ms = (time.monotonic() - started) * 1000
                     metrics.TTFT_SECONDS.labels(bot=bot.slug).observe(outcome.ttft_ms / 1000)
                 parts.append(event.text)
-                coalescer.feed(event.text)
+                safe = guard.feed(event.text)
+                coalescer.feed(safe)
+                progress.add(safe)
+                if guard.prompt_leaked:
+                    logger.warning("answer %s repeated the system prompt: ended with a safe message", message_id)
+                    break
             else:
                 end = event
+        coalescer.feed(guard.flush())
         coalescer.close()
-        outcome.text = "".join(parts)
+        circuit.circuit_record_success(endpoint=bot.endpoint)
+        guarded = guard.final()
+        outcome.text = guarded.text
         outcome.finish_reason = end.finish_reason or "" if end else ""
+        if guarded.prompt_leaked:
+            outcome.finish_reason = "prompt_leak"
         outcome.model = (end.model if end and end.model and end.model != "tgi" else None) or outcome.model
         outcome.prompt_tokens = end.prompt_tokens if end and end.prompt_tokens is not None else built.prompt_tokens
         outcome.completion_tokens = end.completion_tokens if end else None
@@ -303,10 +394,16 @@ def _generate(
         outcome.citations = _citations(extract_citations(outcome.text, passages_used))
         metrics.ANSWERS.labels(bot=bot.slug, outcome=outcome.status).inc()
     except (ModelServerError, PromptBudgetError) as error:
+        coalescer.feed(guard.flush())
         coalescer.close()
         kind = error.kind if isinstance(error, ModelServerError) else "prompt_too_long"
+        if kind in circuit.FAILURE_KINDS:
+            circuit.circuit_record_failure(endpoint=bot.endpoint)
         metrics.TGI_ERRORS.labels(kind=kind).inc()
-        if not parts:
+        if _stop_requests.requested(message_id) and not parts:
+            outcome.status, outcome.finish_reason = Message.Status.STOPPED, "stopped"
+            metrics.ANSWERS.labels(bot=bot.slug, outcome="stopped").inc()
+        elif not parts:
             logger.error("model server unavailable for bot %s (%s): answering with passages only", bot.slug, error)
             fallback = _retrieval_only(search, reason=kind)
             fallback.prompt, fallback.model = outcome.prompt, outcome.model
@@ -314,13 +411,15 @@ def _generate(
             metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
         else:
             logger.error("model stream failed mid-answer for bot %s (%s)", bot.slug, error)
-            outcome.text = "".join(parts)
+            outcome.text = guard.final().text
             outcome.status = Message.Status.ERROR
             outcome.finish_reason = kind
             outcome.error_code = "answer_failed"
             outcome.error_message = "The answer was cut off by a problem on our side. Please try again."
             outcome.citations = _citations(extract_citations(outcome.text, passages_used))
             metrics.ANSWERS.labels(bot=bot.slug, outcome="error").inc()
+    finally:
+        _stop_requests.forget(message_id)
     if outcome.completion_tokens:
         metrics.TOKENS.labels(bot=bot.slug, direction="out").inc(outcome.completion_tokens)
     if outcome.prompt_tokens:

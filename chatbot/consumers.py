@@ -1,5 +1,6 @@
 """Websocket consumers. Thin: validate a frame, call one service, reply; relay the conversation group's events."""
 
+import asyncio
 import json
 import logging
 from urllib.parse import urlsplit
@@ -8,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
-from chatbot import conversations, leads, redis_keys
+from chatbot import conversations, leads, redis_keys, watchdog
 from chatbot.dashboard import handoff
 from chatbot.models import Bot, Conversation
 from chatbot.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, PROTOCOL_VERSION, ErrorCode
@@ -47,6 +48,16 @@ def origin_allowed(*, origin: str, host: str, bot: Bot) -> bool:
     return origin in allowed
 
 
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
 @database_sync_to_async
 def _bot_by_public_id(public_id: str) -> Bot | None:
     return Bot.objects.filter(public_id=public_id).first()
@@ -58,6 +69,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     bot: Bot | None = None
     conversation: Conversation | None = None
     counted_connection = False
+    watchdog_task: asyncio.Task | None = None
 
     async def connect(self):
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
@@ -85,6 +97,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=close_code)
 
     async def disconnect(self, code):
+        if self.watchdog_task is not None:
+            self.watchdog_task.cancel()
         if self.conversation is not None:
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
         if self.counted_connection:
@@ -106,6 +120,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_error("bad_frame", "A frame is a JSON object with a string 'type'.")
+            return
+        if _contains_nul(frame):
+            # PostgreSQL text cannot hold NUL; no visitor types one.
+            await self.send_error("bad_frame", "Text may not contain NUL characters.")
             return
         handler = self.FRAME_HANDLERS.get(frame["type"])
         if handler is None:
@@ -145,7 +163,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "bot": {"name": self.bot.name, "greeting": self.bot.greeting},
             }
         )
+        # A worker may have died mid-answer while nobody watched: look now, and keep watching while it streams.
+        streaming = [m["id"] for m in history if m["role"] == "bot" and m["status"] == "streaming"]
+        if streaming:
+            self.watch_answer(streaming[-1])
         await self.send_lead_form(leads.lead_form_on_hello)
+
+    def watch_answer(self, message_id: int) -> None:
+        """Notice if the worker writing this answer dies, and end it for the visitor (chatbot.watchdog)."""
+        if self.watchdog_task is not None:
+            self.watchdog_task.cancel()
+        self.watchdog_task = asyncio.create_task(
+            watchdog.answer_watch(
+                message_id=message_id, group=self.conversation.group_name, channel_layer=self.channel_layer
+            )
+        )
 
     @database_sync_to_async
     def _start(self, **details):
@@ -186,6 +218,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "busy", "Please wait until the current answer is finished, or stop it.", retryable=True
             )
             return
+        # Join the group again (idempotent): a restarted Redis has forgotten every group, and this socket would
+        # otherwise never hear the answer.
+        await self.channel_layer.group_add(self.conversation.group_name, self.channel_name)
         # "answer" tells the widget whether the bot will reply (not while staff have taken over, nor to a request
         # for a person), so it shows the typing indicator only when something is coming.
         await self.send_frame(
@@ -196,6 +231,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "answer": bot_message is not None,
             }
         )
+        if bot_message is not None and bot_message.status == "streaming":
+            self.watch_answer(bot_message.id)
         if wants_person:
             await self.on_handoff_request({"type": "handoff_request"})
             return
@@ -277,6 +314,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame({"type": "token", "message_id": event["message_id"], "text": event["text"]})
 
     async def chat_done(self, event):
+        # The answer ended: stop watching it (unless this `done` is the watchdog's own, with its error to follow).
+        if self.watchdog_task is not None and event.get("finalised_by") != "watchdog":
+            self.watchdog_task.cancel()
         await self.send_frame(
             {
                 "type": "done",

@@ -2,11 +2,12 @@
 
 from typing import TypedDict
 
-import httpx
 from django.conf import settings
 from django.db import connection
 
 from chatbot.celery import app as celery_app
+from chatbot.circuit import circuit_state
+from inference.client import model_server_health
 
 
 class HealthReport(TypedDict):
@@ -15,6 +16,9 @@ class HealthReport(TypedDict):
     redis: str
     worker: str
     tgi: str
+    # The model server circuit breaker (chatbot.circuit): "closed", "open" (answers are retrieval-only) or
+    # "half_open" (one answer is trying the model again).
+    tgi_circuit: str
 
 
 def database_health() -> str:
@@ -49,11 +53,8 @@ def worker_health(*, timeout_s: float = 1.0) -> str:
 def tgi_health() -> str:
     if not settings.TGI_URL:
         return "not configured"
-    try:
-        response = httpx.get(f"{settings.TGI_URL}/health", timeout=2.0)
-    except httpx.HTTPError:
-        return "unreachable"
-    return "ok" if response.status_code == 200 else f"unhealthy (HTTP {response.status_code})"
+    # The model client knows how to ask TGI and plain OpenAI-compatible servers, with the API key.
+    return model_server_health(settings.TGI_URL, api_key=settings.TGI_API_KEY or None)
 
 
 def health_report() -> HealthReport:
@@ -63,10 +64,11 @@ def health_report() -> HealthReport:
         redis=redis_health(),
         worker=worker_health(),
         tgi=tgi_health(),
+        tgi_circuit=circuit_state(endpoint=settings.TGI_URL) if settings.TGI_URL else "closed",
     )
     # The web tier can serve (retrieval-only, queued answers) without a worker or a model; not without these.
     if report["database"] != "ok" or report["redis"] != "ok":
         report["status"] = "error"
-    elif report["worker"] != "ok" or report["tgi"] not in ("ok", "not configured"):
+    elif report["worker"] != "ok" or report["tgi"] not in ("ok", "not configured") or report["tgi_circuit"] == "open":
         report["status"] = "degraded"
     return report

@@ -7,15 +7,21 @@ A send returns once Redis has the event, so the events of one answer leave in or
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future
 
+import redis
 from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5.0
+# Benchmark instrumentation (bench/answer_latency.py): each chat.token event also carries "received_at", the
+# time.monotonic() at which this process got the event's oldest text from the model. The consumer forwards only
+# message_id and text, so visitors never see it.
+RELAY_TIMING = os.environ.get("PARLEY_RELAY_TIMING") == "1"
 
 
 class ChannelLayerRelay:
@@ -34,8 +40,16 @@ class ChannelLayerRelay:
         self._loop.run_forever()
 
     def group_send(self, group: str, event: dict) -> None:
-        future: Future = asyncio.run_coroutine_threadsafe(self._layer.group_send(group, event), self._loop)
-        future.result(timeout=SEND_TIMEOUT_S)
+        # Once more on a connection error: after a Redis restart the first command on a pooled connection fails,
+        # and the next one reconnects.
+        for attempt in (1, 2):
+            future: Future = asyncio.run_coroutine_threadsafe(self._layer.group_send(group, event), self._loop)
+            try:
+                future.result(timeout=SEND_TIMEOUT_S)
+                return
+            except redis.ConnectionError:
+                if attempt == 2:
+                    raise
 
 
 _relay: ChannelLayerRelay | None = None
@@ -65,6 +79,7 @@ class TokenCoalescer:
         self._relay = layer_relay or relay()
         self._loop = self._relay._loop
         self._pending: list[str] = []
+        self._pending_since = 0.0
         self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._send_lock: asyncio.Lock | None = None
@@ -74,7 +89,7 @@ class TokenCoalescer:
 
     def feed(self, text: str) -> None:
         if text:
-            self._loop.call_soon_threadsafe(self._on_text, text)
+            self._loop.call_soon_threadsafe(self._on_text, text, time.monotonic())
 
     def close(self, timeout_s: float = SEND_TIMEOUT_S) -> None:
         """Flush what is pending and wait until every event of this answer has reached the channel layer."""
@@ -82,7 +97,9 @@ class TokenCoalescer:
 
     # Everything below runs on the relay's event loop.
 
-    def _on_text(self, text: str) -> None:
+    def _on_text(self, text: str, received_at: float) -> None:
+        if not self._pending:
+            self._pending_since = received_at
         self._pending.append(text)
         if self._timer is not None:
             return
@@ -104,6 +121,8 @@ class TokenCoalescer:
             self.first_sent_at = now
         self.events_sent += 1
         event = {"type": "chat.token", "message_id": self.message_id, "text": text}
+        if RELAY_TIMING:
+            event["received_at"] = self._pending_since
         self._sends.append(self._loop.create_task(self._send_in_order(event)))
 
     async def _send_in_order(self, event: dict) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +54,9 @@ TGI_MAX_STOP_SEQUENCES = 4
 FALLBACK_MODEL_INFO_LIMITS = (4095, 4096)
 UNKNOWN_MODEL_ID = "unknown"
 _MAX_BACKOFF_S = 8.0
+# How often an open stream asks `should_stop` while it waits on the network, so a stop does not wait for the model's
+# next token. `should_stop` must be cheap (cache it) at this rate.
+STOP_POLL_S = 0.01
 _ROUGH_PIECES = re.compile(r" ?[^\W\d_]+|\d{1,3}| ?[^\w\s]|_|\s+")
 
 
@@ -159,7 +163,7 @@ def stream_chat(
         except ModelServerError as error:
             if text_was_yielded or not error.retryable or attempt >= settings.connect_retries:
                 raise
-            delay = min(settings.backoff_s * 2**attempt, _MAX_BACKOFF_S)
+            delay = _backoff_delay(settings.backoff_s, attempt)
             attempt += 1
             logger.warning(
                 "model server %s failed before the first token (%s); retry %d/%d in %.1fs",
@@ -184,6 +188,7 @@ def _stream_once(
     client = _ModelServerInferenceClient(
         base_url=settings.endpoint, api_key=settings.api_key or NO_API_KEY, timeout=settings.timeout_s
     )
+    watcher = _StopWatcher(should_stop, on_stop=client.hang_up) if should_stop is not None else None
     finish_reason: str | None = None
     usage = None
     model: str | None = None
@@ -201,7 +206,7 @@ def _stream_once(
             stream_options={"include_usage": True},
         )
         for chunk in chunks:
-            if should_stop is not None and should_stop():
+            if watcher is not None and (watcher.stopped or should_stop()):
                 client.close()
                 yield StreamEnd(finish_reason="stopped", model=model)
                 return
@@ -215,15 +220,27 @@ def _stream_once(
                     yield StreamDelta(text=content)
                 if choice.finish_reason:
                     finish_reason = _finish_reason(choice.finish_reason)
-    except json.JSONDecodeError as error:
-        # Some OpenAI-compatible servers end with `data:[DONE]` (no space); huggingface_hub cannot parse it.
-        if finish_reason is None:
-            kind = "stream_error" if text_was_yielded else "bad_response"
-            raise ModelServerError(kind, f"unparseable stream event: {error}") from error
-    except (httpx2.HTTPError, ValueError) as error:
-        raise _model_server_error(error, text_was_yielded=text_was_yielded) from error
+    except Exception as error:
+        if watcher is not None and watcher.stopped:
+            # The watcher hung up on a stream waiting for its next token: whatever broke, it was us.
+            yield StreamEnd(finish_reason="stopped", model=model)
+            return
+        if isinstance(error, json.JSONDecodeError):
+            # Some OpenAI-compatible servers end with `data:[DONE]` (no space); huggingface_hub cannot parse it.
+            if finish_reason is None:
+                kind = "stream_error" if text_was_yielded else "bad_response"
+                raise ModelServerError(kind, f"unparseable stream event: {error}") from error
+        elif isinstance(error, httpx2.HTTPError | ValueError):
+            raise _model_server_error(error, text_was_yielded=text_was_yielded) from error
+        else:
+            raise
     finally:
+        if watcher is not None:
+            watcher.cancel()
         client.close()
+    if watcher is not None and watcher.stopped and finish_reason is None:
+        yield StreamEnd(finish_reason="stopped", model=model)
+        return
     if finish_reason is None:
         kind = "stream_error" if text_was_yielded else "bad_response"
         raise ModelServerError(kind, "the stream ended without a finish reason")
@@ -233,6 +250,64 @@ def _stream_once(
         completion_tokens=usage.completion_tokens if usage else None,
         model=model,
     )
+
+
+class _StopWatcher:
+    """Asks `should_stop` every STOP_POLL_S while a stream is open, and calls `on_stop` (which hangs up) when it
+    says yes. Checking only when a token arrives would let a slow model hold a stop request for as long as it
+    takes to send its next token, or its first. One thread per process watches every open stream."""
+
+    def __init__(self, should_stop: Callable[[], bool], *, on_stop: Callable[[], None]) -> None:
+        self.stopped = False
+        self.should_stop = should_stop
+        self.on_stop = on_stop
+        _watching.add(self)
+
+    def cancel(self) -> None:
+        _watching.discard(self)
+
+
+class _Watching:
+    def __init__(self) -> None:
+        self._watchers: set[_StopWatcher] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watcher: _StopWatcher) -> None:
+        with self._changed:
+            self._watchers.add(watcher)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="model-stream-stop-watcher", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def discard(self, watcher: _StopWatcher) -> None:
+        with self._changed:
+            self._watchers.discard(watcher)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._watchers:
+                    self._changed.wait()
+                watchers = list(self._watchers)
+            for watcher in watchers:
+                try:
+                    stop = watcher.should_stop()
+                except Exception:
+                    logger.exception("could not check for a stop request; the stream goes on")
+                    continue
+                if stop:
+                    with self._changed:
+                        if watcher not in self._watchers:
+                            continue  # the stream ended meanwhile
+                        self._watchers.discard(watcher)
+                    watcher.stopped = True
+                    watcher.on_stop()
+            time.sleep(STOP_POLL_S)
+
+
+_watching = _Watching()
 
 
 class _ModelServerInferenceClient(InferenceClient):
@@ -256,10 +331,21 @@ class _ModelServerInferenceClient(InferenceClient):
                     timeout=self.timeout,
                 )
             )
+            self._response = response
             hf_raise_for_status(response)
             return response.iter_lines() if stream else response.read()
         except httpx2.TimeoutException as error:
             raise InferenceTimeoutError(f"Inference call timed out: {request_parameters.url}") from error
+
+    def hang_up(self) -> None:
+        """Shut the stream's socket from another thread: the read waiting for the next token returns at once and
+        the server sees the client go (TGI then stops generating)."""
+        response = getattr(self, "_response", None)
+        network_stream = response.extensions.get("network_stream") if response is not None else None
+        sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 _session_lock = threading.Lock()
@@ -292,12 +378,16 @@ def _finish_reason(server_reason: str) -> str:
     return server_reason
 
 
+def _backoff_delay(backoff_s: float, attempt: int) -> float:
+    return min(backoff_s * 2**attempt, _MAX_BACKOFF_S)
+
+
 def _sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool] | None) -> bool:
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
         if should_stop is not None and should_stop():
             return True
-        time.sleep(min(remaining, 0.05))
+        time.sleep(min(remaining, STOP_POLL_S))
     return should_stop is not None and should_stop()
 
 
@@ -386,12 +476,37 @@ _model_info_cache: dict[str, ModelInfo] = {}
 _endpoints_without_tokenize: set[str] = set()
 
 
-def model_info(endpoint: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> ModelInfo:
+def model_info(
+    endpoint: str,
+    *,
+    api_key: str | None = None,
+    timeout_s: float = 5.0,
+    retries: int = 0,
+    backoff_s: float = 0.5,
+    should_stop: Callable[[], bool] | None = None,
+) -> ModelInfo:
     """The served model's id and token limits from TGI's GET /info, fetched once per endpoint.
 
     Servers without /info (other OpenAI-compatible servers) get conservative limits. Raises ModelServerError
-    "unreachable"/"timeout" when the server cannot be asked; that is not cached.
+    "unreachable"/"timeout" when the server cannot be asked (that is not cached), after `retries` retries with the
+    same exponential backoff as `stream_chat`, so that an answer waits as long for a restarting server whether
+    or not its limits are already known.
     """
+    attempt = 0
+    while True:
+        try:
+            return _model_info_once(endpoint, api_key=api_key, timeout_s=timeout_s)
+        except ModelServerError as error:
+            if not error.retryable or attempt >= retries:
+                raise
+            delay = _backoff_delay(backoff_s, attempt)
+            attempt += 1
+            logger.warning("model server %s: %s; retry %d/%d in %.1fs", endpoint, error, attempt, retries, delay)
+            if _sleep_unless_stopped(delay, should_stop):
+                raise
+
+
+def _model_info_once(endpoint: str, *, api_key: str | None, timeout_s: float) -> ModelInfo:
     key = endpoint.rstrip("/")
     with _cache_lock:
         if key in _model_info_cache:
@@ -494,3 +609,9 @@ def forget_endpoint(endpoint: str | None = None) -> None:
 
 def _auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def self_hosted_client(*, base_url: str, timeout_s: float, api_key: str | None = None) -> InferenceClient:
+    """An InferenceClient for a server of our own (TGI, or TEI for embeddings): it works with HF_HUB_OFFLINE set
+    and never sends a local Hugging Face token to that server."""
+    return _ModelServerInferenceClient(base_url=base_url, api_key=api_key or NO_API_KEY, timeout=timeout_s)

@@ -107,11 +107,12 @@ class TEIEmbedder:
     a probe embedding; token counting uses the local tokenizer (TEI serves all-MiniLM-L6-v2 in our deployments)."""
 
     def __init__(self, *, base_url: str, timeout_seconds: float = 30.0, batch_size: int = 32) -> None:
-        from huggingface_hub import InferenceClient
+        from inference.client import self_hosted_client
 
         self._base_url = base_url.rstrip("/")
         self._batch_size = batch_size
-        self._client = InferenceClient(base_url=self._base_url, timeout=timeout_seconds)
+        # huggingface_hub's own session refuses every request under HF_HUB_OFFLINE, which the local model sets.
+        self._client = self_hosted_client(base_url=self._base_url, timeout_s=timeout_seconds)
         self._token_counter = local_token_counter()
         info = self._read_info(timeout_seconds=timeout_seconds)
         self.model_name: str = str(info.get("model_id") or EMBEDDING_MODEL_NAME)

@@ -390,3 +390,14 @@ async def test_a_visitor_never_receives_another_conversations_events(acme):
     assert await mine.receive_nothing(timeout=0.3)
     await mine.disconnect()
     await theirs.disconnect()
+
+
+async def test_a_nul_character_anywhere_in_a_frame_is_refused_not_a_server_error(acme):
+    communicator, _ = await _ready(acme)
+
+    await communicator.send_json_to({"type": "message", "text": "hi", "client_id": "\u0000"})
+    error = await communicator.receive_json_from(timeout=5)
+
+    assert error["code"] == "bad_frame" and "NUL" in error["message"]
+    await _still_alive(communicator)
+    await communicator.disconnect()

@@ -1,6 +1,5 @@
 import asyncio
 import secrets
-import sys
 import threading
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -56,15 +55,19 @@ class Command(BaseCommand):
             await sync_to_async(answer_message.delay)(bot_message.id)
         else:
             threading.Thread(target=_answer_inline, args=(bot_message.id,), daemon=True).start()
+        streamed = False
         try:
             while True:
                 event = await asyncio.wait_for(layer.receive(channel), ANSWER_TIMEOUT_S)
                 if event["type"] == "chat.token":
-                    sys.stdout.write(event["text"])
-                    sys.stdout.flush()
+                    self.stdout.write(event["text"], ending="")
+                    self.stdout.flush()
+                    streamed = True
                 elif event["type"] == "chat.done":
-                    if event["status"] == Message.Status.RETRIEVAL_ONLY:
-                        sys.stdout.write(event["text"])
+                    # Answers that did not come from the model (passages only, strict mode's "I don't know")
+                    # arrive whole, with no tokens before them.
+                    if not streamed:
+                        self.stdout.write(event["text"], ending="")
                     return event["status"], event["citations"]
         except TimeoutError:
             raise CommandError(f"no answer within {ANSWER_TIMEOUT_S} s") from None

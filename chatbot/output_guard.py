@@ -1,0 +1,245 @@
+"""The last check on what the model wrote, before a visitor sees it. It assumes the model obeyed an injected
+instruction and limits the harm:
+
+- links (Markdown `[label](url)`, `<url>` and bare URLs, the three kinds the widget's markdown.js turns into links)
+  may only point at the hosts of the bot's sources and its allowed sites; any other link becomes plain text;
+- a long verbatim stretch of the system prompt (the rules and persona, not the quoted passages) ends the answer
+  with a safe message instead.
+
+Markup that could run is not this module's job: the widget builds its DOM from text nodes only
+(static/parley/chat/markdown.js), which tests/browser and tests/security assert.
+
+`StreamGuard` does the same while the answer streams: it holds back only a trailing piece that could still turn
+into a link (an open `[`, a word that may be the start of a URL), so ordinary text goes out at once.
+"""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+PROMPT_LEAK_WORDS = 8
+SAFE_MESSAGE = "I'm sorry, I can't help with that. Is there anything about our products or services I can help with?"
+LINK_REMOVED = "(link removed)"
+
+_WORD = re.compile(r"[a-z0-9]+")
+# What markdown.js, and a browser's URL parser after it, would read as a link: a scheme, then anything up to
+# whitespace, angle brackets or a quote. "https:evil.test" and "https:/evil.test" are links to a browser too.
+_URL = re.compile(r"(?i)(?<![a-z0-9])(?:https?|mailto):[^\s<>\"]*")
+_HOST_CHARS = re.compile(r"^[a-z0-9.-]+$")
+# A trailing word that may still grow into a URL: it already has a scheme, or ends in the start of one.
+_MAYBE_URL_TAIL = re.compile(
+    r"(?i)(?:(?:https?|mailto):\S*|<\S*|(?<![a-z0-9])(?:h|ht|htt|https?|m|ma|mai|mail|mailt|mailto))$"
+)
+
+
+def host_of(value: str) -> str:
+    """The host a browser would go to for this URL text, "" when it is not a http(s)/mailto URL we understand."""
+    # Browsers drop tabs and newlines inside a URL and read a backslash as a slash in http(s) URLs.
+    value = re.sub(r"[\t\n\r]", "", value).strip().strip("<>").replace("\\", "/")
+    match = re.match(r"(?i)^(https?|mailto):(.*)$", value)
+    if not match:
+        return ""
+    scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme == "mailto":
+        address = rest.split("?", 1)[0]
+        host = address.rsplit("@", 1)[-1] if "@" in address else ""
+    else:
+        authority = re.split(r"[/?#]", rest.lstrip("/"), maxsplit=1)[0]
+        host = authority.rsplit("@", 1)[-1]
+        host = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+    host = host.lower().rstrip(".")
+    return host if _HOST_CHARS.match(host) else ""
+
+
+def allowed_hosts_from(urls: Iterable[str]) -> frozenset[str]:
+    """The hosts of these URLs or origins (sources, allowed sites), as `guard_links` wants them."""
+    hosts = set()
+    for url in urls:
+        host = (urlsplit(url.strip()).hostname or "") if url else ""
+        if host:
+            hosts.add(host.lower().removeprefix("www."))
+    return frozenset(hosts)
+
+
+def _host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    if not host:
+        return False
+    host = host.removeprefix("www.")
+    return any(host == base or host.endswith("." + base) for base in allowed)
+
+
+def _is_web_url(value: str) -> bool:
+    return bool(re.match(r"(?i)^(https?|mailto):", re.sub(r"[\t\n\r]", "", value).strip().lstrip("<")))
+
+
+def _url_allowed(url: str, allowed: frozenset[str]) -> bool:
+    return _host_allowed(host_of(url), allowed)
+
+
+def _match_bracket(text: str, start: int, open_: str, close: str) -> int:
+    """The index of the bracket closing the one at `start`, or -1."""
+    depth = 0
+    for index in range(start, len(text)):
+        if text[index] == "\\":
+            continue
+        if text[index] == open_:
+            depth += 1
+        elif text[index] == close:
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
+
+
+def _markdown_links(text: str, allowed: frozenset[str]) -> tuple[str, int]:
+    out: list[str] = []
+    removed = 0
+    index = 0
+    while index < len(text):
+        if text[index] == "[":
+            close = _match_bracket(text, index, "[", "]")
+            if close > index and text[close + 1 : close + 2] == "(":
+                close_paren = _match_bracket(text, close + 1, "(", ")")
+                if close_paren > 0:
+                    label = text[index + 1 : close]
+                    target = re.sub(r"""\s+(["']).*\1$""", "", text[close + 2 : close_paren].strip())
+                    # Other schemes (javascript:, data:) are no links to markdown.js: it shows them as text.
+                    if not _is_web_url(target) or _url_allowed(target, allowed):
+                        out.append(text[index : close_paren + 1])
+                    else:
+                        inner, inner_removed = _markdown_links(label, allowed)
+                        out.append(inner)
+                        removed += 1 + inner_removed
+                    index = close_paren + 1
+                    continue
+        out.append(text[index])
+        index += 1
+    return "".join(out), removed
+
+
+@dataclass(frozen=True)
+class Guarded:
+    text: str
+    links_removed: int = 0
+    prompt_leaked: bool = False
+
+
+def guard_links(text: str, *, allowed_hosts: frozenset[str]) -> Guarded:
+    """`text` with every link to a host outside `allowed_hosts` turned into plain text."""
+    text, removed = _markdown_links(text, allowed_hosts)
+    bare_removed = 0
+
+    def bare(match: re.Match) -> str:
+        nonlocal bare_removed
+        url = match.group(0)
+        if _url_allowed(url, allowed_hosts):
+            return url
+        bare_removed += 1
+        return LINK_REMOVED
+
+    text = _URL.sub(bare, text)
+    return Guarded(text=text, links_removed=removed + bare_removed)
+
+
+def protected_text(system_prompt: str) -> str:
+    """The part of the system prompt that must not be echoed: everything but the quoted passages."""
+    before, marker, after = system_prompt.partition("<<<DATA>>>")
+    if marker:
+        after = after.partition("<<<END DATA>>>")[2]
+    return before + "\n" + after
+
+
+def _shingles(text: str, n: int = PROMPT_LEAK_WORDS) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def prompt_leaked(text: str, *, system_prompt: str, n: int = PROMPT_LEAK_WORDS) -> bool:
+    """True when `text` repeats `n` or more consecutive words of the system prompt outside its passages."""
+    return bool(_shingles(text, n) & _shingles(protected_text(system_prompt), n))
+
+
+def guard_answer(text: str, *, allowed_hosts: frozenset[str], system_prompt: str = "") -> Guarded:
+    """The text a visitor may see for this model answer."""
+    if system_prompt and prompt_leaked(text, system_prompt=system_prompt):
+        return Guarded(text=SAFE_MESSAGE, prompt_leaked=True)
+    return guard_links(text, allowed_hosts=allowed_hosts)
+
+
+def _stable_end(text: str) -> int:
+    """How much of a growing answer can be guarded now: up to an unclosed `[...](...)` or a trailing word that
+    may still become a URL."""
+    end = len(text)
+    index = text.find("[")
+    while 0 <= index < end:
+        close = _match_bracket(text, index, "[", "]")
+        if close < 0 or close == len(text) - 1:
+            end = index
+            break
+        if text[close + 1] == "(" and _match_bracket(text, close + 1, "(", ")") < 0:
+            end = index
+            break
+        index = text.find("[", index + 1)
+    tail = _MAYBE_URL_TAIL.search(text[:end])
+    if tail:
+        end = tail.start()
+    return end
+
+
+class StreamGuard:
+    """`guard_answer` for a streaming answer: `feed` each piece and relay what it returns; `final` is the text to
+    save and send as `done` (authoritative: the widget renders it in place of the streamed text)."""
+
+    def __init__(self, *, allowed_hosts: frozenset[str], system_prompt: str = "") -> None:
+        self.allowed_hosts = allowed_hosts
+        self._protected = _shingles(protected_text(system_prompt)) if system_prompt else set()
+        self._raw: list[str] = []
+        self._raw_len = 0
+        self._checked_words = 0
+        self._sent = ""
+        self.prompt_leaked = False
+
+    def protect(self, system_prompt: str) -> None:
+        """Watch for this system prompt (known once the prompt is built, after the guard is made)."""
+        self._protected = _shingles(protected_text(system_prompt))
+
+    @property
+    def raw(self) -> str:
+        return "".join(self._raw)
+
+    def feed(self, piece: str) -> str:
+        if self.prompt_leaked or not piece:
+            return ""
+        self._raw.append(piece)
+        raw = self.raw
+        if self._protected and self._leaks(raw):
+            self.prompt_leaked = True
+            return ""
+        return self._advance(raw[: _stable_end(raw)])
+
+    def flush(self) -> str:
+        """What is left to relay once the answer ended (or was cut off)."""
+        if self.prompt_leaked:
+            return ""
+        return self._advance(self.raw)
+
+    def final(self) -> Guarded:
+        if self.prompt_leaked:
+            return Guarded(text=SAFE_MESSAGE, prompt_leaked=True)
+        return guard_links(self.raw, allowed_hosts=self.allowed_hosts)
+
+    def _advance(self, stable: str) -> str:
+        guarded = guard_links(stable, allowed_hosts=self.allowed_hosts).text
+        if not guarded.startswith(self._sent):
+            return ""  # the final text (sent as `done`) supersedes what streamed
+        new, self._sent = guarded[len(self._sent) :], guarded
+        return new
+
+    def _leaks(self, raw: str) -> bool:
+        words = _WORD.findall(raw.lower())
+        n = PROMPT_LEAK_WORDS
+        start = max(0, self._checked_words - n)
+        found = any(tuple(words[i : i + n]) in self._protected for i in range(start, len(words) - n + 1))
+        self._checked_words = len(words)
+        return found

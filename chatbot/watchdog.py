@@ -1,0 +1,247 @@
+"""Noticing an answer whose worker died (SIGKILL, OOM, a lost machine) so the visitor is not left with a typing
+indicator forever.
+
+Worker side: while it answers, a worker process keeps a record per answer in Redis: a heartbeat and the text so far,
+written by one background thread at most every CHECKPOINT_INTERVAL_S (never per token, never to the database).
+The record is deleted once the answer is saved.
+
+Web side: while a conversation has a streaming answer, its chat consumer watches the record (and looks at hello). A
+record whose heartbeat is older than LOST_AFTER_S means the worker is gone: one consumer (a Redis SET NX lock)
+saves the checkpointed text as an error ("worker_lost") and tells the conversation's sockets (`done`, then
+`error`). The task Celery redelivers later finds the message no longer streaming and does nothing.
+"""
+
+import asyncio
+import logging
+import os
+import threading
+import time
+
+import redis
+from celery.signals import task_received
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from chatbot.redis_keys import async_client, sync_client
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 0.5
+LOST_AFTER_S = float(os.environ.get("PARLEY_WORKER_LOST_AFTER_S") or 4.0)
+WATCH_INTERVAL_S = 0.5
+RECORD_TTL_S = 3600
+WORKER_LOST = "worker_lost"
+LOST_MESSAGE = "The answer was cut off by a problem on our side. Please ask again."
+
+
+def _record_key(message_id: int) -> str:
+    return f"parley:answer:{message_id}"
+
+
+def _lock_key(message_id: int) -> str:
+    return f"parley:answer:{message_id}:finalised"
+
+
+# --- worker side -------------------------------------------------------------------------------------------------
+
+
+class AnswerProgress:
+    """One answer being written in this process: `add` text as it arrives (memory only); `finish` once saved."""
+
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self._parts.append(text)
+
+    def replace(self, text: str) -> None:
+        with self._lock:
+            self._parts = [text]
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._parts)
+
+    def abandon(self) -> None:
+        """Stop beating and leave the record: the web side will find the answer lost and end it."""
+        _checkpointer().remove(self)
+
+    def finish(self) -> None:
+        _checkpointer().remove(self)
+        try:
+            sync_client().delete(_record_key(self.message_id))
+        except redis.RedisError as error:
+            logger.warning("could not clear the progress record of message %s: %s", self.message_id, error)
+
+
+class _Checkpointer:
+    """One thread per process writes every running answer's heartbeat and text, in one pipeline per round."""
+
+    def __init__(self) -> None:
+        self._answers: dict[int, AnswerProgress] = {}
+        self._written: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        threading.Thread(target=self._run, name="answer-checkpointer", daemon=True).start()
+
+    def add(self, progress: AnswerProgress) -> None:
+        with self._lock:
+            self._answers[progress.message_id] = progress
+        self._wake.set()  # the first beat at once: the web side knows the answer has a live worker
+
+    def remove(self, progress: AnswerProgress) -> None:
+        with self._lock:
+            self._answers.pop(progress.message_id, None)
+            self._written.pop(progress.message_id, None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(CHECKPOINT_INTERVAL_S)
+            self._wake.clear()
+            with self._lock:
+                answers = list(self._answers.values())
+            if not answers:
+                continue
+            try:
+                self._write(answers)
+            except redis.RedisError as error:
+                # Redis is restarting: the next round rewrites everything.
+                logger.warning("could not checkpoint %s answers: %s", len(answers), error)
+                self._written.clear()
+            except Exception:
+                logger.exception("answer checkpoint failed")
+
+    def _write(self, answers: list[AnswerProgress]) -> None:
+        now = str(time.time())
+        pipe = sync_client().pipeline(transaction=False)
+        for progress in answers:
+            text = progress.text()
+            fields = {"beat": now}
+            if self._written.get(progress.message_id) != len(text):
+                fields["text"] = text
+            pipe.hset(_record_key(progress.message_id), mapping=fields)
+            pipe.expire(_record_key(progress.message_id), RECORD_TTL_S)
+        pipe.execute()
+        for progress in answers:
+            self._written[progress.message_id] = len(progress.text())
+
+
+_instance: _Checkpointer | None = None
+_instance_lock = threading.Lock()
+
+
+def _checkpointer() -> _Checkpointer:
+    global _instance
+    with _instance_lock:
+        if _instance is None:
+            _instance = _Checkpointer()
+        return _instance
+
+
+def answer_progress(message_id: int) -> AnswerProgress:
+    """The running answer's progress in this process (an unrecorded one if it was not started)."""
+    with _instance_lock:
+        registered = _instance._answers.get(message_id) if _instance is not None else None
+    return registered or AnswerProgress(message_id)
+
+
+def answer_progress_start(*, message_id: int) -> AnswerProgress:
+    progress = AnswerProgress(message_id)
+    _checkpointer().add(progress)
+    return progress
+
+
+@task_received.connect
+def _answer_reserved(sender=None, request=None, **kwargs) -> None:
+    """Beat for an answer from the moment this worker reserves its task, not only once a thread runs it: if the
+    worker dies with the task still waiting for a thread, the visitor hears of it as for a running answer."""
+    if request is None or request.name != "chatbot.tasks.answer_message" or not request.args:
+        return
+    try:
+        answer_progress_start(message_id=int(request.args[0]))
+    except (TypeError, ValueError):
+        return
+
+
+# --- web side ----------------------------------------------------------------------------------------------------
+
+
+async def answer_lost(*, message_id: int, lost_after_s: float | None = None) -> tuple[bool, str]:
+    """(lost, checkpointed text). Lost: a worker started this answer and has not beaten for `lost_after_s`.
+    An answer no worker has started yet (still queued) is not lost."""
+    record = await async_client().hgetall(_record_key(message_id))
+    if not record or b"beat" not in record:
+        return False, ""
+    silent_for = time.time() - float(record[b"beat"])
+    lost = silent_for > (LOST_AFTER_S if lost_after_s is None else lost_after_s)
+    return lost, record.get(b"text", b"").decode("utf-8", errors="replace")
+
+
+@database_sync_to_async
+def _save_lost(message_id: int, text: str) -> bool:
+    from chatbot.models import Message
+
+    updated = Message.objects.filter(id=message_id, status=Message.Status.STREAMING).update(
+        text=text,
+        status=Message.Status.ERROR,
+        error_code=WORKER_LOST,
+        finish_reason=WORKER_LOST,
+        finished_at=timezone.now(),
+    )
+    return updated == 1
+
+
+async def answer_finalise_lost(*, message_id: int, text: str, group: str, channel_layer) -> bool:
+    """Save a lost answer's partial text as an error and tell the conversation, once across every process."""
+    if not await async_client().set(_lock_key(message_id), "1", nx=True, ex=RECORD_TTL_S):
+        return False
+    if not await _save_lost(message_id, text):
+        return False
+    logger.error("the worker answering message %s was lost; saved %s characters", message_id, len(text))
+    await channel_layer.group_send(
+        group,
+        {
+            "type": "chat.done",
+            "message_id": message_id,
+            "status": "error",
+            "citations": [],
+            "text": text,
+            "finalised_by": "watchdog",
+        },
+    )
+    await channel_layer.group_send(
+        group, {"type": "chat.error", "code": "answer_failed", "message": LOST_MESSAGE, "retryable": True}
+    )
+    await async_client().delete(_record_key(message_id))
+    return True
+
+
+@database_sync_to_async
+def _still_streaming(message_id: int) -> bool:
+    from chatbot.models import Message
+
+    return Message.objects.filter(id=message_id, status=Message.Status.STREAMING).exists()
+
+
+async def answer_watch(*, message_id: int, group: str, channel_layer, interval_s: float = WATCH_INTERVAL_S) -> None:
+    """Watch one streaming answer until it ends or is found lost (then finalise it). Cancel when `done` arrives."""
+    checks = 0
+    while True:
+        try:
+            lost, text = await answer_lost(message_id=message_id)
+            if lost:
+                await answer_finalise_lost(message_id=message_id, text=text, group=group, channel_layer=channel_layer)
+                return
+            checks += 1
+            # Every few seconds: an answer may end without this socket seeing `done` (sent while Redis restarted).
+            if checks % 10 == 0 and not await _still_streaming(message_id):
+                return
+        except (redis.RedisError, OSError) as error:
+            logger.warning("watchdog of message %s cannot reach Redis: %s", message_id, error)
+        except Exception:
+            # PostgreSQL restarting, say: keep watching, the next round may succeed.
+            logger.exception("watchdog of message %s failed a round", message_id)
+        await asyncio.sleep(interval_s)
