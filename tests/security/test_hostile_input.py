@@ -84,6 +84,8 @@ async def _refused(communicator) -> tuple[str, int]:
     error = await communicator.receive_json_from(timeout=5)
     closed = await communicator.receive_output(timeout=5)
     assert closed["type"] == "websocket.close"
+    # As a browser would: answer the close, so the consumer's instance ends (not left to the loop's teardown).
+    await communicator.disconnect()
     return error["code"], closed["code"]
 
 
