@@ -1,8 +1,31 @@
 import pytest
 
 from chatbot.services import bot_create
+from inference.client import forget_endpoint
+from inference.testing.tgi_simulator import TGISimulator
+from tests.chatbot import stop_requests_forget
 
 
 @pytest.fixture
 def bot(db):
     return bot_create(slug="acme", name="Acme Support", allowed_origins=["https://www.acme.test"])
+
+
+@pytest.fixture(scope="module")
+def running_simulator():
+    """One TGI simulator per test module (see `sim`)."""
+    with TGISimulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim(running_simulator, settings):
+    """The TGI simulator as this instance's TGI_URL: reset, listening, with no stale stop requests and nothing
+    cached about the endpoint from an earlier test."""
+    stop_requests_forget()
+    running_simulator.reset()
+    running_simulator.start_listening()
+    forget_endpoint()
+    settings.TGI_URL = running_simulator.url
+    yield running_simulator
+    running_simulator.start_listening()

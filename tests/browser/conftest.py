@@ -10,38 +10,16 @@ and it is started after the test database exists.
 """
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from chatbot.settings import env_bool
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from chatbot.testing.browser import chromium
 
 
 @pytest.fixture(scope="package")
 def browser(django_db_setup) -> Iterator:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: `apt-get install -y chromium` to run the browser tests"
-        if env_bool("PARLEY_REQUIRE_BROWSER", False):
-            pytest.fail(f"{reason} (PARLEY_REQUIRE_BROWSER=1 requires them)", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.hookimpl(wrapper=True)

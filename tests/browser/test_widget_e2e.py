@@ -36,6 +36,7 @@ from playwright.sync_api import Frame, Page, expect
 from chatbot.celery import app as celery_app
 from chatbot.models import Bot, Conversation, Message
 from chatbot.services import bot_create
+from chatbot.testing.browser import eventually
 from chatbot.testing.pytest_plugin import ServerProcess, start_celery_worker, start_daphne
 from inference.testing.tgi_simulator import TGISimulator
 from knowledge.models import Source
@@ -132,17 +133,6 @@ class Stack:
     def logs(self) -> str:
         """The ends of the servers' logs (conftest.py adds them to the report of a failed test)."""
         return f"--- daphne ---\n{self.daphne.log()[-4000:]}\n--- worker ---\n{self.worker.log()[-4000:]}"
-
-
-def eventually(check: Callable[[], object], *, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def start_servers(*, logs: Path, redis_url: str) -> tuple[ServerProcess, ServerProcess]:

@@ -23,8 +23,8 @@ from chatbot.models import Message
 from chatbot.redis_keys import answer_request_stop
 from chatbot.services import bot_create
 from chatbot.testing.pytest_plugin import BASE_DIR, free_port, start_celery_worker
-from inference.client import forget_endpoint, model_server_health
-from inference.testing.tgi_simulator import MODEL_ID, TGISimulator
+from inference.client import model_server_health
+from inference.testing.tgi_simulator import MODEL_ID
 from tests.chatbot import GroupListener, page_add, question_ask, stop_requests_forget
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tgi"
@@ -60,21 +60,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def no_stale_stop_requests():
     stop_requests_forget()
-
-
-@pytest.fixture(scope="module")
-def running_simulator():
-    with TGISimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def sim(running_simulator, settings):
-    running_simulator.reset()
-    running_simulator.start_listening()
-    forget_endpoint()
-    settings.TGI_URL = running_simulator.url
-    return running_simulator
 
 
 @pytest.fixture

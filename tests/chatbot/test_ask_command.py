@@ -11,28 +11,13 @@ from django.core.management import CommandError, call_command
 
 from chatbot.services import bot_create
 from chatbot.testing.pytest_plugin import BASE_DIR, subprocess_environment
-from inference.client import forget_endpoint
-from inference.testing.tgi_simulator import TGISimulator
-from tests.chatbot import page_add, stop_requests_forget
+from tests.chatbot import page_add
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tgi"
 RECORDED = json.loads((FIXTURES / "test_flash_llama_completion_stream_usage.json").read_text())
 RECORDED_TEXT = "".join(chunk["choices"][0]["delta"]["content"] for chunk in RECORDED if chunk["choices"])
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_stale_stop_requests():
-    stop_requests_forget()
-
-
-@pytest.fixture
-def sim(settings):
-    with TGISimulator() as simulator:
-        forget_endpoint()
-        settings.TGI_URL = simulator.url
-        yield simulator
 
 
 @pytest.fixture

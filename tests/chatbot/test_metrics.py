@@ -6,24 +6,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatbot.answering import answer_generate
 from chatbot.services import bot_create
-from inference.client import forget_endpoint
-from inference.testing.tgi_simulator import TGISimulator
-from tests.chatbot import page_add, question_ask, stop_requests_forget
+from tests.chatbot import page_add, question_ask
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_stale_stop_requests():
-    stop_requests_forget()
-
-
-@pytest.fixture
-def sim(settings):
-    with TGISimulator() as simulator:
-        forget_endpoint()
-        settings.TGI_URL = simulator.url
-        yield simulator
 
 
 @pytest.fixture

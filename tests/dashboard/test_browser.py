@@ -25,7 +25,7 @@ from chatbot.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Bot, Conversation, Lead, Message
 from chatbot.services import bot_create
-from chatbot.settings import env_bool
+from chatbot.testing.browser import chromium, eventually
 from chatbot.testing.pytest_plugin import ServerProcess, start_celery_worker, start_daphne
 from inference.testing.tgi_simulator import TGISimulator
 from knowledge.models import Source
@@ -34,38 +34,15 @@ from knowledge.tasks import ingest_source
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ANSWER = "We ship to every country in the European Union, to Switzerland and to the UK [1]."
 PASSWORD = "correct-horse-battery"
 
 
-def eventually(check, *, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return result
-
-
 @pytest.fixture(scope="module")
 def browser(django_db_setup) -> Iterator:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: `apt-get install -y chromium` to run the browser tests"
-        if env_bool("PARLEY_REQUIRE_BROWSER", False):
-            pytest.fail(f"{reason} (PARLEY_REQUIRE_BROWSER=1 requires them)", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _history(bot: Bot) -> None:

@@ -11,31 +11,18 @@ from chatbot import circuit
 from chatbot.answering import answer_generate
 from chatbot.models import Message
 from chatbot.services import bot_create
-from inference.client import forget_endpoint
-from inference.testing.tgi_simulator import TGISimulator
-from tests.chatbot import GroupListener, page_add, question_ask, stop_requests_forget
+from tests.chatbot import GroupListener, page_add, question_ask
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CONCURRENT = 20
 
 
-@pytest.fixture(scope="module")
-def running_simulator():
-    with TGISimulator() as simulator:
-        yield simulator
-
-
 @pytest.fixture
-def sim(running_simulator, settings):
-    stop_requests_forget()
-    running_simulator.reset()
-    running_simulator.start_listening()
-    forget_endpoint()
-    settings.TGI_URL = running_simulator.url
-    circuit.circuit_reset(endpoint=running_simulator.url)
-    yield running_simulator
-    running_simulator.start_listening()
-    circuit.circuit_reset(endpoint=running_simulator.url)
+def sim(sim):
+    """The shared simulator fixture (tests/conftest.py), with the circuit breaker closed before and after."""
+    circuit.circuit_reset(endpoint=sim.url)
+    yield sim
+    circuit.circuit_reset(endpoint=sim.url)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import functools
 import json
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -17,32 +16,18 @@ from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Message
 from chatbot.output_guard import allowed_hosts_from, guard_answer
 from chatbot.services import bot_create
-from chatbot.settings import env_bool
+from chatbot.testing.browser import chromium
 from chatbot.testing.pytest_plugin import BASE_DIR, start_daphne
 from tests.security.attacks import ATTACKS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 HOSTILE = (
     '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=1</script>\n'
     '[click](javascript:window.__pwned=1) <a href="javascript:window.__pwned=1">a</a> '
     '<svg onload="window.__pwned=1"></svg> <iframe src="javascript:window.__pwned=1"></iframe>'
 )
 ALLOWED = allowed_hosts_from(["https://www.acme.test"])
-
-
-def _chromium():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: `apt-get install -y chromium` to run the browser tests"
-        if env_bool("PARLEY_REQUIRE_BROWSER", False):
-            pytest.fail(f"{reason} (PARLEY_REQUIRE_BROWSER=1 requires them)", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    return sync_playwright()
 
 
 def _inert(page) -> None:
@@ -68,8 +53,7 @@ def test_the_dashboard_transcript_shows_hostile_model_and_document_text_inertly(
     cookie = session.cookies["sessionid"].value
     daphne = start_daphne(log_path=tmp_path / "daphne.log")
     try:
-        with _chromium() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with chromium() as browser:
             context = browser.new_context()
             context.add_cookies([{"name": "sessionid", "value": cookie, "url": daphne.url}])
             page = context.new_page()
@@ -109,8 +93,7 @@ def test_markdown_js_renders_every_guarded_injection_payload_inertly_with_links_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     try:
-        with _chromium() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with chromium() as browser:
             page = browser.new_page()
             page.goto(f"{base}/parley/chat/markdown.js")
             page.set_content("<div id=out></div>")

@@ -7,28 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
+
+from chatbot.testing.browser import chromium
 
 from .fake_server import FakeParley
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 DESKTOP = {"width": 1200, "height": 800}
 PHONE = {"width": 375, "height": 667}
 
@@ -38,14 +27,12 @@ def server() -> FakeParley:
     return FakeParley().start_in_thread()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # Module scope: Playwright's sync API keeps an event loop in the main thread while open, which would stop
+    # every later browser module from starting its own.
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

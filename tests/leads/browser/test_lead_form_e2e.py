@@ -4,7 +4,6 @@ email is wrong, corrects it and sends; the lead is in the staff's leads list and
 
 Writes docs/screenshots/lead-form.png (the form with the inline error)."""
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from playwright.sync_api import expect
 
 from chatbot.leads import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature_verify
 from chatbot.models import Bot, Lead
+from chatbot.testing.browser import eventually
 from chatbot.testing.pytest_plugin import ServerProcess, start_celery_worker, start_daphne
 
 from ..conftest import CRM, LEAD_FORM
@@ -67,15 +67,6 @@ def stack(browser, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
             call_command("flush", interactive=False, verbosity=0)
 
 
-def eventually(check, *, timeout_s: float = 15.0, what: str):
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return result
-
-
 def test_a_visitor_leaves_a_lead_in_the_widget_and_it_reaches_the_staff_and_the_crm(browser, stack, request):
     context = browser.new_context(viewport={"width": 420, "height": 1010})
     page = context.new_page()
@@ -116,9 +107,9 @@ def test_a_visitor_leaves_a_lead_in_the_widget_and_it_reaches_the_staff_and_the_
         expect(page.locator(".lead-saved")).to_have_text("Thanks! Our team will get back to you shortly.")
         expect(page.locator(".lead-form")).to_have_count(0)
 
-        lead = eventually(lambda: Lead.objects.first(), what="the lead")
+        lead = eventually(lambda: Lead.objects.first(), timeout_s=15.0, what="the lead")
         assert lead.utm == {"source": "google", "medium": "cpc", "campaign": "brand"}
-        request_ = eventually(lambda: stack.crm.delivered(), what=f"the webhook\n{stack.logs()}")[0]
+        request_ = eventually(lambda: stack.crm.delivered(), timeout_s=15.0, what=f"the webhook\n{stack.logs()}")[0]
         assert webhook_signature_verify(
             secret=stack.bot.crm_webhook_secret,
             timestamp=request_.headers[TIMESTAMP_HEADER],
