@@ -5,11 +5,11 @@ import json
 import logging
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
 from chatbot import conversations, leads, redis_keys, watchdog
+from chatbot.async_db import SocketEventsDispatch, db_async
 from chatbot.dashboard import handoff
 from chatbot.models import Bot, Conversation
 from chatbot.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, PROTOCOL_VERSION, ErrorCode
@@ -58,12 +58,12 @@ def _contains_nul(value) -> bool:
     return False
 
 
-@database_sync_to_async
+@db_async
 def _bot_by_public_id(public_id: str) -> Bot | None:
     return Bot.objects.filter(public_id=public_id).first()
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
     """One visitor's widget. Protocol: docs/protocol.md (frames typed in chatbot.protocol)."""
 
     bot: Bot | None = None
@@ -179,7 +179,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         )
 
-    @database_sync_to_async
+    @db_async
     def _start(self, **details):
         conversation = conversations.conversation_resume_or_start(bot=self.bot, user_agent=self.user_agent, **details)
         return conversation, conversations.conversation_history(conversation=conversation)
@@ -210,7 +210,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # "Can I talk to a person?" is a handoff request, not a question for the bot.
         wants_person = handoff.human_requested(text) and not await self._taken_over()
         try:
-            visitor_message, bot_message = await database_sync_to_async(conversations.message_receive)(
+            visitor_message, bot_message = await db_async(conversations.message_receive)(
                 conversation=self.conversation, text=text.strip(), client_id=client_id, answer=not wants_person
             )
         except conversations.ConversationBusy:
@@ -238,14 +238,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.send_lead_form(leads.lead_form_after_visitor_message)
 
-    @database_sync_to_async
+    @db_async
     def _taken_over(self) -> bool:
         return Conversation.objects.filter(id=self.conversation.id, taken_over_by__isnull=False).exists()
 
     async def on_stop(self, frame: dict) -> None:
-        streaming = await database_sync_to_async(conversations.conversation_streaming_message)(
-            conversation=self.conversation
-        )
+        streaming = await db_async(conversations.conversation_streaming_message)(conversation=self.conversation)
         if streaming is not None:
             await redis_keys.answer_request_stop(message_id=streaming.id)
 
@@ -254,7 +252,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(message_id, int) or value not in ("up", "down"):
             await self.send_error("bad_frame", "Feedback needs a message_id and a value of 'up' or 'down'.")
             return
-        found = await database_sync_to_async(conversations.message_feedback)(
+        found = await db_async(conversations.message_feedback)(
             conversation=self.conversation, message_id=message_id, value=value
         )
         if not found:
@@ -263,14 +261,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_handoff_request(self, frame: dict) -> None:
         # "requested" when a staff member is online within business hours (the dashboards are told at once);
         # otherwise "unavailable", and the widget offers the lead form.
-        outcome = await database_sync_to_async(handoff.handoff_request)(conversation=self.conversation)
+        outcome = await db_async(handoff.handoff_request)(conversation=self.conversation)
         await self.send_frame({"type": "handoff", "status": outcome.status, "message": outcome.message})
         if outcome.status == "unavailable":
             await self.send_lead_form(leads.lead_form_on_handoff_unavailable)
 
     async def send_lead_form(self, trigger) -> None:
         """Offer the lead form if `trigger` (a chatbot.leads service taking the conversation) says so."""
-        frame = await database_sync_to_async(trigger)(conversation=self.conversation)
+        frame = await db_async(trigger)(conversation=self.conversation)
         if frame is not None:
             await self.send_frame(frame)
 
@@ -282,14 +280,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if await redis_keys.rate_limit_hit(scope="lead", identity=self.conversation.visitor_id, limit=10, window_s=60):
             await self.send_error("rate_limited", "Please wait a moment before sending the form again.", retryable=True)
             return
-        result = await database_sync_to_async(leads.lead_capture)(conversation=self.conversation, fields=fields)
+        result = await db_async(leads.lead_capture)(conversation=self.conversation, fields=fields)
         if result.errors:
             await self.send_frame({"type": "lead_errors", "errors": result.errors})
         else:
             await self.send_frame({"type": "lead_saved", "message": result.message})
 
     async def on_lead_dismiss(self, frame: dict) -> None:
-        await database_sync_to_async(leads.lead_form_dismiss)(conversation=self.conversation)
+        await db_async(leads.lead_form_dismiss)(conversation=self.conversation)
 
     async def on_ping(self, frame: dict) -> None:
         await self.send_frame({"type": "pong"})

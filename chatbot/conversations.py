@@ -86,14 +86,18 @@ def message_receive(
         return visitor_message, conversation.messages.filter(in_reply_to=visitor_message).first()
     conversation.last_message_at = timezone.now()
     conversation.save(update_fields=["last_message_at"])
+    bot_message = None
+    if conversation.taken_over_by_id is None and answer:
+        bot_message = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.BOT,
+            status=Message.Status.STREAMING,
+            in_reply_to=visitor_message,
+        )
+        if dispatch_answer:
+            # Queued before the dashboards are told: the visitor is waiting for this one.
+            transaction.on_commit(lambda: answer_message.delay(bot_message.id))
     transaction.on_commit(lambda: _dashboard_notify(visitor_message.id))
-    if conversation.taken_over_by_id is not None or not answer:
-        return visitor_message, None
-    bot_message = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, status=Message.Status.STREAMING, in_reply_to=visitor_message
-    )
-    if dispatch_answer:
-        transaction.on_commit(lambda: answer_message.delay(bot_message.id))
     return visitor_message, bot_message
 
 

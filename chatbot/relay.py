@@ -1,8 +1,10 @@
 """Sending channel-layer events from synchronous worker threads.
 
 `async_to_sync(group_send)` would start an event loop, and a Redis connection pool, per call. Instead each worker
-process keeps one event loop in a background thread with one channel layer, and threads hand it their sends.
-A send returns once Redis has the event, so the events of one answer leave in order.
+process keeps one event loop in a background thread with one channel layer, and threads hand it their events.
+Events go out through one outbox in the order they were handed over: while one batch is on its way to Redis, the
+next accumulates and then leaves in one pipelined round trip (`PubSubChannelLayer.group_send_many`). One event alone
+leaves at once; at load, a round trip carries the events of every answer that has something to send.
 """
 
 import asyncio
@@ -28,6 +30,8 @@ class ChannelLayerRelay:
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._layer = None
+        self._outbox: list[tuple[str, dict, asyncio.Future]] = []
+        self._sender: asyncio.Task | None = None
         self._thread = threading.Thread(target=self._run, name="channel-layer-relay", daemon=True)
         self._ready = threading.Event()
         self._thread.start()
@@ -40,16 +44,47 @@ class ChannelLayerRelay:
         self._loop.run_forever()
 
     def group_send(self, group: str, event: dict) -> None:
-        # Once more on a connection error: after a Redis restart the first command on a pooled connection fails,
-        # and the next one reconnects.
-        for attempt in (1, 2):
-            future: Future = asyncio.run_coroutine_threadsafe(self._layer.group_send(group, event), self._loop)
-            try:
-                future.result(timeout=SEND_TIMEOUT_S)
-                return
-            except redis.ConnectionError:
-                if attempt == 2:
-                    raise
+        """From any thread: send `event` to `group`, after every event handed over before it; returns once Redis
+        has it, and raises if it could not be sent."""
+        future: Future = asyncio.run_coroutine_threadsafe(self._send(group, event), self._loop)
+        future.result(timeout=SEND_TIMEOUT_S)
+
+    async def _send(self, group: str, event: dict) -> None:
+        await self.send_soon(group, event)
+
+    # On the relay's loop.
+
+    def send_soon(self, group: str, event: dict) -> asyncio.Future:
+        """Queue `event` for `group`. The returned future is done once Redis has it, or holds why it failed."""
+        sent = self._loop.create_future()
+        self._outbox.append((group, event, sent))
+        if self._sender is None or self._sender.done():
+            self._sender = self._loop.create_task(self._send_outbox())
+        return sent
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            failure: BaseException | None = None
+            # Once more on a connection error: after a Redis restart the first command on a pooled connection
+            # fails (before anything was published), and the next one reconnects.
+            for _attempt in range(2):
+                try:
+                    await self._layer.group_send_many([(group, event) for group, event, _ in batch])
+                    failure = None
+                    break
+                except redis.ConnectionError as error:
+                    failure = error
+                except Exception as error:
+                    failure = error
+                    break
+            for _, _, sent in batch:
+                if sent.done():
+                    continue
+                if failure is None:
+                    sent.set_result(None)
+                else:
+                    sent.set_exception(failure)
 
 
 _relay: ChannelLayerRelay | None = None
@@ -69,8 +104,8 @@ class TokenCoalescer:
 
     A fast model at high concurrency would otherwise cost one Redis message per token; 20 ms is below what a
     reader can notice. Pending text is flushed by a timer on the relay's loop, so a pause in the model's output
-    never holds back text already received. Events of one answer are sent one after another, in order; the
-    worker thread feeding text never waits on Redis. `close()` sends what is left and waits for it."""
+    never holds back text already received. The worker thread feeding text never waits on Redis, and wakes the
+    relay's loop at most once per flush. `close()` sends what is left and waits until all of it was sent."""
 
     def __init__(self, *, group: str, message_id: int, interval_s: float = 0.02, layer_relay=None) -> None:
         self.group = group
@@ -78,18 +113,26 @@ class TokenCoalescer:
         self.interval_s = interval_s
         self._relay = layer_relay or relay()
         self._loop = self._relay._loop
+        self._lock = threading.Lock()
         self._pending: list[str] = []
         self._pending_since = 0.0
-        self._last_sent = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._send_lock: asyncio.Lock | None = None
+        self._flush_scheduled = False
+        self._last_sent = float("-inf")
         self._sends: list[asyncio.Future] = []
         self.first_sent_at: float | None = None
         self.events_sent = 0
 
     def feed(self, text: str) -> None:
-        if text:
-            self._loop.call_soon_threadsafe(self._on_text, text, time.monotonic())
+        if not text:
+            return
+        with self._lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(text)
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self._loop.call_soon_threadsafe(self._schedule_flush)
 
     def close(self, timeout_s: float = SEND_TIMEOUT_S) -> None:
         """Flush what is pending and wait until every event of this answer has reached the channel layer."""
@@ -97,24 +140,21 @@ class TokenCoalescer:
 
     # Everything below runs on the relay's event loop.
 
-    def _on_text(self, text: str, received_at: float) -> None:
-        if not self._pending:
-            self._pending_since = received_at
-        self._pending.append(text)
-        if self._timer is not None:
-            return
+    def _schedule_flush(self) -> None:
         wait = self.interval_s - (time.monotonic() - self._last_sent)
-        if self.first_sent_at is None or wait <= 0:
+        if wait <= 0:
             self._flush()
         else:
-            self._timer = self._loop.call_later(wait, self._flush)
+            self._loop.call_later(wait, self._flush)
 
     def _flush(self) -> None:
-        self._timer = None
-        if not self._pending:
+        with self._lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._flush_scheduled = False
+            pending_since = self._pending_since
+        if not text:
             return
-        text = "".join(self._pending)
-        self._pending.clear()
         now = time.monotonic()
         self._last_sent = now
         if self.first_sent_at is None:
@@ -122,22 +162,16 @@ class TokenCoalescer:
         self.events_sent += 1
         event = {"type": "chat.token", "message_id": self.message_id, "text": text}
         if RELAY_TIMING:
-            event["received_at"] = self._pending_since
-        self._sends.append(self._loop.create_task(self._send_in_order(event)))
-
-    async def _send_in_order(self, event: dict) -> None:
-        if self._send_lock is None:
-            self._send_lock = asyncio.Lock()
-        async with self._send_lock:
-            try:
-                await self._relay._layer.group_send(self.group, event)
-            except Exception:
-                logger.exception("could not relay tokens of message %s", self.message_id)
+            event["received_at"] = pending_since
+        self._sends.append(self._relay.send_soon(self.group, event))
 
     async def _drain(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         self._flush()
-        if self._sends:
-            await asyncio.gather(*self._sends)
-            self._sends.clear()
+        results = await asyncio.gather(*self._sends, return_exceptions=True)
+        self._sends.clear()
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            logger.error(
+                "could not relay %d of %d token events of message %s: %s",
+                len(failures), len(results), self.message_id, failures[0],
+            )  # fmt: skip

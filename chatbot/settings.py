@@ -131,20 +131,26 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if env_str("PARLEY_TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("PARLEY_TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads (each with its own database connection) that run the websocket consumers' database work side by side
+# in each Daphne process (chatbot/async_db.py).
+ASYNC_DB_THREADS = env_int("ASYNC_DB_THREADS", 8)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Redis pub/sub: a send is one PUBLISH, and each Daphne process reads every event for its sockets from one
+# subscribed connection as Redis pushes them. The list-based `channels_redis.core` layer costs several round trips
+# per event and receives one event at a time per process, which held token delivery back by seconds at 50 answers
+# streaming at once (bench/results). Events are not queued for sockets that are gone: nothing relies on that, since
+# every answer is saved in PostgreSQL and a reconnecting widget resumes from there.
+# Channel names are global to a Redis server, not per database number, so they carry the database number: two
+# installations (or test runs) on one Redis with different databases never hear each other.
+_redis_database = REDIS_URL.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "chatbot.channel_layer.PubSubChannelLayer",
         "CONFIG": {
-            # redis-py 8 reads with a 5 s socket timeout by default, the same as channels_redis's blocking
-            # BZPOPMIN: an idle receive would then fail with a TimeoutError. Read longer than the BZPOPMIN.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
-            # Every socket of one Daphne process shares one Redis queue; a burst of tokens for hundreds of
-            # visitors must not overflow it (channels_redis drops events over capacity, logged only at INFO).
-            "capacity": 20000,
-            "expiry": 30,
+            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 5}],
+            "prefix": env_str("CHANNEL_LAYER_PREFIX", f"parley:{_redis_database if _redis_database.isdigit() else 0}:"),
         },
     }
 }

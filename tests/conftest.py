@@ -1,9 +1,13 @@
 import pytest
 
 from chatbot.services import bot_create
+from chatbot.testing.pytest_plugin import django_db_setup  # noqa: F401  (see below)
 from inference.client import forget_endpoint
 from inference.testing.tgi_simulator import TGISimulator
 from tests.chatbot import stop_requests_forget
+
+# django_db_setup: the plugin's template-database fixture. From the plugin it loses to pytest-django's own (that
+# plugin registers later); from a conftest it wins.
 
 
 @pytest.fixture

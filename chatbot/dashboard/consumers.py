@@ -3,9 +3,9 @@ the conversation a staff member is looking at. Thin: authorise, join groups, for
 
 import json
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from chatbot.async_db import SocketEventsDispatch, db_async
 from chatbot.dashboard import permissions, presence
 from chatbot.dashboard.protocol import ADMINS_GROUP, bot_group
 from chatbot.models import Conversation
@@ -13,19 +13,19 @@ from chatbot.models import Conversation
 CLOSE_FORBIDDEN = 4403
 
 
-@database_sync_to_async
+@db_async
 def _access(user) -> tuple[str | None, list[int]]:
     role = permissions.staff_role(user)
     return role, sorted(permissions.bot_ids_visible(user)) if role else []
 
 
-@database_sync_to_async
+@db_async
 def _conversation_visible(user, conversation_id: str) -> bool:
     conversation = Conversation.objects.filter(id=conversation_id).first()
     return conversation is not None and permissions.conversation_visible(user, conversation)
 
 
-class DashboardConsumer(AsyncWebsocketConsumer):
+class DashboardConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
     groups_joined: list[str]
     presence_keys: list[str]
     watching: str | None = None

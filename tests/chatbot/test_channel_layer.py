@@ -1,0 +1,54 @@
+"""The channel layer Parley runs on: Redis pub/sub, with batched sends and names scoped to the Redis database."""
+
+import asyncio
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chatbot.channel_layer import PubSubChannelLayer
+
+
+async def _member_of(layer, group: str) -> str:
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return channel
+
+
+async def _received(layer, channel: str, count: int) -> list[dict]:
+    return [await asyncio.wait_for(layer.receive(channel), timeout=5) for _ in range(count)]
+
+
+async def test_group_send_many_delivers_every_event_to_its_group_in_order():
+    layer = get_channel_layer()
+    first = await _member_of(layer, "conversation.1001")
+    second = await _member_of(layer, "conversation.1002")
+    watcher = await _member_of(layer, "conversation.1001")  # a staff dashboard watching the first
+
+    events = [("conversation.1001", {"type": "chat.token", "text": f"a{n}"}) for n in range(50)]
+    events += [("conversation.1002", {"type": "chat.token", "text": "b0"})]
+    events += [("conversation.1001", {"type": "chat.done", "text": "end"})]
+    await layer.group_send_many(events)
+
+    expected_first = [f"a{n}" for n in range(50)] + ["end"]
+    assert [event["text"] for event in await _received(layer, first, 51)] == expected_first
+    assert [event["text"] for event in await _received(layer, watcher, 51)] == expected_first
+    assert [event["text"] for event in await _received(layer, second, 1)] == ["b0"]
+    for group, channel in (("conversation.1001", first), ("conversation.1001", watcher), ("conversation.1002", second)):
+        await layer.group_discard(group, channel)
+
+
+async def test_installations_on_other_redis_databases_do_not_hear_each_other():
+    """PUBLISH ignores the database number: the prefix carries it instead."""
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] == f"parley:{settings.REDIS_URL.rsplit('/', 1)[1]}:"
+    ours = get_channel_layer()
+    other_installation = PubSubChannelLayer(hosts=[{"address": settings.REDIS_URL}], prefix="parley:elsewhere:")
+    ours_channel = await _member_of(ours, "conversation.7")
+    theirs_channel = await _member_of(other_installation, "conversation.7")
+
+    await other_installation.group_send("conversation.7", {"type": "chat.token", "text": "theirs"})
+    await ours.group_send("conversation.7", {"type": "chat.token", "text": "ours"})
+
+    assert [event["text"] for event in await _received(ours, ours_channel, 1)] == ["ours"]
+    assert [event["text"] for event in await _received(other_installation, theirs_channel, 1)] == ["theirs"]
+    await ours.group_discard("conversation.7", ours_channel)
+    await other_installation.flush()
