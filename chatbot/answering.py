@@ -7,9 +7,11 @@ No database connection is held while the model streams, and nothing is written p
 cannot be used, the visitor still gets the most relevant passages with their links ("retrieval-only").
 """
 
+import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import redis
@@ -17,8 +19,10 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from chatbot import circuit, metrics, output_guard, redis_keys, watchdog
-from chatbot.models import Bot, Message
+from chatbot import circuit, leads, metrics, output_guard, redis_keys, watchdog
+from chatbot.dashboard.quality import approved_answer_for
+from chatbot.dashboard.services import approved_answer_use
+from chatbot.models import ApprovedAnswer, Bot, Message
 from chatbot.protocol import Citation
 from chatbot.relay import TokenCoalescer, relay
 from inference.budget import BuiltPrompt, PromptBudgetError, build_prompt
@@ -33,6 +37,7 @@ from inference.client import (
     stream_chat,
 )
 from inference.prompts import Passage, Turn, extract_citations
+from knowledge.embeddings import get_embedder
 from knowledge.retrieval import RetrievedChunk, SearchResult, chunk_search
 
 logger = logging.getLogger(__name__)
@@ -96,16 +101,23 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
     bot = conversation.bot
     group = conversation.group_name
     question = message.in_reply_to.text if message.in_reply_to else ""
+    # The question's vector is computed while the history loads and the typing indicator goes out.
+    question_vector = _question_embedding_soon(bot, question)
     history = _history(message)
     relay().group_send(group, {"type": "chat.typing", "message_id": message.id})
+    embedding, embed_ms = _embedding_wait(question_vector, since=started)
 
-    search = _retrieve(bot, question)
+    approved = _approved_answer(bot, question, embedding)
+    search = None if approved else _retrieve(bot, question, embedding, embed_ms=embed_ms)
     passages = [_passage(n, chunk) for n, chunk in enumerate(search.chunks if search and search.relevant else [], 1)]
     retrieval_ms = (search.embed_ms + search.search_ms) if search else 0.0
     # Nothing below needs the database until the final save: give the connection back while the model streams.
     connection.close()
 
-    if bot.strict_mode and not passages:
+    if approved is not None:
+        outcome = _approved_outcome(approved, group=group, message_id=message.id, started=started)
+        metrics.ANSWERS.labels(bot=bot.slug, outcome="approved_answer").inc()
+    elif bot.strict_mode and not passages:
         outcome = AnswerOutcome(text=STRICT_NO_ANSWER, finish_reason="no_relevant_passages")
         metrics.ANSWERS.labels(bot=bot.slug, outcome="no_relevant_passages").inc()
     elif not bot.endpoint:
@@ -163,6 +175,13 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
             group,
             {"type": "chat.error", "code": outcome.error_code, "message": outcome.error_message, "retryable": True},
         )
+    if approved is not None:
+        approved_answer_use(approved_answer=approved)
+    try:
+        leads.lead_form_after_answer(conversation=conversation, question=question, outcome=outcome)
+    except Exception:
+        # The answer is saved and sent; a form that could not be offered must not turn it into a failure.
+        logger.exception("could not offer the lead form after message %s", message.id)
 
 
 def _history(message: Message) -> list[Turn]:
@@ -177,14 +196,63 @@ def _history(message: Message) -> list[Turn]:
     return [turn for turn in reversed(turns) if turn.text]
 
 
-def _retrieve(bot: Bot, question: str) -> SearchResult | None:
+def _question_embedding_soon(bot: Bot, question: str) -> Future | None:
+    if not question.strip():
+        return None
+    try:
+        return get_embedder(settings.EMBEDDING_URL or None).embed_query_soon(question)
+    except Exception:
+        logger.exception("could not embed the question for bot %s", bot.slug)
+        return None
+
+
+def _embedding_wait(vector: Future | None, *, since: float) -> tuple[list[float] | None, float]:
+    """The question's vector (None if it could not be computed) and how long the answer waited for it."""
+    if vector is None:
+        return None, 0.0
+    try:
+        embedding = vector.result()
+    except Exception:
+        logger.exception("could not embed the question; retrieval will try again")
+        embedding = None
+    return embedding, (time.monotonic() - since) * 1000
+
+
+def _approved_answer(bot: Bot, question: str, embedding: list[float] | None) -> ApprovedAnswer | None:
+    """Staff's approved answer for this question, returned verbatim instead of asking the model (the dashboard's
+    "unanswered questions" page writes them)."""
+    if embedding is None:
+        return None
+    try:
+        return approved_answer_for(bot=bot, question=question, embedding=embedding)
+    except Exception:
+        logger.exception("could not look up approved answers for bot %s; answering as usual", bot.slug)
+        return None
+
+
+def _approved_outcome(approved: ApprovedAnswer, *, group: str, message_id: int, started: float) -> AnswerOutcome:
+    relay().group_send(group, {"type": "chat.token", "message_id": message_id, "text": approved.answer})
+    return AnswerOutcome(
+        text=approved.answer,
+        finish_reason="approved_answer",
+        ttft_ms=(time.monotonic() - started) * 1000,
+    )
+
+
+def _retrieve(bot: Bot, question: str, embedding: list[float] | None, *, embed_ms: float) -> SearchResult | None:
     if bot.knowledge_base_id is None or not question:
         return None
     try:
-        return chunk_search(knowledge_base_id=bot.knowledge_base_id, query=question, k=PASSAGES_PER_ANSWER)
+        search = chunk_search(
+            knowledge_base_id=bot.knowledge_base_id, query=question, k=PASSAGES_PER_ANSWER, embedding=embedding
+        )
     except Exception:
         logger.exception("retrieval failed for bot %s; answering without passages", bot.slug)
         return None
+    if embedding is not None:
+        # The embedding was computed before the search: report the wait for it as the search's embedding time.
+        search = dataclasses.replace(search, embed_ms=embed_ms)
+    return search
 
 
 def _passage(n: int, chunk: RetrievedChunk) -> Passage:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -53,6 +55,10 @@ class Embedder(TokenCounter, Protocol):
         ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+    def embed_query_soon(self, text: str) -> Future:
+        """`embed_query` started now, its result later: a question's vector computed while other work goes on."""
+        ...
 
 
 class WordPieceTokenCounter:
@@ -99,7 +105,61 @@ class LocalEmbedder:
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
+        return self.embed_query_soon(text).result()
+
+    def embed_query_soon(self, text: str) -> Future:
+        """The question's vector, computed on the process's query-batching thread (see `QueryBatcher`)."""
+        return _query_batcher(self).submit(text)
+
+
+class QueryBatcher:
+    """Embeds the questions asked at the same moment in one batch, on one thread per process.
+
+    A burst of visitors asking at once used to run one model call per question, each on its own worker thread,
+    all fighting for the same two cores: 50 questions took about twice as long as one batch of 50. A question
+    asked alone goes straight in (no waiting for company); while a batch runs, the next questions queue and go
+    together in the following one."""
+
+    def __init__(self, embed_documents, *, max_batch: int = 64) -> None:
+        self._embed_documents = embed_documents
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="query-embedding", daemon=True)
+        self._thread.start()
+
+    def submit(self, text: str) -> Future:
+        vector: Future = Future()
+        self._queue.put((text, vector))
+        return vector
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                vectors = self._embed_documents([text for text, _ in batch])
+            except Exception as error:
+                for _, vector in batch:
+                    vector.set_exception(error)
+                continue
+            for (_, vector), values in zip(batch, vectors, strict=True):
+                vector.set_result(values)
+
+
+_query_batchers: dict[int, QueryBatcher] = {}
+_query_batchers_lock = threading.Lock()
+
+
+def _query_batcher(embedder: Embedder) -> QueryBatcher:
+    with _query_batchers_lock:
+        batcher = _query_batchers.get(id(embedder))
+        if batcher is None:
+            batcher = _query_batchers[id(embedder)] = QueryBatcher(embedder.embed_documents)
+        return batcher
 
 
 class TEIEmbedder:
@@ -164,7 +224,10 @@ class TEIEmbedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
+        return self.embed_query_soon(text).result()
+
+    def embed_query_soon(self, text: str) -> Future:
+        return _query_batcher(self).submit(text)
 
 
 def get_embedder(embedding_url: str | None) -> Embedder:

@@ -82,13 +82,18 @@ def chunk_search(
     mode: str = "hybrid",
     candidates: int = CANDIDATES,
     exact: bool | None = None,
+    embedding: list[float] | None = None,
 ) -> SearchResult:
     """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
+    Pass `embedding` when the query is already embedded (the answer pipeline embeds it while it does other work).
     `search_ms` is database time and fusion, `embed_ms` the query's embedding."""
     if mode not in {"hybrid", "vector", "text"}:
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
-    embedding = get_embedder(settings.EMBEDDING_URL or None).embed_query(query) if mode != "text" else None
+    if mode == "text":
+        embedding = None
+    elif embedding is None:
+        embedding = get_embedder(settings.EMBEDDING_URL or None).embed_query(query)
     embedded = time.perf_counter()
     timings: dict[str, float] = {}
 

@@ -19,6 +19,7 @@ from django.db import connection
 
 from chatbot.answering import STRICT_NO_ANSWER, answer_generate
 from chatbot.conversations import conversation_resume_or_start, message_receive
+from chatbot.dashboard.services import approved_answer_add
 from chatbot.models import Message
 from chatbot.redis_keys import answer_request_stop
 from chatbot.services import bot_create
@@ -239,6 +240,54 @@ def test_in_strict_mode_it_answers_that_it_does_not_know_without_asking_the_mode
     assert message.status == Message.Status.COMPLETE
     assert message.finish_reason == "no_relevant_passages"
     assert sim.requests == []
+
+
+def test_an_approved_answer_is_returned_verbatim_without_asking_the_model(sim, bot_with_pages):
+    approved = approved_answer_add(
+        bot=bot_with_pages,
+        question="How long does a refund take?",
+        answer="Refunds reach your card within 5 business days. — Acme support team",
+        add_faq=False,
+    )
+    message = question_ask(bot_with_pages, "how long do refunds take")
+
+    message, events = answer(message)
+
+    assert types(events) == ["chat.typing", "chat.token", "chat.done"]
+    assert token_text(events) == events[-1]["text"] == approved.answer
+    assert message.text == approved.answer
+    assert (message.status, message.finish_reason) == (Message.Status.COMPLETE, "approved_answer")
+    assert sim.requests == [], "no model call"
+    approved.refresh_from_db()
+    assert approved.times_used == 1
+
+
+def test_an_unrelated_question_is_not_given_an_approved_answer(sim, bot_with_pages):
+    approved_answer_add(bot=bot_with_pages, question="How long does a refund take?", answer="Five days.", add_faq=False)
+    message = question_ask(bot_with_pages, "Do you ship to Canada?")
+
+    message, _ = answer(message)
+
+    assert message.finish_reason != "approved_answer"
+    assert len(sim.generation_requests()) == 1
+
+
+def test_after_an_answer_it_could_not_give_it_offers_the_lead_form(sim, bot_with_pages):
+    bot_with_pages.strict_mode = True
+    bot_with_pages.lead_form = {
+        "title": "Leave us your details",
+        "fields": [{"name": "email", "type": "email", "label": "Email", "required": True}],
+        "triggers": {"cannot_answer": True},
+    }
+    bot_with_pages.save()
+    message = question_ask(bot_with_pages, "What is the airspeed velocity of an unladen swallow?")
+
+    message, events = answer(message)
+
+    assert types(events) == ["chat.typing", "chat.done", "chat.frame"]
+    offer = events[-1]["frame"]
+    assert (offer["type"], offer["reason"]) == ("lead_form", "cannot_answer")
+    assert [field["name"] for field in offer["form"]["fields"]] == ["email"]
 
 
 def test_without_a_model_server_it_answers_with_the_relevant_passages_and_healthz_says_so(

@@ -12,6 +12,7 @@ from knowledge.embeddings import (
     EMBEDDING_MAX_TOKENS,
     EmbeddingError,
     LocalEmbedder,
+    QueryBatcher,
     TEIEmbedder,
     get_embedder,
     local_model_path,
@@ -158,3 +159,36 @@ def test_it_picks_the_tei_embedder_when_a_url_is_configured(tei_server):
 
     assert isinstance(chosen, TEIEmbedder)
     assert get_embedder(tei_server.url) is chosen
+
+
+def test_questions_asked_at_the_same_moment_are_embedded_in_batches_each_getting_its_own_vector(embedder):
+    batch_sizes: list[int] = []
+
+    def embed_documents(texts: list[str]) -> list[list[float]]:
+        batch_sizes.append(len(texts))
+        return embedder.embed_documents(texts)
+
+    batcher = QueryBatcher(embed_documents)
+    questions = [f"Can I return order {n} after thirty days?" for n in range(24)]
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        vectors = list(pool.map(lambda question: batcher.submit(question).result(timeout=60), questions))
+
+    assert sum(batch_sizes) == 24
+    assert len(batch_sizes) < 24, "questions that queued while a batch ran went together"
+    for question, vector in zip(questions, vectors, strict=True):
+        assert cosine(vector, embedder.embed_documents([question])[0]) > 0.9999
+
+
+def test_a_failed_batch_fails_every_question_in_it_and_the_next_ones_still_work():
+    failing = {"now": True}
+
+    def embed_documents(texts: list[str]) -> list[list[float]]:
+        if failing["now"]:
+            raise EmbeddingError("the embedding server is down")
+        return [[1.0, 0.0] for _ in texts]
+
+    batcher = QueryBatcher(embed_documents)
+    with pytest.raises(EmbeddingError):
+        batcher.submit("first").result(timeout=10)
+    failing["now"] = False
+    assert batcher.submit("second").result(timeout=10) == [1.0, 0.0]
