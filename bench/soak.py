@@ -4,10 +4,12 @@ injected at random (model errors, an unavailable or stalling model, worker resta
     .venv/bin/python bench/soak.py [--minutes 10] [--visitors 200] [--json bench/results/soak.json]
 
 Starts everything in a temporary directory (embedded PostgreSQL and Redis, the simulator in its own process, one
-Daphne, one worker). Each visitor behaves like the widget: hello with its token, asks, waits for `done` or `error`,
-thinks 1-6 s, asks again; after a dropped socket it reconnects and re-sends the unacknowledged message with the same
-client id. Reported: messages sent, answered, failed with a clear error, lost (no ack, or no end within 60 s, or
-not saved exactly once: must be zero), and the memory (RSS) growth of each process between warm-up and the end.
+Daphne, one worker, and Celery beat as in production: its sweep ends the answers a killed worker left with nobody
+watching). Each visitor behaves like the widget: hello with its token, asks, waits for `done` or `error`, thinks
+1-6 s, asks again; after a dropped socket it reconnects, resumes from the history in `ready` (an answer that ended
+meanwhile counts), and re-sends the unacknowledged message with the same client id. Reported: messages sent,
+answered, failed with a clear error, lost (no ack, or no end within 60 s, or not saved exactly once: must be zero),
+and the memory (RSS) growth of each process between warm-up and the end.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +51,7 @@ class Stats:
         self.sent: dict[str, str] = {}  # client id -> visitor's conversation id
         self.outcomes: dict[str, str] = {}  # client id -> answered | failed | lost
         self.faults: list[tuple[float, str]] = []
+        self.gave_up: dict[str, float] = {}  # client id -> when its visitor stopped waiting (time.time())
 
 
 async def visitor(n: int, url: str, public_id: str, stats: Stats, until: float) -> None:
@@ -65,6 +69,8 @@ async def visitor(n: int, url: str, public_id: str, stats: Stats, until: float) 
         text = random.choice(["How do refunds work?", "When do you ship?", "Is there a warranty?", "Opening hours?"])
         deadline = time.monotonic() + ANSWER_DEADLINE_S
         acked = ended = False
+        acked_id = None
+        history: list[dict] = []
         outcome = "lost"
         while time.monotonic() < deadline and not ended:
             try:
@@ -74,14 +80,23 @@ async def visitor(n: int, url: str, public_id: str, stats: Stats, until: float) 
                     while (ready := json.loads(await asyncio.wait_for(socket.recv(), 10)))["type"] != "ready":
                         pass
                     token, conversation = ready["visitor_token"], ready["conversation_id"]
+                    history = ready["messages"]
+                    # Like the widget, resume from the history: an answer that ended while the socket was down
+                    # sends no `done` to the new socket.
+                    if acked and (ending := answer_ended(history, acked_id)):
+                        outcome, ended = ending, True
+                        continue
                 if not acked:
                     stats.sent[client_id] = conversation
                     await socket.send(json.dumps({"type": "message", "text": text, "client_id": client_id}))
                 while not ended:
                     frame = json.loads(await asyncio.wait_for(socket.recv(), max(0.1, deadline - time.monotonic())))
                     if frame["type"] == "ack" and frame["client_id"] == client_id:
-                        acked = True
-                    elif frame["type"] == "done" and acked:
+                        acked, acked_id = True, frame["message_id"]
+                        # Sent again after a reconnect: saved (and maybe answered) before the socket dropped.
+                        if ending := answer_ended(history, acked_id):
+                            outcome, ended = ending, True
+                    elif frame["type"] == "done" and acked and frame["message_id"] > acked_id:
                         outcome = "answered" if frame["status"] in ("complete", "retrieval_only") else "failed"
                         if outcome == "answered":
                             ended = True
@@ -97,9 +112,25 @@ async def visitor(n: int, url: str, public_id: str, stats: Stats, until: float) 
                 socket = None
                 await asyncio.sleep(1)
         stats.outcomes[client_id] = outcome
+        if outcome == "lost":
+            stats.gave_up[client_id] = time.time()
         await asyncio.sleep(random.uniform(1, 6))
     if socket is not None:
         await socket.close()
+
+
+def answer_ended(history: list[dict], visitor_message_id: int | None) -> str | None:
+    """'answered' or 'failed' when `history` (a `ready` frame's messages) holds the bot's finished reply to the
+    visitor's message; None while it streams or is not there."""
+    ids = [message["id"] for message in history]
+    if visitor_message_id not in ids:
+        return None
+    for message in history[ids.index(visitor_message_id) + 1 :]:
+        if message["role"] == "bot":
+            if message["status"] == "streaming":
+                return None
+            return "answered" if message["status"] in ("complete", "retrieval_only") else "failed"
+    return None
 
 
 def simulator_config(url: str, **config) -> None:
@@ -181,11 +212,26 @@ def check_saved(stats: Stats) -> dict[str, str]:
     return problems
 
 
+def lost_detail(client_id: str, stats: Stats) -> str:
+    """What became of an answer its visitor stopped waiting for: how it ended, and when, from the database."""
+    from chatbot.models import Message
+
+    reply = Message.objects.filter(in_reply_to__client_id=client_id, role="bot").first()
+    if reply is None:
+        return "lost: no answer saved"
+    asked = reply.created_at.timestamp()
+    ended = f"{reply.finished_at.timestamp() - asked:.1f} s after the question" if reply.finished_at else "never"
+    gave_up = stats.gave_up.get(client_id)
+    waited = f"; the visitor gave up after {gave_up - asked:.1f} s" if gave_up else ""
+    return f"lost: answer {reply.status} ({reply.finish_reason or reply.error_code or '-'}) {ended}{waited}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--visitors", type=int, default=200)
     parser.add_argument("--json", type=Path, default=BASE_DIR / "bench" / "results" / "soak.json")
+    parser.add_argument("--logs", type=Path, help="copy the processes' logs (Daphne, workers, beat) here at the end")
     args = parser.parse_args()
     os.environ.update(ENV)
     with tempfile.TemporaryDirectory(prefix="parley-soak-") as temporary:
@@ -224,6 +270,11 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.1)
             workers.append(setup.start_worker(data_dir / "worker0.log", concurrency=50, TGI_URL=sim_url, **ENV))
+            beat_log = open(data_dir / "beat.log", "w")  # noqa: SIM115 - lives as long as beat
+            beat_command = ["celery", "-A", "chatbot", "beat", f"--schedule={data_dir / 'celerybeat-schedule'}"]
+            beat = subprocess.Popen([sys.executable, "-m", *beat_command, "--loglevel=WARNING"], cwd=BASE_DIR,
+                                    stdout=beat_log, stderr=subprocess.STDOUT)  # fmt: skip
+            processes.append(beat)
             print(f"soak: {args.visitors} visitors for {args.minutes} min against {daphne_url}", flush=True)
             result = asyncio.run(soak(args, bot, daphne_url, sim_url, workers, daphne, simulator, data_dir))
             time.sleep(10)  # answers still finishing
@@ -238,7 +289,7 @@ def main() -> None:
                 "answered": outcomes.count("answered"),
                 "failed_with_clear_error": outcomes.count("failed"),
                 "lost": len(lost),
-                "lost_examples": {c: problems.get(c, stats.outcomes.get(c)) for c in lost[:20]},
+                "lost_examples": {c: problems.get(c) or lost_detail(c, stats) for c in lost[:20]},
                 "faults_injected": stats.faults,
                 "worker_restarts": len(workers) - 1,
                 "memory_mb_after_warmup": {k: round(v, 1) for k, v in result["memory_start"].items()},
@@ -266,6 +317,10 @@ def main() -> None:
 
             connections.close_all()
             embedded.stop_embedded_servers(data_dir=data_dir)
+            if args.logs:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in data_dir.glob("*.log"):
+                    shutil.copy(log, args.logs / log.name)
 
 
 if __name__ == "__main__":

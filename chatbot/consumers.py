@@ -175,7 +175,10 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
             self.watchdog_task.cancel()
         self.watchdog_task = asyncio.create_task(
             watchdog.answer_watch(
-                message_id=message_id, group=self.conversation.group_name, channel_layer=self.channel_layer
+                message_id=message_id,
+                group=self.conversation.group_name,
+                channel_layer=self.channel_layer,
+                send_ended=self.send_done,
             )
         )
 
@@ -315,6 +318,9 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
         # The answer ended: stop watching it (unless this `done` is the watchdog's own, with its error to follow).
         if self.watchdog_task is not None and event.get("finalised_by") != "watchdog":
             self.watchdog_task.cancel()
+        await self.send_done(event)
+
+    async def send_done(self, event: dict) -> None:
         await self.send_frame(
             {
                 "type": "done",

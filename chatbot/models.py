@@ -167,6 +167,10 @@ class Message(models.Model):
                 name="message_unique_client_id",
             )
         ]
+        # The lost-answer sweep looks for streaming answers every few seconds: a few rows, never a table scan.
+        indexes = [
+            models.Index(fields=["created_at"], condition=models.Q(status="streaming"), name="message_streaming"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     # pgvector's HnswIndex needs it (checked by Django 6 as postgres.E005); harmless on 5.2.
     "django.contrib.postgres",
     "channels",
+    "csp",
     "chatbot",
     "knowledge",
     "inference",
@@ -89,6 +90,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chatbot.content_security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -225,6 +227,22 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Every page but the chat page (which sets its own, framed by each bot's allowed sites): nothing inline, nothing
+# from elsewhere, never framed. chatbot.content_security adds the ws:/wss: of the page's own host to connect-src.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 # HSTS preload is a commitment for the whole domain: the operator opts in with SECURE_HSTS_PRELOAD=1.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
@@ -260,4 +278,10 @@ CELERY_BEAT_SCHEDULE = {
     "resync-web-sources": {"task": "knowledge.tasks.resync_due_sources", "schedule": 600.0},
     "resend-due-lead-deliveries": {"task": "chatbot.leads_tasks.lead_deliveries_resend_due", "schedule": 30.0},
     "purge-expired-leads": {"task": "chatbot.leads_tasks.leads_purge_expired", "schedule": 3600.0},
+    # Answers left streaming by a killed worker with no visitor watching, or never started (chatbot.watchdog).
+    "finalise-lost-answers": {
+        "task": "chatbot.tasks.lost_answers_finalise",
+        "schedule": 5.0,
+        "options": {"expires": 5},  # runs that find no worker are dropped, not piled up
+    },
 }

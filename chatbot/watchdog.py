@@ -9,6 +9,11 @@ Web side: while a conversation has a streaming answer, its chat consumer watches
 record whose heartbeat is older than LOST_AFTER_S means the worker is gone: one consumer (a Redis SET NX lock)
 saves the checkpointed text as an error ("worker_lost") and tells the conversation's sockets (`done`, then
 `error`). The task Celery redelivers later finds the message no longer streaming and does nothing.
+
+Sweep: nobody may be watching (the visitor closed the tab), and an answer may never get a worker at all (its task
+was lost with a killed worker before it beat, or never queued). A beat task, `lost_answers_finalise`, ends every
+answer still streaming whose record is stale, or missing NOT_STARTED_AFTER_S after the message was created, the
+same way and under the same lock. A watching consumer ends a never-started answer after the same wait.
 """
 
 import asyncio
@@ -19,18 +24,22 @@ import time
 
 import redis
 from celery.signals import task_received
-from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from chatbot.async_db import db_async
 from chatbot.redis_keys import async_client, sync_client
+from chatbot.relay import relay
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 0.5
 LOST_AFTER_S = float(os.environ.get("PARLEY_WORKER_LOST_AFTER_S") or 4.0)
+# A queued answer no worker has started after this long is given up: the visitor asks again rather than waits on.
+NOT_STARTED_AFTER_S = float(os.environ.get("PARLEY_ANSWER_NOT_STARTED_AFTER_S") or 30.0)
 WATCH_INTERVAL_S = 0.5
 RECORD_TTL_S = 3600
 WORKER_LOST = "worker_lost"
+NOT_STARTED = "not_started"
 LOST_MESSAGE = "The answer was cut off by a problem on our side. Please ask again."
 
 
@@ -169,10 +178,8 @@ def _answer_reserved(sender=None, request=None, **kwargs) -> None:
 # --- web side ----------------------------------------------------------------------------------------------------
 
 
-async def answer_lost(*, message_id: int, lost_after_s: float | None = None) -> tuple[bool, str]:
-    """(lost, checkpointed text). Lost: a worker started this answer and has not beaten for `lost_after_s`.
-    An answer no worker has started yet (still queued) is not lost."""
-    record = await async_client().hgetall(_record_key(message_id))
+def _verdict(record: dict, *, lost_after_s: float | None) -> tuple[bool, str]:
+    """(lost, checkpointed text) from a progress record as Redis returns it (bytes)."""
     if not record or b"beat" not in record:
         return False, ""
     silent_for = time.time() - float(record[b"beat"])
@@ -180,29 +187,30 @@ async def answer_lost(*, message_id: int, lost_after_s: float | None = None) -> 
     return lost, record.get(b"text", b"").decode("utf-8", errors="replace")
 
 
-@database_sync_to_async
-def _save_lost(message_id: int, text: str) -> bool:
+async def answer_lost(*, message_id: int, lost_after_s: float | None = None) -> tuple[bool, str]:
+    """(lost, checkpointed text). Lost: a worker started this answer and has not beaten for `lost_after_s`.
+    An answer no worker has started yet (still queued) is not lost."""
+    return _verdict(await async_client().hgetall(_record_key(message_id)), lost_after_s=lost_after_s)
+
+
+def _message_save_lost(message_id: int, text: str, reason: str) -> bool:
     from chatbot.models import Message
 
     updated = Message.objects.filter(id=message_id, status=Message.Status.STREAMING).update(
         text=text,
         status=Message.Status.ERROR,
         error_code=WORKER_LOST,
-        finish_reason=WORKER_LOST,
+        finish_reason=reason,
         finished_at=timezone.now(),
     )
     return updated == 1
 
 
-async def answer_finalise_lost(*, message_id: int, text: str, group: str, channel_layer) -> bool:
-    """Save a lost answer's partial text as an error and tell the conversation, once across every process."""
-    if not await async_client().set(_lock_key(message_id), "1", nx=True, ex=RECORD_TTL_S):
-        return False
-    if not await _save_lost(message_id, text):
-        return False
-    logger.error("the worker answering message %s was lost; saved %s characters", message_id, len(text))
-    await channel_layer.group_send(
-        group,
+_save_lost = db_async(_message_save_lost)
+
+
+def _lost_events(message_id: int, text: str) -> list[dict]:
+    return [
         {
             "type": "chat.done",
             "message_id": message_id,
@@ -211,33 +219,93 @@ async def answer_finalise_lost(*, message_id: int, text: str, group: str, channe
             "text": text,
             "finalised_by": "watchdog",
         },
-    )
-    await channel_layer.group_send(
-        group, {"type": "chat.error", "code": "answer_failed", "message": LOST_MESSAGE, "retryable": True}
-    )
+        {"type": "chat.error", "code": "answer_failed", "message": LOST_MESSAGE, "retryable": True},
+    ]
+
+
+async def answer_finalise_lost(
+    *, message_id: int, text: str, group: str, channel_layer, reason: str = WORKER_LOST
+) -> bool:
+    """Save a lost answer's partial text as an error and tell the conversation, once across every process."""
+    if not await async_client().set(_lock_key(message_id), "1", nx=True, ex=RECORD_TTL_S):
+        return False
+    try:
+        saved = await _save_lost(message_id, text, reason)
+    except Exception:
+        # PostgreSQL restarting, say: let the next round (here or in the sweep) try again.
+        await async_client().delete(_lock_key(message_id))
+        raise
+    if not saved:
+        return False
+    logger.error("the worker answering message %s was lost (%s); saved %s characters", message_id, reason, len(text))
+    for event in _lost_events(message_id, text):
+        await channel_layer.group_send(group, event)
     await async_client().delete(_record_key(message_id))
     return True
 
 
-@database_sync_to_async
-def _still_streaming(message_id: int) -> bool:
+@db_async
+def _ended_event(message_id: int) -> dict | None:
+    """The `chat.done` of an answer that has ended (None while it streams)."""
     from chatbot.models import Message
 
-    return Message.objects.filter(id=message_id, status=Message.Status.STREAMING).exists()
+    message = Message.objects.filter(id=message_id).exclude(status=Message.Status.STREAMING).first()
+    if message is None:
+        return None
+    return {
+        "type": "chat.done",
+        "message_id": message.id,
+        "status": message.status,
+        "citations": message.citations,
+        "text": message.text,
+    }
 
 
-async def answer_watch(*, message_id: int, group: str, channel_layer, interval_s: float = WATCH_INTERVAL_S) -> None:
-    """Watch one streaming answer until it ends or is found lost (then finalise it). Cancel when `done` arrives."""
+async def answer_watch(
+    *,
+    message_id: int,
+    group: str,
+    channel_layer,
+    interval_s: float = WATCH_INTERVAL_S,
+    not_started_after_s: float | None = None,
+    send_ended=None,
+) -> None:
+    """Watch one streaming answer until it ends or is found lost (then finalise it). Cancel when `done` arrives.
+
+    An answer no worker has started `not_started_after_s` after the watch began is ended too (the watch begins
+    when the message is acknowledged, or later at hello: never earlier than the message). An answer that ended
+    without `done` reaching the watcher is sent to `send_ended` (a coroutine function taking the `chat.done`
+    event: the watching socket's own send, which needs no channel layer), or else to the group."""
+    give_up_at = time.monotonic() + (NOT_STARTED_AFTER_S if not_started_after_s is None else not_started_after_s)
+    missing_since = time.monotonic()
     checks = 0
     while True:
         try:
-            lost, text = await answer_lost(message_id=message_id)
+            record = await async_client().hgetall(_record_key(message_id))
+            lost, text = _verdict(record, lost_after_s=None)
             if lost:
                 await answer_finalise_lost(message_id=message_id, text=text, group=group, channel_layer=channel_layer)
                 return
+            now = time.monotonic()
+            if record:
+                missing_since = None
+            elif missing_since is None:
+                missing_since = now
+            # Missing for more than a checkpoint round: not just a Redis restart the worker has yet to rewrite.
+            if missing_since is not None and now > give_up_at and now - missing_since > 2 * CHECKPOINT_INTERVAL_S:
+                await answer_finalise_lost(
+                    message_id=message_id, text="", group=group, channel_layer=channel_layer, reason=NOT_STARTED
+                )
+                return
             checks += 1
-            # Every few seconds: an answer may end without this socket seeing `done` (sent while Redis restarted).
-            if checks % 10 == 0 and not await _still_streaming(message_id):
+            # Every few seconds: an answer may end without this socket seeing `done` (published while Redis
+            # restarted, or while this process was not subscribed to the group): send it again, or the typing
+            # indicator stays. A socket that did see it shows the same final text again.
+            if checks % 10 == 0 and (ended := await _ended_event(message_id)) is not None:
+                if send_ended is not None:
+                    await send_ended(ended)
+                else:
+                    await channel_layer.group_send(group, ended)
                 return
         except (redis.RedisError, OSError) as error:
             logger.warning("watchdog of message %s cannot reach Redis: %s", message_id, error)
@@ -245,3 +313,78 @@ async def answer_watch(*, message_id: int, group: str, channel_layer, interval_s
             # PostgreSQL restarting, say: keep watching, the next round may succeed.
             logger.exception("watchdog of message %s failed a round", message_id)
         await asyncio.sleep(interval_s)
+
+
+# --- sweep (a beat task) -----------------------------------------------------------------------------------------
+
+
+def _answer_finalise_lost_sync(*, message_id: int, text: str, group: str, reason: str) -> bool:
+    """answer_finalise_lost for a worker thread: the same lock, save and events."""
+    client = sync_client()
+    if not client.set(_lock_key(message_id), "1", nx=True, ex=RECORD_TTL_S):
+        return False
+    try:
+        saved = _message_save_lost(message_id, text, reason)
+    except Exception:
+        client.delete(_lock_key(message_id))
+        raise
+    if not saved:
+        return False
+    logger.error("the worker answering message %s was lost (%s); saved %s characters", message_id, reason, len(text))
+    for event in _lost_events(message_id, text):
+        relay().group_send(group, event)
+    client.delete(_record_key(message_id))
+    return True
+
+
+def _records(message_ids: list[int]) -> dict[int, dict]:
+    pipe = sync_client().pipeline(transaction=False)
+    for message_id in message_ids:
+        pipe.hgetall(_record_key(message_id))
+    return dict(zip(message_ids, pipe.execute(), strict=True))
+
+
+def lost_answers_finalise(
+    *,
+    lost_after_s: float | None = None,
+    not_started_after_s: float | None = None,
+    recheck_after_s: float = 2 * CHECKPOINT_INTERVAL_S,
+) -> list[int]:
+    """End every answer still streaming whose worker is gone, whether or not a visitor watches it: its record's
+    heartbeat is older than `lost_after_s` (the checkpointed text is kept), or it has no record
+    `not_started_after_s` after the message was created (no worker ever started it). Returns the ids ended.
+
+    A missing record is read again after `recheck_after_s`: a worker rewrites its records within a checkpoint
+    interval of a Redis restart, and one starting the answer right now has written its record by then."""
+    from chatbot.models import Message
+
+    not_started_after_s = NOT_STARTED_AFTER_S if not_started_after_s is None else not_started_after_s
+    streaming = {
+        message.id: message
+        for message in Message.objects.filter(status=Message.Status.STREAMING)
+        .select_related("conversation")
+        .only("id", "created_at", "conversation__id")
+    }
+    if not streaming:
+        return []
+    now = timezone.now()
+    lost: dict[int, str] = {}
+    unstarted: list[int] = []
+    for message_id, record in _records(list(streaming)).items():
+        is_lost, text = _verdict(record, lost_after_s=lost_after_s)
+        if is_lost:
+            lost[message_id] = text
+        elif not record and (now - streaming[message_id].created_at).total_seconds() > not_started_after_s:
+            unstarted.append(message_id)
+    if unstarted:
+        time.sleep(recheck_after_s)
+        unstarted = [message_id for message_id, record in _records(unstarted).items() if not record]
+    ended = []
+    for message_id, text, reason in [
+        *((message_id, text, WORKER_LOST) for message_id, text in lost.items()),
+        *((message_id, "", NOT_STARTED) for message_id in unstarted),
+    ]:
+        group = streaming[message_id].conversation.group_name
+        if _answer_finalise_lost_sync(message_id=message_id, text=text, group=group, reason=reason):
+            ended.append(message_id)
+    return ended

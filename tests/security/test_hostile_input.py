@@ -28,17 +28,20 @@ from chatbot import redis_keys
 from chatbot.answering import answer_generate
 from chatbot.asgi import application
 from chatbot.conversations import conversation_resume_or_start, message_receive
-from chatbot.models import Conversation, Message
+from chatbot.dashboard.services import staff_member_save
+from chatbot.models import Conversation, Lead, Message
 from chatbot.output_guard import SAFE_MESSAGE, allowed_hosts_from, guard_answer, protected_text
 from chatbot.protocol import MAX_FRAME_BYTES
 from chatbot.services import bot_create
 from chatbot.settings import BASE_DIR
 from chatbot.visitors import TOKEN_MAX_AGE_S, visitor_token_issue
+from chatbot.widget import chat_page_csp
 from inference.budget import build_prompt
 from inference.client import ModelInfo, estimate_tokens, forget_endpoint
 from inference.prompts import Passage, render_system_prompt
 from inference.testing.tgi_simulator import TGISimulator
 from knowledge.parsing import DocumentParseError, ParseLimits, parse_document
+from knowledge.services import source_add_faq
 from knowledge.web import FetchError, FetchLimits, fetch_page, read_sitemap
 from tests.chatbot import GroupListener, page_add, stop_requests_forget
 from tests.knowledge.documents import make_pdf_with_stream, zip_bomb_docx
@@ -432,10 +435,10 @@ def _harm(text: str, rules: str) -> list[str]:
 # === access =====================================================================================================
 
 
-def _routes() -> list[tuple[str, str]]:
-    """(name, path) of every dashboard and leads route, with made-up ids."""
-    values = {"conversation_id": "c0nv", "slug": "acme", "source_id": "1", "answer_id": "1", "member_id": "1",
-              "lead_id": "1"}  # fmt: skip
+def _routes(values: dict | None = None) -> list[tuple[str, str]]:
+    """(name, path) of every dashboard and leads route, with made-up ids (or those in `values`)."""
+    values = values or {"conversation_id": "c0nv", "slug": "acme", "source_id": "1", "answer_id": "1",
+                        "member_id": "1", "lead_id": "1"}  # fmt: skip
     found = []
 
     def walk(patterns, prefix=""):
@@ -444,7 +447,7 @@ def _routes() -> list[tuple[str, str]]:
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, route)
             elif isinstance(pattern, URLPattern) and route.startswith("dashboard/") and "login" not in route:
-                path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
+                path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), route)
                 found.append((pattern.name, path))
 
     walk(get_resolver().url_patterns)
@@ -543,6 +546,45 @@ def test_access_pages_send_security_headers_and_the_chat_page_may_be_framed_only
     assert "X-Frame-Options" not in chat, "the widget's iframe is governed by frame-ancestors"
     loader = client.get("/widget.js")
     assert loader.status_code == 200 and loader["X-Content-Type-Options"] == "nosniff"
+
+
+def _csp_directives(header: str) -> dict[str, list[str]]:
+    directives = {}
+    for part in header.split(";"):
+        name, *values = part.split()
+        directives[name] = values
+    return directives
+
+
+@pytest.mark.django_db
+def test_access_every_html_page_but_the_chat_page_carries_the_strict_csp(bot, superuser, conversation):
+    source = source_add_faq(knowledge_base=bot.knowledge_base, question="Refunds?", answer="Five days.")
+    lead = Lead.objects.create(bot=bot, conversation=conversation, email="v@x.test")
+    member = staff_member_save(username="ada", role="admin", password="correct-horse-battery").user.staff_member
+    ids = {"conversation_id": conversation.id, "slug": bot.slug, "source_id": source.id, "answer_id": 1,
+           "member_id": member.id, "lead_id": lead.id}  # fmt: skip
+    client = logged_in(superuser)
+    pages = ["/", "/admin/", "/admin/chatbot/bot/", f"/admin/chatbot/bot/{bot.id}/change/", "/no-such-page/"]
+    pages += [path for name, path in _routes(ids) if name != "logout"]
+    checked = []
+    for path in pages:
+        response = client.get(path, HTTP_HOST="localhost:8000")
+        if not response.get("Content-Type", "").startswith("text/html"):
+            continue
+        checked.append(path)
+        csp = _csp_directives(response["Content-Security-Policy"])
+        assert csp["default-src"] == ["'self'"], path
+        assert csp["script-src"] == ["'self'"] and csp["style-src"] == ["'self'"], path
+        assert csp["frame-ancestors"] == ["'none'"] and csp["object-src"] == ["'none'"], path
+        assert csp["connect-src"] == ["'self'", "ws://localhost:8000", "wss://localhost:8000"], path
+    assert len(checked) >= 20, checked
+    anonymous = Client().get("/dashboard/login/", HTTP_HOST="localhost:8000")
+    assert _csp_directives(anonymous["Content-Security-Policy"])["frame-ancestors"] == ["'none'"]
+
+    chat = Client().get(f"/chat/{bot.public_id}/", HTTP_HOST="localhost:8000")
+    assert chat["Content-Security-Policy"] == chat_page_csp(bot=bot, host="localhost:8000"), (
+        "the chat page keeps its own"
+    )
 
 
 def test_access_production_settings_use_secure_cookies_and_pass_check_deploy():
