@@ -37,7 +37,7 @@ from inference.client import (
     stream_chat,
 )
 from inference.prompts import Passage, Turn, extract_citations
-from knowledge.embeddings import get_embedder
+from knowledge.embeddings import QueryEmbedding, get_embedder
 from knowledge.retrieval import RetrievedChunk, SearchResult, chunk_search
 
 logger = logging.getLogger(__name__)
@@ -105,10 +105,10 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
     question_vector = _question_embedding_soon(bot, question)
     history = _history(message)
     relay().group_send(group, {"type": "chat.typing", "message_id": message.id})
-    embedding, embed_ms = _embedding_wait(question_vector, since=started)
+    embedded, embed_ms = _embedding_wait(question_vector, since=started)
 
-    approved = _approved_answer(bot, question, embedding)
-    search = None if approved else _retrieve(bot, question, embedding, embed_ms=embed_ms)
+    approved = _approved_answer(bot, question, embedded.vector if embedded else None)
+    search = None if approved else _retrieve(bot, question, embedded, embed_ms=embed_ms)
     passages = [_passage(n, chunk) for n, chunk in enumerate(search.chunks if search and search.relevant else [], 1)]
     retrieval_ms = (search.embed_ms + search.search_ms) if search else 0.0
     # Nothing below needs the database until the final save: give the connection back while the model streams.
@@ -206,16 +206,16 @@ def _question_embedding_soon(bot: Bot, question: str) -> Future | None:
         return None
 
 
-def _embedding_wait(vector: Future | None, *, since: float) -> tuple[list[float] | None, float]:
-    """The question's vector (None if it could not be computed) and how long the answer waited for it."""
-    if vector is None:
+def _embedding_wait(embedding: Future | None, *, since: float) -> tuple[QueryEmbedding | None, float]:
+    """The question's embedding (None if it could not be computed) and how long the answer waited for it."""
+    if embedding is None:
         return None, 0.0
     try:
-        embedding = vector.result()
+        embedded = embedding.result()
     except Exception:
         logger.exception("could not embed the question; retrieval will try again")
-        embedding = None
-    return embedding, (time.monotonic() - since) * 1000
+        embedded = None
+    return embedded, (time.monotonic() - since) * 1000
 
 
 def _approved_answer(bot: Bot, question: str, embedding: list[float] | None) -> ApprovedAnswer | None:
@@ -239,17 +239,21 @@ def _approved_outcome(approved: ApprovedAnswer, *, group: str, message_id: int, 
     )
 
 
-def _retrieve(bot: Bot, question: str, embedding: list[float] | None, *, embed_ms: float) -> SearchResult | None:
+def _retrieve(bot: Bot, question: str, embedded: QueryEmbedding | None, *, embed_ms: float) -> SearchResult | None:
     if bot.knowledge_base_id is None or not question:
         return None
     try:
         search = chunk_search(
-            knowledge_base_id=bot.knowledge_base_id, query=question, k=PASSAGES_PER_ANSWER, embedding=embedding
+            knowledge_base_id=bot.knowledge_base_id,
+            query=question,
+            k=PASSAGES_PER_ANSWER,
+            embedding=embedded.vector if embedded else None,
+            query_tokens=embedded.tokens if embedded else None,
         )
     except Exception:
         logger.exception("retrieval failed for bot %s; answering without passages", bot.slug)
         return None
-    if embedding is not None:
+    if embedded is not None:
         # The embedding was computed before the search: report the wait for it as the search's embedding time.
         search = dataclasses.replace(search, embed_ms=embed_ms)
     return search

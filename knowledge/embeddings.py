@@ -11,12 +11,14 @@ import os
 import queue
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 if TYPE_CHECKING:
+    import numpy as np
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
@@ -30,6 +32,15 @@ EMBEDDING_MAX_TOKENS = 256
 
 class EmbeddingError(Exception):
     """The embedding model or server could not produce vectors."""
+
+
+@dataclass(frozen=True)
+class QueryEmbedding:
+    """A question as search reads it: its vector, and its token embeddings for late interaction (unit rows, special
+    tokens left out; None when the embedder cannot see them)."""
+
+    vector: list[float]
+    tokens: np.ndarray | None = None
 
 
 class TokenCounter(Protocol):
@@ -49,6 +60,8 @@ class TokenCounter(Protocol):
 class Embedder(TokenCounter, Protocol):
     model_name: str
     dimension: int
+    # Whether `embed_documents_with_signatures` gives token signatures (the local model sees token embeddings).
+    token_signatures: bool
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Unit-length vectors, one per text, in order."""
@@ -57,7 +70,22 @@ class Embedder(TokenCounter, Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
     def embed_query_soon(self, text: str) -> Future:
-        """`embed_query` started now, its result later: a question's vector computed while other work goes on."""
+        """The question's QueryEmbedding, started now and read later: computed while other work goes on, in one
+        batch with the questions asked at the same moment (`QueryBatcher`)."""
+        ...
+
+    def embed_queries(self, texts: list[str]) -> list[QueryEmbedding]:
+        """Questions' vectors and token embeddings, from one forward pass."""
+        ...
+
+    def embed_documents_with_signatures(self, texts: list[str]) -> tuple[list[list[float]], list[bytes | None]]:
+        """`embed_documents`, and each text's token signature for late interaction (knowledge.late_interaction)
+        from the same forward pass; None where the embedder cannot see token embeddings (a TEI server)."""
+        ...
+
+    def embed_query_tokens(self, text: str) -> np.ndarray | None:
+        """The question's token embeddings (unit rows, special tokens left out) for late interaction; None when
+        the embedder cannot see them."""
         ...
 
 
@@ -81,6 +109,7 @@ class LocalEmbedder:
     model_name = EMBEDDING_MODEL_NAME
     dimension = EMBEDDING_DIMENSIONS
     max_tokens = EMBEDDING_MAX_TOKENS
+    token_signatures = True
 
     def __init__(self, *, batch_size: int = 64) -> None:
         self._batch_size = batch_size
@@ -105,11 +134,60 @@ class LocalEmbedder:
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_query_soon(text).result()
+        return self.embed_query_soon(text).result().vector
 
     def embed_query_soon(self, text: str) -> Future:
-        """The question's vector, computed on the process's query-batching thread (see `QueryBatcher`)."""
         return _query_batcher(self).submit(text)
+
+    def embed_queries(self, texts: list[str]) -> list[QueryEmbedding]:
+        import numpy as np
+
+        model = _load_local_model()
+        special_ids = list(model.tokenizer.all_special_ids)
+        outputs = model.encode(texts, batch_size=len(texts), output_value=None, show_progress_bar=False)
+        embedded = []
+        for output in outputs:
+            vector = output["sentence_embedding"].float().numpy()
+            keep = output["attention_mask"].bool().numpy() & ~np.isin(output["input_ids"].numpy(), special_ids)
+            tokens = output["token_embeddings"].float().numpy()[keep]
+            embedded.append(
+                QueryEmbedding(
+                    vector=(vector / max(float(np.linalg.norm(vector)), 1e-12)).tolist(),
+                    tokens=tokens / np.maximum(np.linalg.norm(tokens, axis=1, keepdims=True), 1e-12),
+                )
+            )
+        return embedded
+
+    def embed_documents_with_signatures(self, texts: list[str]) -> tuple[list[list[float]], list[bytes | None]]:
+        import numpy as np
+
+        from knowledge.late_interaction import token_signature
+
+        model = _load_local_model()
+        special_ids = set(model.tokenizer.all_special_ids)
+        vectors: list[list[float]] = [[] for _ in texts]
+        signatures: list[bytes | None] = [None] * len(texts)
+        # A batch at a time, since the token embeddings of a whole long document would not fit in memory; longest
+        # first, as `encode` does on its own, so that a batch pads its texts to similar lengths.
+        order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
+        for start in range(0, len(order), self._batch_size):
+            batch = order[start : start + self._batch_size]
+            outputs = model.encode(
+                [texts[index] for index in batch], batch_size=len(batch), output_value=None, show_progress_bar=False
+            )
+            for index, output in zip(batch, outputs, strict=True):
+                vector = output["sentence_embedding"].float().numpy()
+                vectors[index] = (vector / max(float(np.linalg.norm(vector)), 1e-12)).tolist()
+                mask = output["attention_mask"].bool()
+                signatures[index] = token_signature(
+                    token_ids=output["input_ids"][mask].tolist(),
+                    token_embeddings=output["token_embeddings"][mask].float().numpy(),
+                    skip_ids=special_ids,
+                )
+        return vectors, signatures
+
+    def embed_query_tokens(self, text: str) -> np.ndarray:
+        return self.embed_query_soon(text).result().tokens
 
 
 class QueryBatcher:
@@ -120,8 +198,9 @@ class QueryBatcher:
     asked alone goes straight in (no waiting for company); while a batch runs, the next questions queue and go
     together in the following one."""
 
-    def __init__(self, embed_documents, *, max_batch: int = 64) -> None:
-        self._embed_documents = embed_documents
+    def __init__(self, embed_batch, *, max_batch: int = 64) -> None:
+        """`embed_batch` takes a list of questions and returns one result per question, in order."""
+        self._embed_batch = embed_batch
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="query-embedding", daemon=True)
@@ -141,7 +220,7 @@ class QueryBatcher:
                 except queue.Empty:
                     break
             try:
-                vectors = self._embed_documents([text for text, _ in batch])
+                vectors = self._embed_batch([text for text, _ in batch])
             except Exception as error:
                 for _, vector in batch:
                     vector.set_exception(error)
@@ -158,13 +237,15 @@ def _query_batcher(embedder: Embedder) -> QueryBatcher:
     with _query_batchers_lock:
         batcher = _query_batchers.get(id(embedder))
         if batcher is None:
-            batcher = _query_batchers[id(embedder)] = QueryBatcher(embedder.embed_documents)
+            batcher = _query_batchers[id(embedder)] = QueryBatcher(embedder.embed_queries)
         return batcher
 
 
 class TEIEmbedder:
     """A text-embeddings-inference server. Model name and input limit come from its `/info`; the dimension from
     a probe embedding; token counting uses the local tokenizer (TEI serves all-MiniLM-L6-v2 in our deployments)."""
+
+    token_signatures = False
 
     def __init__(self, *, base_url: str, timeout_seconds: float = 30.0, batch_size: int = 32) -> None:
         from inference.client import self_hosted_client
@@ -224,10 +305,21 @@ class TEIEmbedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_query_soon(text).result()
+        return self.embed_query_soon(text).result().vector
 
     def embed_query_soon(self, text: str) -> Future:
         return _query_batcher(self).submit(text)
+
+    def embed_queries(self, texts: list[str]) -> list[QueryEmbedding]:
+        # TEI's embedding route returns pooled vectors only.
+        return [QueryEmbedding(vector=vector) for vector in self.embed_documents(texts)]
+
+    def embed_documents_with_signatures(self, texts: list[str]) -> tuple[list[list[float]], list[bytes | None]]:
+        # TEI's embedding route returns pooled vectors only: no token signatures, so no late interaction.
+        return self.embed_documents(texts), [None] * len(texts)
+
+    def embed_query_tokens(self, text: str) -> None:
+        return None
 
 
 def get_embedder(embedding_url: str | None) -> Embedder:

@@ -107,6 +107,10 @@ class Chunk(models.Model):
     token_count = models.PositiveIntegerField()
     text_hash = models.CharField(max_length=64)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # Late interaction (knowledge/late_interaction.py): the packed sign bits of the chunk's word-piece embeddings,
+    # from the forward pass that made `embedding`. Null when a TEI server embedded the chunk, or for chunks indexed
+    # before migration 0004 until their source is ingested again; search then ranks without the second stage.
+    token_signature = models.BinaryField(null=True, editable=False)
     search_vector = models.GeneratedField(
         expression=SearchVector("heading_text", weight="A", config=SEARCH_CONFIG)
         + SearchVector("text", weight="B", config=SEARCH_CONFIG),

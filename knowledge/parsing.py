@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 
 if TYPE_CHECKING:
     from docx.table import Table
+    from markdown_it.token import Token
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text", "csv"]
 ParseFailure = Literal["corrupt", "encrypted", "empty", "too_large", "unsupported"]
@@ -388,8 +389,8 @@ def _parse_markdown(markdown_text: str, *, fallback_title: str) -> ParsedDocumen
             index += 1
             continue
         if token.type == "heading_open":
-            heading_text = tokens[index + 1].content.strip() if index + 1 < len(tokens) else ""
-            builder.start_heading(level=int(token.tag[1]), text=_strip_inline_markdown(heading_text))
+            heading_text = _inline_text(tokens[index + 1]) if index + 1 < len(tokens) else ""
+            builder.start_heading(level=int(token.tag[1]), text=heading_text)
             index += 3
             continue
         if token.type.endswith("_open") or token.type in ("fence", "code_block", "html_block"):
@@ -543,9 +544,19 @@ def _strip_tags(html: str) -> str:
     return re.sub(r"<[^>]+>", " ", html)
 
 
-def _strip_inline_markdown(text: str) -> str:
-    # Emphasis markers sit at the edges of words; an underscore inside one (`make_archive`) is part of the name.
-    return re.sub(r"`+|(?<!\w)[*_]+|[*_]+(?!\w)", "", text).strip()
+def _inline_text(inline: Token) -> str:
+    """The words of an inline Markdown run as a reader sees them: emphasis markers and inline HTML dropped, code
+    spans verbatim (`__init__`), entities decoded, links reduced to their text. Going by the parser's tokens rather
+    than stripping characters keeps the underscores of names (`make_archive`)."""
+    parts = []
+    for child in inline.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "image":
+            parts.append(child.content)
+    return re.sub(r"\s+", " ", "".join(parts)).strip()
 
 
 def _human_size(size: int) -> str:

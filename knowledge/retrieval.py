@@ -2,7 +2,9 @@
 
 Both halves run on the chunk table filtered to one knowledge base, then one small query scores every candidate of
 either half by cosine similarity, and the fused ranking is the similarity plus a weighted, normalised BM25 score.
-Chunks with identical text (documentation repeats itself) are returned once.
+In hybrid mode a second stage adds a late-interaction score (knowledge/late_interaction.py): the question's token
+embeddings against each candidate's stored token signature. Chunks with identical text (documentation repeats
+itself) are returned once.
 
 - Vector half: small knowledge bases (the common case) are searched exactly, which is fast and perfect; large ones
   go through the HNSW index with pgvector 0.8's iterative scan and a generous `hnsw.ef_search`, so a filter that
@@ -19,16 +21,21 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
 from knowledge.embeddings import get_embedder
+from knowledge.late_interaction import late_interaction_scores
 from knowledge.models import SEARCH_CONFIG, Chunk
 
 # Candidates taken from each half before fusion.
 CANDIDATES = 40
 # Fused score: cosine similarity + TEXT_WEIGHT * BM25 / (the best BM25 among the candidates).
 TEXT_WEIGHT = 0.15
+# Hybrid search adds LATE_INTERACTION_WEIGHT * the late-interaction score (knowledge/late_interaction.py), a
+# second stage over the candidates of both halves. Tuned on tests/fixtures/eval: 0.5 to 1.5 measured alike.
+LATE_INTERACTION_WEIGHT = 1.0
 BM25_K1 = 1.2
 BM25_B = 0.75
 # Candidates of the text half are the chunks holding the rarest of the question's lexemes, taken rarest first
@@ -40,8 +47,15 @@ MATCH_BUDGET_CHUNKS = 1_000
 # decides: score at most this many of the matching chunks rather than all of them.
 MATCH_SCAN_LIMIT = 2_000
 MAX_QUERY_LEXEMES = 32
-# Up to this many chunks in a knowledge base, vector search is exact (a scan of that knowledge base's rows).
+# Vector search is exact (a scan of the knowledge base's rows) up to EXACT_SEARCH_ALWAYS_CHUNKS chunks, a few ms.
+# Past that, exact search costs the database about 1.4 ms of CPU per 1,000 chunks per question: 30 ms at 10,000,
+# which made the database's CPU the bottleneck at 50 questions at once (bench/). So a knowledge base holding at
+# least HNSW_MIN_SHARE of all chunks goes through the HNSW index (the filter keeps enough of what the index walks:
+# recall@10 0.99 at ef_search 200 for a half share, docs/retrieval.md); a small share of a big table stays exact
+# up to EXACT_SEARCH_MAX_CHUNKS, because filtered HNSW lost recall there (0.84 at 1% of 100k).
+EXACT_SEARCH_ALWAYS_CHUNKS = 2_000
 EXACT_SEARCH_MAX_CHUNKS = 20_000
+HNSW_MIN_SHARE = 0.25
 HNSW_EF_SEARCH = 200
 # Cosine similarity (all-MiniLM-L6-v2) under which a passage is not about the question at all.
 MIN_RELEVANCE = 0.30
@@ -83,17 +97,20 @@ def chunk_search(
     candidates: int = CANDIDATES,
     exact: bool | None = None,
     embedding: list[float] | None = None,
+    query_tokens: np.ndarray | None = None,
 ) -> SearchResult:
     """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
-    Pass `embedding` when the query is already embedded (the answer pipeline embeds it while it does other work).
-    `search_ms` is database time and fusion, `embed_ms` the query's embedding."""
+    Pass `embedding` (and `query_tokens`) when the query is already embedded: the answer pipeline embeds it while
+    it does other work (`Embedder.embed_query_soon`). `search_ms` is database time and fusion, `embed_ms` the
+    query's embedding."""
     if mode not in {"hybrid", "vector", "text"}:
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
     if mode == "text":
         embedding = None
     elif embedding is None:
-        embedding = get_embedder(settings.EMBEDDING_URL or None).embed_query(query)
+        embedded_query = get_embedder(settings.EMBEDDING_URL or None).embed_query_soon(query).result()
+        embedding, query_tokens = embedded_query.vector, embedded_query.tokens
     embedded = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -102,7 +119,7 @@ def chunk_search(
         text_hits: list[tuple[int, float]] = []
         if embedding is not None:
             if exact is None:
-                exact = _chunk_count(cursor, knowledge_base_id) <= EXACT_SEARCH_MAX_CHUNKS
+                exact = _exact_search_chosen(cursor, knowledge_base_id)
             vector_hits = _vector_search(
                 cursor, knowledge_base_id=knowledge_base_id, embedding=embedding, limit=candidates, exact=exact
             )
@@ -111,8 +128,11 @@ def chunk_search(
             text_hits = text_search(cursor, knowledge_base_id=knowledge_base_id, query=query, limit=candidates)
         timings["text_ms"] = (time.perf_counter() - embedded) * 1000 - timings["vector_ms"]
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
-        similarity, text_key = _candidates_describe(cursor, chunk_ids=candidate_ids, embedding=embedding)
+        similarity, text_key, signatures = _candidates_describe(
+            cursor, chunk_ids=candidate_ids, embedding=embedding, signatures=mode == "hybrid"
+        )
 
+    late, token_embed_seconds = _late_interaction(query=query, query_tokens=query_tokens, signatures=signatures)
     bm25 = dict(text_hits)
     best_bm25 = max(bm25.values(), default=0.0) or 1.0
     if mode == "text":
@@ -120,7 +140,9 @@ def chunk_search(
     else:
         text_weight = TEXT_WEIGHT if mode == "hybrid" else 0.0
         scores = {
-            chunk_id: similarity.get(chunk_id, 0.0) + text_weight * bm25.get(chunk_id, 0.0) / best_bm25
+            chunk_id: similarity.get(chunk_id, 0.0)
+            + text_weight * bm25.get(chunk_id, 0.0) / best_bm25
+            + LATE_INTERACTION_WEIGHT * late.get(chunk_id, 0.0)
             for chunk_id in candidate_ids
         }
     top_ids: list[int] = []
@@ -161,22 +183,32 @@ def chunk_search(
     relevant = any(chunk.similarity is not None and chunk.similarity >= MIN_RELEVANCE for chunk in chunks)
     if embedding is None:
         relevant = bool(chunks)
+    if late:
+        timings["query_tokens_ms"] = token_embed_seconds * 1000
     return SearchResult(
         chunks=chunks,
         relevant=relevant,
-        embed_ms=(embedded - started) * 1000,
-        search_ms=(finished - embedded) * 1000,
+        embed_ms=(embedded - started + token_embed_seconds) * 1000,
+        search_ms=(finished - embedded - token_embed_seconds) * 1000,
         timings=timings,
     )
 
 
-def _chunk_count(cursor, knowledge_base_id: int) -> int:
-    # The totals row of the term statistics: one index lookup, at any size.
+def _exact_search_chosen(cursor, knowledge_base_id: int) -> bool:
+    # The knowledge base's count is the totals row of its term statistics (one index lookup, exact); the table's
+    # is the planner's estimate, plenty for a share.
     cursor.execute(
-        "SELECT chunks FROM knowledge_term WHERE knowledge_base_id = %s AND lexeme = ''", [knowledge_base_id]
+        "SELECT (SELECT chunks FROM knowledge_term WHERE knowledge_base_id = %s AND lexeme = ''),"
+        " (SELECT reltuples FROM pg_class WHERE oid = 'knowledge_chunk'::regclass)",
+        [knowledge_base_id],
     )
-    row = cursor.fetchone()
-    return row[0] if row else 0
+    chunks, table_chunks = cursor.fetchone()
+    chunks = chunks or 0
+    if chunks <= EXACT_SEARCH_ALWAYS_CHUNKS:
+        return True
+    if chunks > EXACT_SEARCH_MAX_CHUNKS:
+        return False
+    return chunks / max(table_chunks or 0, chunks) < HNSW_MIN_SHARE
 
 
 def _vector_literal(embedding: list[float]) -> str:
@@ -262,20 +294,48 @@ def text_search(cursor, *, knowledge_base_id: int, query: str, limit: int) -> li
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
-def _candidates_describe(cursor, *, chunk_ids: list[int], embedding: list[float] | None):
-    """Cosine similarity to the question (when embedded) and a text fingerprint of each candidate."""
+def _candidates_describe(cursor, *, chunk_ids: list[int], embedding: list[float] | None, signatures: bool):
+    """Cosine similarity to the question (when embedded), a text fingerprint and, when asked for, the token
+    signature of each candidate."""
     if not chunk_ids:
-        return {}, {}
+        return {}, {}, {}
+    signature_column = "token_signature" if signatures else "NULL"
     if embedding is None:
-        cursor.execute("SELECT id, NULL, md5(text) FROM knowledge_chunk WHERE id = ANY(%s)", [chunk_ids])
+        cursor.execute(
+            f"SELECT id, NULL, md5(text), {signature_column} FROM knowledge_chunk WHERE id = ANY(%s)",  # noqa: S608
+            [chunk_ids],
+        )
     else:
         cursor.execute(
-            "SELECT id, embedding <=> %s::vector, md5(text) FROM knowledge_chunk WHERE id = ANY(%s)",
+            f"SELECT id, embedding <=> %s::vector, md5(text), {signature_column}"  # noqa: S608
+            " FROM knowledge_chunk WHERE id = ANY(%s)",
             [_vector_literal(embedding), chunk_ids],
         )
-    similarity, text_key = {}, {}
-    for chunk_id, distance, fingerprint in cursor.fetchall():
+    similarity, text_key, signature = {}, {}, {}
+    for chunk_id, distance, fingerprint, token_signature in cursor.fetchall():
         if distance is not None:
             similarity[chunk_id] = 1.0 - float(distance)
         text_key[chunk_id] = fingerprint
-    return similarity, text_key
+        if signatures:
+            signature[chunk_id] = bytes(token_signature) if token_signature is not None else None
+    return similarity, text_key, signature
+
+
+def _late_interaction(
+    *, query: str, query_tokens: np.ndarray | None, signatures: dict[int, bytes | None]
+) -> tuple[dict[int, float], float]:
+    """Late-interaction scores of the candidates, and the seconds spent embedding the question's tokens. No scores
+    when a candidate has no signature (indexed by a TEI server, or before signatures existed and not re-indexed
+    yet): one scale for every candidate or none."""
+    if not signatures or any(signature is None for signature in signatures.values()):
+        return {}, 0.0
+    started = time.perf_counter()
+    if query_tokens is None:
+        # Only a caller that embedded the question itself, without its tokens, pays this second pass.
+        query_tokens = get_embedder(settings.EMBEDDING_URL or None).embed_query_tokens(query)
+    spent = time.perf_counter() - started
+    if query_tokens is None:
+        return {}, spent
+    chunk_ids = list(signatures)
+    scores = late_interaction_scores(query_tokens=query_tokens, signatures=[signatures[i] for i in chunk_ids])
+    return dict(zip(chunk_ids, scores, strict=True)), spent

@@ -255,16 +255,23 @@ def document_index(
         chunk_tokens=knowledge_base.chunk_tokens,
         overlap_tokens=knowledge_base.overlap_tokens,
     )
-    # Chunks whose embedded text did not change keep their vectors: only the changed parts cost model time.
+    # Chunks whose embedded text did not change keep their vectors and token signatures: only the changed parts
+    # cost model time. A chunk embedded before token signatures existed is embedded again to get one.
     reusable = {}
     if known is not None:
-        reusable = dict(Chunk.objects.filter(document=known).values_list("text_hash", "embedding"))
+        reusable = {
+            text_hash: (vector, bytes(signature) if signature is not None else None)
+            for text_hash, vector, signature in Chunk.objects.filter(document=known).values_list(
+                "text_hash", "embedding", "token_signature"
+            )
+            if signature is not None or not embedder.token_signatures
+        }
     hashes = [hashlib.sha256(draft.embedding_text.encode()).hexdigest() for draft in drafts]
     to_embed = [
         draft.embedding_text for draft, text_hash in zip(drafts, hashes, strict=True) if text_hash not in reusable
     ]
-    fresh = iter(embedder.embed_documents(to_embed))
-    vectors = [reusable[text_hash] if text_hash in reusable else next(fresh) for text_hash in hashes]
+    fresh = iter(zip(*embedder.embed_documents_with_signatures(to_embed), strict=True))
+    embedded = [reusable[text_hash] if text_hash in reusable else next(fresh) for text_hash in hashes]
 
     with transaction.atomic():
         document, _ = Document.objects.update_or_create(
@@ -295,8 +302,9 @@ def document_index(
                     token_count=draft.token_count,
                     text_hash=text_hash,
                     embedding=vector,
+                    token_signature=signature,
                 )
-                for draft, text_hash, vector in zip(drafts, hashes, vectors, strict=True)
+                for draft, text_hash, (vector, signature) in zip(drafts, hashes, embedded, strict=True)
             ],
             batch_size=500,
         )

@@ -95,6 +95,21 @@ def test_a_changed_document_replaces_its_chunks_and_embeds_only_the_changed_ones
     assert not any("within 30 days" in text for text in texts)
 
 
+def test_chunks_carry_token_signatures_and_a_chunk_without_one_is_embedded_again(knowledge_base):
+    source = source_add_file(knowledge_base=knowledge_base, filename="shipping.md", data=GUIDE)
+    source_ingest(source=source)
+    chunks = Chunk.objects.filter(document__source=source).order_by("position")
+    assert all(chunk.token_signature for chunk in chunks)
+    # As after migration 0004: a chunk indexed before signatures existed, its document's content hash forgotten.
+    Chunk.objects.filter(id=chunks[0].id).update(token_signature=None)
+    Document.objects.filter(source=source).update(content_hash="")
+
+    report = source_ingest(source=source)
+
+    assert (report.indexed, report.chunks_embedded) == (1, 1)
+    assert all(chunk.token_signature for chunk in Chunk.objects.filter(document__source=source))
+
+
 def test_a_reader_never_sees_a_document_half_indexed(knowledge_base, settings):
     source = source_add_file(knowledge_base=knowledge_base, filename="shipping.md", data=GUIDE)
     source_ingest(source=source)

@@ -242,6 +242,29 @@ Pull the new image.
     assert "alert" not in "".join(section.text for section in document.sections)
 
 
+def test_it_keeps_names_in_markdown_headings_as_written():
+    markdown = b"""# shutil
+
+## Functions
+
+### make_archive
+
+Create an archive file.
+
+### `__init__` and **bold** _words_ with a [link](https://example.com) &amp; <b>tag</b>
+
+Text.
+"""
+
+    document = parse_document(data=markdown, filename="shutil.md")
+
+    # Underscores inside a name are not emphasis: the function's name stays searchable in the heading path.
+    assert [section.heading_path for section in document.sections] == [
+        ("Functions", "make_archive"),
+        ("Functions", "__init__ and bold words with a link & tag"),
+    ]
+
+
 def test_it_keeps_several_top_level_markdown_headings_as_sections():
     document = parse_document(data=b"# One\n\nfirst\n\n# Two\n\nsecond\n", filename="notes_on_things.md")
 

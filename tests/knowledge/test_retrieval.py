@@ -158,7 +158,7 @@ def _add_chunks(knowledge_base: KnowledgeBase, vectors: np.ndarray, *, start: in
     )
 
 
-def test_hnsw_search_finds_what_exact_search_finds_with_many_knowledge_bases_and_late_rows(monkeypatch):
+def test_hnsw_search_finds_what_exact_search_finds_with_many_knowledge_bases_and_late_rows():
     """All these rows arrive after the index was built (it exists since the migration); a few distinct rows go in
     first, the situation in which late rows were seen to be unreachable. 50 knowledge bases share the table, so
     the filter keeps 2% of what the index walks: without the iterative scan most results would be missing."""
@@ -170,17 +170,19 @@ def test_hnsw_search_finds_what_exact_search_finds_with_many_knowledge_bases_and
     for knowledge_base in knowledge_bases:
         _add_chunks(knowledge_base, _clustered_vectors(rng, 160, centroids), start=10)
     queries = _clustered_vectors(rng, 60, centroids)
-    embedding = {}
-    monkeypatch.setattr(retrieval, "get_embedder", lambda url: type("E", (), {"embed_query": embedding.get})())
 
     recalls = []
     for number, vector in enumerate(queries):
         knowledge_base = knowledge_bases[number % len(knowledge_bases)]
-        embedding[str(number)] = vector.tolist()
         found = {}
         for exact in (True, False):
             result = chunk_search(
-                knowledge_base_id=knowledge_base.id, query=str(number), k=10, mode="vector", exact=exact
+                knowledge_base_id=knowledge_base.id,
+                query=str(number),
+                k=10,
+                mode="vector",
+                exact=exact,
+                embedding=vector.tolist(),
             )
             found[exact] = {chunk.chunk_id for chunk in result.chunks}
         recalls.append(len(found[True] & found[False]) / len(found[True]))
@@ -218,9 +220,39 @@ def test_hybrid_retrieval_on_the_evaluation_set(evalset):
     hybrid = retrieval_evaluate(knowledge_base_id=evalset.id, questions=questions, k=5, mode="hybrid")
     vector = retrieval_evaluate(knowledge_base_id=evalset.id, questions=questions, k=5, mode="vector")
     text = retrieval_evaluate(knowledge_base_id=evalset.id, questions=questions, k=5, mode="text")
+    # Chunks indexed before token signatures existed: hybrid search without its second stage (rolled back).
+    Chunk.objects.filter(knowledge_base=evalset).update(token_signature=None)
+    first_stage = retrieval_evaluate(knowledge_base_id=evalset.id, questions=questions, k=5, mode="hybrid")
 
-    # Measured 0.804 (vector 0.722, text 0.536). The issue's goal is 0.90, which this does not reach yet: see
-    # docs/retrieval.md. The floor keeps the gain from the BM25 half and the fusion from silently regressing.
-    assert hybrid.recall_at_k >= 0.78, hybrid.misses
-    assert hybrid.recall_at_k > vector.recall_at_k + 0.05
+    # Measured 0.835 (without the late-interaction stage 0.794, vector 0.722, text 0.536). The issue's goal is
+    # 0.90, which this does not reach yet: see docs/retrieval.md. The floors keep the gains of the BM25 half, the
+    # fusion and the second stage from silently regressing.
+    assert hybrid.recall_at_k >= 0.82, hybrid.misses
+    assert hybrid.recall_at_k > first_stage.recall_at_k >= 0.78
+    assert first_stage.recall_at_k > vector.recall_at_k + 0.05
     assert text.recall_at_k >= 0.5
+
+
+def test_a_knowledge_base_that_is_most_of_the_table_is_searched_through_hnsw_and_small_shares_exactly():
+    """Exact search costs the database CPU in proportion to the knowledge base's size; HNSW is cheap but loses
+    recall when the filter keeps a small share of what it walks. So: HNSW for a large share, exact otherwise."""
+    rng = np.random.default_rng(5)
+    centroids = rng.standard_normal((50, EMBEDDING_DIMENSIONS))
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    big, small_share, tiny = (KnowledgeBase.objects.create(name=name) for name in ("big", "small share", "tiny"))
+    _add_chunks(big, _clustered_vectors(rng, 9_000, centroids))
+    _add_chunks(small_share, _clustered_vectors(rng, 2_100, centroids), start=10_000)
+    _add_chunks(tiny, _clustered_vectors(rng, 20, centroids), start=20_000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_chunk")
+    query = _clustered_vectors(rng, 1, centroids)[0].tolist()
+
+    def searched_exactly(knowledge_base: KnowledgeBase) -> bool:
+        with CaptureQueriesContext(connection) as queries:
+            result = chunk_search(knowledge_base_id=knowledge_base.id, query="q", mode="vector", embedding=query)
+        assert len(result.chunks) == 5
+        return any("enable_indexscan = off" in q["sql"] for q in queries)
+
+    assert not searched_exactly(big)
+    assert searched_exactly(small_share)
+    assert searched_exactly(tiny)
