@@ -114,7 +114,8 @@ def start_worker(log_path: Path, *, concurrency: int, **env: str) -> subprocess.
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "chatbot", "worker", "--pool=threads",
          f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
-        cwd=BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, stdout=log, stderr=subprocess.STDOUT,
+        cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "CELERY_WORKER_CONCURRENCY": str(concurrency), **env},
     )  # fmt: skip
     from chatbot.health import worker_health
 

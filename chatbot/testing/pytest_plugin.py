@@ -56,6 +56,9 @@ def _runs_update(*, add: int | None = None, remove: int | None = None) -> dict[i
 
 
 _redis_database = _runs_update(add=os.getpid())[os.getpid()]
+# The test process itself keeps Django's one connection per thread: its tests switch databases and wrap each test
+# in a transaction on that connection. The servers it starts use the pool, as in production.
+os.environ["DB_POOL"] = "0"
 os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{_redis_database}"
 
 
@@ -88,6 +91,7 @@ def subprocess_environment(**overrides: str) -> dict[str, str]:
     environment = dict(os.environ)
     environment["DATABASE_URL"] = test_database_url()
     environment["PYTHONUNBUFFERED"] = "1"
+    environment["DB_POOL"] = "1"
     environment.update(overrides)
     return environment
 
@@ -122,7 +126,8 @@ def start_celery_worker(*, log_path: Path, concurrency: int = 8, **env: str) -> 
             sys.executable, "-m", "celery", "-A", "chatbot", "worker", "--pool=threads",
             f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--loglevel=INFO",
         ],
-        cwd=BASE_DIR, env=subprocess_environment(**env), stdout=log_file, stderr=subprocess.STDOUT,
+        cwd=BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT,
+        env=subprocess_environment(CELERY_WORKER_CONCURRENCY=str(concurrency), **env),
     )  # fmt: skip
     worker = ServerProcess(process, log_path=log_path)
     deadline = time.monotonic() + 60

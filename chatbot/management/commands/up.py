@@ -89,6 +89,8 @@ class Command(BaseCommand):
 
     def _start_children(self, group: ProcessGroup, *, host: str, port: int, concurrency: int, beat: bool) -> None:
         python = sys.executable
+        # The worker's database pool is sized from it (settings: DB_POOL_MAX_SIZE).
+        group.env["CELERY_WORKER_CONCURRENCY"] = str(concurrency)
         group.start("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "chatbot.asgi:application"])
         group.start(
             "worker",
