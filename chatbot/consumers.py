@@ -69,6 +69,7 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
     bot: Bot | None = None
     conversation: Conversation | None = None
     counted_connection = False
+    done_sent_for: int | None = None
     watchdog_task: asyncio.Task | None = None
 
     async def connect(self):
@@ -321,6 +322,11 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
         await self.send_done(event)
 
     async def send_done(self, event: dict) -> None:
+        # An answer's end reaches this socket once: the watchdog resends a `done` it thinks was missed, and the
+        # group's own may still be on its way.
+        if event["message_id"] == self.done_sent_for:
+            return
+        self.done_sent_for = event["message_id"]
         await self.send_frame(
             {
                 "type": "done",

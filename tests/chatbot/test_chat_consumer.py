@@ -403,3 +403,18 @@ async def test_a_nul_character_anywhere_in_a_frame_is_refused_not_a_server_error
     assert error["code"] == "bad_frame" and "NUL" in error["message"]
     await _still_alive(communicator)
     await communicator.disconnect()
+
+
+async def test_an_answers_end_reaches_the_socket_once_even_when_the_watchdog_resends_it(acme):
+    communicator, ready = await _ready(acme)
+    group = f"conversation.{ready['conversation_id']}"
+    done = {"type": "chat.done", "message_id": 9, "status": "complete", "citations": [], "text": "Done."}
+
+    await get_channel_layer().group_send(group, done)
+    await get_channel_layer().group_send(group, done)
+    await get_channel_layer().group_send(group, {**done, "message_id": 10, "text": "Next."})
+
+    assert (await communicator.receive_json_from(timeout=5))["message_id"] == 9
+    assert (await communicator.receive_json_from(timeout=5))["message_id"] == 10
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
