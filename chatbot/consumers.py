@@ -179,7 +179,7 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
                 message_id=message_id,
                 group=self.conversation.group_name,
                 channel_layer=self.channel_layer,
-                send_ended=self.send_done,
+                send_ended=self.send_done_again,
             )
         )
 
@@ -320,6 +320,12 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
         if self.watchdog_task is not None and event.get("finalised_by") != "watchdog":
             self.watchdog_task.cancel()
         await self.send_done(event)
+
+    async def send_done_again(self, event: dict) -> None:
+        """For the watchdog: an answer ended without its `done` reaching this socket. Sent through the socket's own
+        channel, so it arrives after every event already on its way here (an answer's text is all published before
+        the answer is saved), whether or not the socket is still in its group."""
+        await self.channel_layer.send(self.channel_name, event)
 
     async def send_done(self, event: dict) -> None:
         # An answer's end reaches this socket once: the watchdog resends a `done` it thinks was missed, and the

@@ -275,7 +275,7 @@ async def answer_watch(
     An answer no worker has started `not_started_after_s` after the watch began is ended too (the watch begins
     when the message is acknowledged, or later at hello: never earlier than the message). An answer that ended
     without `done` reaching the watcher is sent to `send_ended` (a coroutine function taking the `chat.done`
-    event: the watching socket's own send, which needs no channel layer), or else to the group."""
+    event: the watching socket's own channel, which does not depend on its group membership), or else to the group."""
     give_up_at = time.monotonic() + (NOT_STARTED_AFTER_S if not_started_after_s is None else not_started_after_s)
     missing_since = time.monotonic()
     checks = 0
