@@ -232,19 +232,19 @@ def hnsw_recall(plan, *, ef_search: int, iterative: str) -> dict:
 
 def search_latency(plan, *, big: int) -> dict:
     """chunk_search's database time (search_ms) per mode on the big knowledge base (HNSW) and the small ones
-    (exact scans), with the query embedding swapped for the synthetic vector."""
+    (exact scans), the synthetic vector given as the query's embedding."""
     from knowledge import retrieval
 
     results = {}
-    real_get_embedder = retrieval.get_embedder
     for mode in ("hybrid", "vector", "text"):
         for label, wanted in (("big_kb", True), ("small_kbs", False)):
             timings, vector_ms, text_ms = [], [], []
             for kb_id, vector, text, _ in plan:
                 if (kb_id == big) != wanted:
                     continue
-                retrieval.get_embedder = lambda url, vector=vector: _FixedEmbedder(vector)
-                result = retrieval.chunk_search(knowledge_base_id=kb_id, query=text, k=5, mode=mode)
+                result = retrieval.chunk_search(
+                    knowledge_base_id=kb_id, query=text, k=5, mode=mode, embedding=vector.tolist()
+                )
                 timings.append(result.search_ms)
                 vector_ms.append(result.timings["vector_ms"])
                 text_ms.append(result.timings["text_ms"])
@@ -254,16 +254,7 @@ def search_latency(plan, *, big: int) -> dict:
                 "vector_half_p95_ms": percentile(vector_ms, 0.95),
                 "text_half_p95_ms": percentile(text_ms, 0.95),
             }
-    retrieval.get_embedder = real_get_embedder
     return results
-
-
-class _FixedEmbedder:
-    def __init__(self, vector: np.ndarray) -> None:
-        self.vector = vector.tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.vector
 
 
 def explain(plan, *, big: int) -> str:
