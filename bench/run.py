@@ -797,6 +797,10 @@ def main() -> None:
         results["gaps"].append("bench/soak.py (200-visitor soak with faults) is not in the tree yet: not run")
     elif soak_minutes:
         results["soak"] = scenario_soak(soak_minutes)
+    elif (RESULTS / "soak.json").exists():
+        # Not run now: report the last soak, saying so (it takes minutes and is run on its own).
+        results["soak"] = {"source": "bench/results/soak.json, from an earlier run (not run now)",
+                           "report": json.loads((RESULTS / "soak.json").read_text())}  # fmt: skip
     results["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     results["headline"] = headline(results)
     results["targets"] = targets(results["headline"])
