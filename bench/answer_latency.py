@@ -126,13 +126,20 @@ def start_worker(log_path: Path, *, concurrency: int, **env: str) -> subprocess.
     return process
 
 
-def start_simulator(log_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_simulator(
+    log_dir: Path,
+    *,
+    ttft_s: float = SIMULATOR_TTFT_S,
+    tokens_per_s: float = SIMULATOR_TOKENS_PER_S,
+    command: tuple[str, ...] = (sys.executable, "-m", "inference.testing.tgi_simulator"),
+) -> tuple[subprocess.Popen, str]:
+    """The TGI simulator on a free port, once it answers /health. `command` runs another simulator entry point
+    taking the same flags (bench/lib.py's timed one)."""
     from inference.client import model_server_health
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "inference.testing.tgi_simulator", "--port", str(port),
-         "--ttft", str(SIMULATOR_TTFT_S), "--tps", str(SIMULATOR_TOKENS_PER_S)],
+        [*command, "--port", str(port), "--ttft", str(ttft_s), "--tps", str(tokens_per_s)],
         cwd=BASE_DIR, stdout=open(log_dir / "simulator.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -84,21 +84,9 @@ def timed_simulator_main(argv: list[str]) -> None:
 
 
 def start_timed_simulator(log_dir: Path, *, ttft_s: float, tokens_per_s: float) -> tuple[subprocess.Popen, str]:
-    from inference.client import model_server_health
-
-    port = answer_latency.free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__)), "simulator", "--port", str(port), "--ttft", str(ttft_s),
-         "--tps", str(tokens_per_s)],
-        cwd=BASE_DIR, stdout=open(log_dir / "simulator.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while model_server_health(url) != "ok":
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the simulator did not start")
-        time.sleep(0.05)
-    return process, url
+    return answer_latency.start_simulator(
+        log_dir, ttft_s=ttft_s, tokens_per_s=tokens_per_s, command=(sys.executable, str(Path(__file__)), "simulator")
+    )
 
 
 def simulator_call(url: str, path: str, payload: dict | None = None):

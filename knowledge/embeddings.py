@@ -150,16 +150,10 @@ class LocalEmbedder:
             vector = output["sentence_embedding"].float().numpy()
             keep = output["attention_mask"].bool().numpy() & ~np.isin(output["input_ids"].numpy(), special_ids)
             tokens = output["token_embeddings"].float().numpy()[keep]
-            embedded.append(
-                QueryEmbedding(
-                    vector=(vector / max(float(np.linalg.norm(vector)), 1e-12)).tolist(),
-                    tokens=tokens / np.maximum(np.linalg.norm(tokens, axis=1, keepdims=True), 1e-12),
-                )
-            )
+            embedded.append(QueryEmbedding(vector=_unit_rows(vector[None, :])[0].tolist(), tokens=_unit_rows(tokens)))
         return embedded
 
     def embed_documents_with_signatures(self, texts: list[str]) -> tuple[list[list[float]], list[bytes | None]]:
-        import numpy as np
 
         from knowledge.late_interaction import token_signature
 
@@ -177,7 +171,7 @@ class LocalEmbedder:
             )
             for index, output in zip(batch, outputs, strict=True):
                 vector = output["sentence_embedding"].float().numpy()
-                vectors[index] = (vector / max(float(np.linalg.norm(vector)), 1e-12)).tolist()
+                vectors[index] = _unit_rows(vector[None, :])[0].tolist()
                 mask = output["attention_mask"].bool()
                 signatures[index] = token_signature(
                     token_ids=output["input_ids"][mask].tolist(),
@@ -188,6 +182,13 @@ class LocalEmbedder:
 
     def embed_query_tokens(self, text: str) -> np.ndarray:
         return self.embed_query_soon(text).result().tokens
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (a zero row stays zero)."""
+    import numpy as np
+
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 class QueryBatcher:
