@@ -409,6 +409,7 @@ def main() -> None:
                 synthetic=synthetic,
             )
             entry = {
+                "size": size,
                 "chunks": size + sum(len(ids) for ids in loaded["late"].values()),
                 "load_seconds": loaded["load_seconds"],
                 "index_build_seconds": loaded["index_seconds"],
@@ -440,8 +441,8 @@ def main() -> None:
         if path.exists() and not arguments.replace:
             # Sizes not run this time keep their earlier figures (a 1M run takes most of an hour on its own).
             earlier = json.loads(path.read_text()).get("sizes", [])
-            measured = {entry["big_kb_chunks"] for entry in report["sizes"]}
-            kept = [entry for entry in earlier if entry["big_kb_chunks"] not in measured]
+            measured = {entry["size"] for entry in report["sizes"]}
+            kept = [entry for entry in earlier if entry.get("size", round(entry["chunks"], -4)) not in measured]
             report["sizes"] = sorted(kept + report["sizes"], key=lambda entry: entry["chunks"])
         path.write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {RESULTS / 'retrieval_scale.json'}")
