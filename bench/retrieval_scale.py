@@ -442,7 +442,7 @@ def main() -> None:
             # Sizes not run this time keep their earlier figures (a 1M run takes most of an hour on its own).
             earlier = json.loads(path.read_text()).get("sizes", [])
             measured = {entry["size"] for entry in report["sizes"]}
-            kept = [entry for entry in earlier if entry.get("size", round(entry["chunks"], -4)) not in measured]
+            kept = [entry for entry in earlier if entry.get("size", entry["big_kb_chunks"] * 2) not in measured]
             report["sizes"] = sorted(kept + report["sizes"], key=lambda entry: entry["chunks"])
         path.write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {RESULTS / 'retrieval_scale.json'}")

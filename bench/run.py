@@ -355,7 +355,7 @@ def scenario_retrieval(sizes: list[int], reuse: bool) -> dict:
                      and row["iterative_scan"] == "relaxed_order"), None)  # fmt: skip
         served = entry.get("served") or {}
         # Keyed by the size asked for (10000, 100000, 1000000); `chunks` adds the 2% inserted after the index.
-        out[str(entry.get("size", entry["chunks"]))] = {
+        out[str(entry.get("size", entry["big_kb_chunks"] * 2))] = {
             "chunks": entry["chunks"],
             "search_hybrid_big_kb_p95": entry["search"]["hybrid_big_kb"]["p95_ms"],
             "search_hybrid_small_kbs_p95": entry["search"]["hybrid_small_kbs"]["p95_ms"],
