@@ -183,6 +183,19 @@ class LocalEmbedder:
     def embed_query_tokens(self, text: str) -> np.ndarray:
         return self.embed_query_soon(text).result().tokens
 
+    def query_thread_setup(self) -> None:
+        """Runs on the query batcher's thread: questions use `EMBEDDING_QUERY_THREADS` of torch's threads (one by
+        default). OpenMP's thread count is per calling thread, so ingestion on other threads keeps its own."""
+        import torch
+
+        torch.set_num_threads(query_embedding_threads())
+
+
+def query_embedding_threads() -> int:
+    from django.conf import settings
+
+    return max(1, getattr(settings, "EMBEDDING_QUERY_THREADS", 1)) if settings.configured else 1
+
 
 def _unit_rows(rows: np.ndarray) -> np.ndarray:
     """Each row scaled to unit length (a zero row stays zero)."""
@@ -199,10 +212,12 @@ class QueryBatcher:
     asked alone goes straight in (no waiting for company); while a batch runs, the next questions queue and go
     together in the following one."""
 
-    def __init__(self, embed_batch, *, max_batch: int = 64) -> None:
-        """`embed_batch` takes a list of questions and returns one result per question, in order."""
+    def __init__(self, embed_batch, *, max_batch: int = 64, thread_setup=None) -> None:
+        """`embed_batch` takes a list of questions and returns one result per question, in order; `thread_setup`,
+        if given, runs first on the batcher's thread."""
         self._embed_batch = embed_batch
         self._max_batch = max_batch
+        self._thread_setup = thread_setup
         self._queue: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="query-embedding", daemon=True)
         self._thread.start()
@@ -213,6 +228,11 @@ class QueryBatcher:
         return vector
 
     def _run(self) -> None:
+        if self._thread_setup is not None:
+            try:
+                self._thread_setup()
+            except Exception:
+                logger.exception("could not set up the query embedding thread; embedding questions as it is")
         while True:
             batch = [self._queue.get()]
             while len(batch) < self._max_batch:
@@ -238,7 +258,9 @@ def _query_batcher(embedder: Embedder) -> QueryBatcher:
     with _query_batchers_lock:
         batcher = _query_batchers.get(id(embedder))
         if batcher is None:
-            batcher = _query_batchers[id(embedder)] = QueryBatcher(embedder.embed_queries)
+            batcher = _query_batchers[id(embedder)] = QueryBatcher(
+                embedder.embed_queries, thread_setup=getattr(embedder, "query_thread_setup", None)
+            )
         return batcher
 
 
