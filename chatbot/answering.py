@@ -276,6 +276,7 @@ def _trace(search: SearchResult | None) -> list[dict]:
             "similarity": None if chunk.similarity is None else round(chunk.similarity, 4),
             "vector_rank": chunk.vector_rank,
             "text_rank": chunk.text_rank,
+            "rerank_score": None if chunk.rerank_score is None else round(chunk.rerank_score, 5),
             "text": chunk.text[:500],
         }
         for chunk in search.chunks

@@ -202,6 +202,11 @@ EMBEDDING_URL = env_str("EMBEDDING_URL").rstrip("/")
 # Threads the local model uses for questions (their batches are small; with two threads on a machine whose cores
 # are busy with Daphne and PostgreSQL, a batch of 5 took 42 ms p50 and 666 ms at worst, with one 26 and 32 ms).
 EMBEDDING_QUERY_THREADS = env_int("EMBEDDING_QUERY_THREADS", 1)
+# Optional cross-encoder reranker on a TEI server (knowledge/reranking.py): empty skips that stage.
+RERANK_URL = env_str("RERANK_URL").rstrip("/")
+RERANK_TIMEOUT_S = env_float("RERANK_TIMEOUT_S", 2.0)
+RERANK_CANDIDATES = env_int("RERANK_CANDIDATES", 20)
+RERANK_COOLDOWN_S = env_float("RERANK_COOLDOWN_S", 30.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

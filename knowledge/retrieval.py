@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from knowledge.embeddings import get_embedder
 from knowledge.late_interaction import late_interaction_scores
 from knowledge.models import SEARCH_CONFIG, Chunk
+from knowledge.reranking import get_reranker
 
 # Candidates taken from each half before fusion.
 CANDIDATES = 40
@@ -73,6 +74,8 @@ class RetrievedChunk:
     similarity: float | None
     vector_rank: int | None
     text_rank: int | None
+    # The cross-encoder's score when a reranker is configured and answered (knowledge/reranking.py).
+    rerank_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ def chunk_search(
             + LATE_INTERACTION_WEIGHT * late.get(chunk_id, 0.0)
             for chunk_id in candidate_ids
         }
+    reranker = get_reranker() if mode == "hybrid" else None
+    wanted = max(k, settings.RERANK_CANDIDATES) if reranker is not None else k
     top_ids: list[int] = []
     seen_texts: set[str] = set()
     for chunk_id in sorted(candidate_ids, key=lambda chunk_id: (-scores[chunk_id], chunk_id)):
@@ -152,7 +157,7 @@ def chunk_search(
             continue
         seen_texts.add(text_key.get(chunk_id))
         top_ids.append(chunk_id)
-        if len(top_ids) == k:
+        if len(top_ids) == wanted:
             break
 
     vector_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(vector_hits, start=1)}
@@ -163,21 +168,38 @@ def chunk_search(
         .only("id", "text", "heading_path", "document__id", "document__title", "document__url", "document__filename")
     )
     by_id = {row.id: row for row in rows}
+    top_ids = [chunk_id for chunk_id in top_ids if chunk_id in by_id]
+    rerank_scores: dict[int, float] = {}
+    if reranker is not None and top_ids:
+        reranked = time.perf_counter()
+        # The passage as the answer cites it: where it sits, then its text.
+        passages = [
+            " › ".join([_document_title(by_id[chunk_id].document), *by_id[chunk_id].heading_path])
+            + "\n\n"
+            + by_id[chunk_id].text
+            for chunk_id in top_ids
+        ]
+        answered = reranker.scores_or_none(query, passages)
+        timings["rerank_ms"] = (time.perf_counter() - reranked) * 1000
+        if answered is not None:
+            rerank_scores = dict(zip(top_ids, answered, strict=True))
+            top_ids = sorted(top_ids, key=lambda chunk_id: -rerank_scores[chunk_id])
+    top_ids = top_ids[:k]
     chunks = [
         RetrievedChunk(
             chunk_id=chunk_id,
             document_id=by_id[chunk_id].document.id,
             text=by_id[chunk_id].text,
             heading_path=list(by_id[chunk_id].heading_path),
-            title=by_id[chunk_id].document.title or by_id[chunk_id].document.filename,
+            title=_document_title(by_id[chunk_id].document),
             url=by_id[chunk_id].document.url,
             score=scores[chunk_id],
             similarity=similarity.get(chunk_id),
             vector_rank=vector_rank.get(chunk_id),
             text_rank=text_rank.get(chunk_id),
+            rerank_score=rerank_scores.get(chunk_id),
         )
         for chunk_id in top_ids
-        if chunk_id in by_id
     ]
     finished = time.perf_counter()
     relevant = any(chunk.similarity is not None and chunk.similarity >= MIN_RELEVANCE for chunk in chunks)
@@ -192,6 +214,10 @@ def chunk_search(
         search_ms=(finished - embedded - token_embed_seconds) * 1000,
         timings=timings,
     )
+
+
+def _document_title(document) -> str:
+    return document.title or document.filename
 
 
 def _exact_search_chosen(cursor, knowledge_base_id: int) -> bool:
