@@ -202,7 +202,7 @@ def exact_nearest(plan) -> list[set[int]]:
 
 
 def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
-    """Recall@10 of the vector search chunk_search actually runs (HNSW or an exact scan, as `_exact_search_chosen`
+    """Recall@10 of the vector search chunk_search actually runs (HNSW or an exact scan, as `vector_search_plan`
     picks for the knowledge base) against the true nearest rows: what a visitor's question gets."""
     from django.db import connection, transaction
 
@@ -213,12 +213,12 @@ def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
     for (kb_id, vector, _, _), truth in zip(plan, exact, strict=True):
         label = "big_kb" if kb_id == big else "small_kbs"
         with transaction.atomic(), connection.cursor() as cursor:
-            chosen_exact = retrieval._exact_search_chosen(cursor, kb_id)
+            plan = retrieval.vector_search_plan(cursor, kb_id)
             hits = retrieval._vector_search(
                 cursor, knowledge_base_id=kb_id, embedding=vector.tolist(), limit=retrieval.CANDIDATES,
-                exact=chosen_exact,
+                exact=plan.exact, ef_search=plan.ef_search,
             )  # fmt: skip
-        paths[label].add("exact" if chosen_exact else "hnsw")
+        paths[label].add("exact" if plan.exact else f"hnsw (ef_search {plan.ef_search})")
         recall = len(truth & {chunk_id for chunk_id, _ in hits[:RECALL_AT]}) / len(truth)
         recalls["all"].append(recall)
         recalls[label].append(recall)
@@ -228,7 +228,6 @@ def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
         "recall_at_10_small_kbs": round(statistics.fmean(recalls["small_kbs"]), 4),
         "path_big_kb": "/".join(sorted(paths["big_kb"])),
         "path_small_kbs": "/".join(sorted(paths["small_kbs"])),
-        "ef_search": retrieval.HNSW_EF_SEARCH,
     }
 
 
@@ -314,7 +313,7 @@ def explain(plan, *, big: int) -> str:
     literal = retrieval._vector_literal(vector.tolist())
     lines = []
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [retrieval.HNSW_EF_SEARCH])
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [retrieval.vector_search_plan(cursor, kb_id).ef_search])
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cursor.execute(
             "EXPLAIN (ANALYZE, BUFFERS) SELECT id, distance FROM ("

@@ -256,3 +256,25 @@ def test_a_knowledge_base_that_is_most_of_the_table_is_searched_through_hnsw_and
     assert not searched_exactly(big)
     assert searched_exactly(small_share)
     assert searched_exactly(tiny)
+
+
+def test_a_very_large_knowledge_base_walks_further_through_the_hnsw_graph(monkeypatch):
+    """At 500,000 chunks recall@10 fell to 0.91 at ef_search 200 (bench/retrieval_scale.py); past
+    HNSW_LARGE_KB_CHUNKS the walk goes to HNSW_EF_SEARCH_LARGE. The threshold is lowered here to keep the test small."""
+    rng = np.random.default_rng(8)
+    centroids = rng.standard_normal((20, EMBEDDING_DIMENSIONS))
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    large, ordinary = (KnowledgeBase.objects.create(name=name) for name in ("large", "ordinary"))
+    _add_chunks(large, _clustered_vectors(rng, 3_000, centroids))
+    _add_chunks(ordinary, _clustered_vectors(rng, 2_500, centroids), start=10_000)
+    monkeypatch.setattr(retrieval, "HNSW_LARGE_KB_CHUNKS", 2_800)
+    query = _clustered_vectors(rng, 1, centroids)[0].tolist()
+
+    def ef_search_used(knowledge_base: KnowledgeBase) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            chunk_search(knowledge_base_id=knowledge_base.id, query="q", mode="vector", embedding=query, exact=False)
+        [setting] = [q["sql"] for q in queries if "hnsw.ef_search" in q["sql"]]
+        return int(setting.rsplit(" ", 1)[-1])
+
+    assert ef_search_used(large) == retrieval.HNSW_EF_SEARCH_LARGE
+    assert ef_search_used(ordinary) == retrieval.HNSW_EF_SEARCH
