@@ -154,6 +154,15 @@ class Stack:
         )
         self.daphne, self.daphne_url = start_daphne(self.data_dir / "daphne.log", **production)
 
+    def service_pids(self) -> dict[str, int]:
+        """PostgreSQL's postmaster (its backends are its children) and the Redis server."""
+        pids = {}
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+            pids["postgres"] = int((self.data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pids["redis"] = int((self.data_dir / "redis" / "redis.pid").read_text().strip())
+        return pids
+
     def raise_max_connections(self, count: int) -> None:
         """A thread-pool worker opens one database connection per thread that retrieves at the same moment; 500
         answers at once need more than PostgreSQL's default 100 (production: a pooler such as PgBouncer)."""
@@ -398,16 +407,23 @@ def token_lags_ms(answer: Answer, sent_at: list[float]) -> tuple[list[float], in
 
 
 class ResourceSampler:
-    """RSS and CPU of the stack's processes, sampled every `interval_s` in a thread."""
+    """RSS and CPU of the stack's processes, sampled every `interval_s` in a thread. `trees` are counted with all
+    their descendants (PostgreSQL's backends); RSS is reported for `processes` only. The running total of CPU
+    seconds of everything sampled is kept per tick, to read the CPU spent in any part of the round."""
 
-    def __init__(self, processes: dict[str, int], interval_s: float = 0.25) -> None:
+    def __init__(self, processes: dict[str, int], interval_s: float = 0.25, trees: dict[str, int] | None = None):
         import psutil
 
         self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self.trees = {name: psutil.Process(pid) for name, pid in (trees or {}).items()}
         self.interval_s = interval_s
         self.rss_max: dict[str, int] = {name: 0 for name in processes}
-        self.cpu_start: dict[str, float] = {}
+        # CPU seconds per (name, pid) when first seen and when last seen: a pid that appears or ends mid-round
+        # counts from first to last sight.
+        self._first: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
         self.cpu_s: dict[str, float] = {}
+        self.timeline: list[tuple[float, float]] = []  # (time.monotonic(), CPU seconds since the start, all)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.started_at = 0.0
@@ -416,19 +432,34 @@ class ResourceSampler:
     def rss(self) -> dict[str, int]:
         return {name: process.memory_info().rss for name, process in self.processes.items()}
 
-    def _cpu(self, process) -> float:
+    @staticmethod
+    def _cpu(process) -> float:
         times = process.cpu_times()
         return times.user + times.system
+
+    def _sample_cpu(self) -> None:
+        members = [(name, process) for name, process in self.processes.items()]
+        for name, root in self.trees.items():
+            with contextlib.suppress(Exception):
+                members += [(name, process) for process in [root, *root.children(recursive=True)]]
+        for name, process in members:
+            with contextlib.suppress(Exception):
+                cpu = self._cpu(process)
+                self._first.setdefault((name, process.pid), cpu)
+                self._last[(name, process.pid)] = cpu
+        total = sum(self._last[key] - self._first[key] for key in self._last)
+        self.timeline.append((time.monotonic(), total))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             for name, process in self.processes.items():
                 with contextlib.suppress(Exception):
                     self.rss_max[name] = max(self.rss_max[name], process.memory_info().rss)
+            self._sample_cpu()
 
     def __enter__(self) -> ResourceSampler:
         self.started_at = time.monotonic()
-        self.cpu_start = {name: self._cpu(process) for name, process in self.processes.items()}
+        self._sample_cpu()
         self.rss_max = self.rss()
         self._thread.start()
         return self
@@ -436,17 +467,29 @@ class ResourceSampler:
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample_cpu()
         self.wall_s = time.monotonic() - self.started_at
-        self.cpu_s = {name: self._cpu(process) - self.cpu_start[name] for name, process in self.processes.items()}
+        self.cpu_s = {name: 0.0 for name in [*self.processes, *self.trees]}
+        for (name, pid), cpu in self._last.items():
+            self.cpu_s[name] += cpu - self._first[(name, pid)]
+
+    def cpu_until(self, moment: float) -> tuple[float, float]:
+        """(CPU seconds of everything sampled, wall seconds) from the start to the last tick at or before
+        `moment` (time.monotonic())."""
+        ticks = [tick for tick in self.timeline if tick[0] <= moment] or self.timeline[:1]
+        return ticks[-1][1], ticks[-1][0] - self.started_at
 
     def summary(self) -> dict:
-        return {
+        summary = {
             name: {
                 "rss_max_mb": round(self.rss_max[name] / 2**20, 1),
                 "cpu_share": round(self.cpu_s.get(name, 0) / self.wall_s, 2) if self.wall_s else None,
             }
             for name in self.processes
         }
+        for name in self.trees:
+            summary[name] = {"cpu_share": round(self.cpu_s.get(name, 0) / self.wall_s, 2) if self.wall_s else None}
+        return summary
 
 
 def ceil_share(count: int, share: float) -> int:

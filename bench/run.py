@@ -148,13 +148,19 @@ async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: 
     sim_reset(stack)
     profilers = start_profilers(stack, profile) if profile else []
     with lib.ResourceSampler({"daphne": stack.daphne.pid, "worker": stack.worker.pid,
-                              "simulator": stack.simulator.pid, "load_generator": os.getpid()}) as sampler:  # fmt: skip
+                              "simulator": stack.simulator.pid, "load_generator": os.getpid()},
+                             trees=stack.service_pids()) as sampler:  # fmt: skip
         answers = await asyncio.gather(
             *(visitor.ask(f"How do refunds work for order type {n}? [ref {label}-p{n}]", timeout_s=timeout_s)
               for n, visitor in enumerate(visitors[:asking]))
         )  # fmt: skip
     stop_profilers(profilers)
     parley = analyse(answers, lib.simulator_requests_by_tag(stack.simulator_url), stack.script)
+    # How busy the machine was until the last visitor saw a first token: near all of its cores means the time to
+    # first token waited for CPU, not for a lock or a queue.
+    first_tokens = [answer.first_token_at for answer in answers if answer.first_token_at is not None]
+    cpu_s, wall_s = sampler.cpu_until(max(first_tokens)) if first_tokens else (0.0, 0.0)
+    cores = os.cpu_count() or 1
     return {
         "visitors_connected": len(visitors),
         "asking": asking,
@@ -162,6 +168,12 @@ async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: 
         "parley": parley,
         "compare": compare(floor, parley),
         "processes": sampler.summary(),
+        "until_last_first_token": {
+            "wall_s": round(wall_s, 2),
+            "cpu_s_all_processes": round(cpu_s, 2),
+            "machine_busy_share": round(cpu_s / (cores * wall_s), 2) if wall_s else None,
+            "cpu_ms_per_question": round(cpu_s * 1000 / asking, 1) if asking else None,
+        },
     }
 
 
@@ -573,8 +585,8 @@ def markdown(results: dict) -> str:
         lines += ["", "## 2. Concurrency", "",
                   "| connected | asking | TTFT p50 floor / Parley | TTFT p95 floor / Parley | added p95 | lag p95"
                   " floor / Parley | tok/s | errors | lost | Daphne RSS MB | worker RSS MB | CPU Daphne / worker /"
-                  " sim / client |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+                  " PostgreSQL / Redis / sim / client | to the last first token: machine busy, CPU ms per question |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for r in s2["rounds"]:
             f, q, c, pr = r["floor"], r["parley"], r["compare"], r["processes"]
             lines.append(
@@ -582,8 +594,11 @@ def markdown(results: dict) -> str:
                 f" {f['ttft_ms'].get('p95')} / {q['ttft_ms'].get('p95')} | {c['ttft_p95'].get('added')} |"
                 f" {f['token_lag_ms'].get('p95')} / {q['token_lag_ms'].get('p95')} | {q['tokens_per_s']} |"
                 f" {q['errors']} | {q['tokens_lost']} | {pr['daphne']['rss_max_mb']} | {pr['worker']['rss_max_mb']} |"
-                f" {pr['daphne']['cpu_share']} / {pr['worker']['cpu_share']} / {pr['simulator']['cpu_share']} /"
-                f" {pr['load_generator']['cpu_share']} |"
+                f" {pr['daphne']['cpu_share']} / {pr['worker']['cpu_share']} /"
+                f" {pr.get('postgres', {}).get('cpu_share', '-')} / {pr.get('redis', {}).get('cpu_share', '-')} /"
+                f" {pr['simulator']['cpu_share']} / {pr['load_generator']['cpu_share']} |"
+                f" {r.get('until_last_first_token', {}).get('machine_busy_share', '-')},"
+                f" {r.get('until_last_first_token', {}).get('cpu_ms_per_question', '-')} |"
             )  # fmt: skip
         lines += ["", "Idle connections (Daphne RSS): " + "; ".join(
             f"{m['visitors']} visitors {m['daphne_rss_mb']} MB ({m['kb_per_visitor_since_previous']} KB/visitor since"
