@@ -411,7 +411,7 @@ class ResourceSampler:
     their descendants (PostgreSQL's backends); RSS is reported for `processes` only. The running total of CPU
     seconds of everything sampled is kept per tick, to read the CPU spent in any part of the round."""
 
-    def __init__(self, processes: dict[str, int], interval_s: float = 0.25, trees: dict[str, int] | None = None):
+    def __init__(self, processes: dict[str, int], interval_s: float = 0.1, trees: dict[str, int] | None = None):
         import psutil
 
         self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
@@ -473,11 +473,11 @@ class ResourceSampler:
         for (name, pid), cpu in self._last.items():
             self.cpu_s[name] += cpu - self._first[(name, pid)]
 
-    def cpu_until(self, moment: float) -> tuple[float, float]:
+    def cpu_until(self, moment: float) -> tuple[float, float] | None:
         """(CPU seconds of everything sampled, wall seconds) from the start to the last tick at or before
-        `moment` (time.monotonic())."""
-        ticks = [tick for tick in self.timeline if tick[0] <= moment] or self.timeline[:1]
-        return ticks[-1][1], ticks[-1][0] - self.started_at
+        `moment` (time.monotonic()); None when no tick came in time (a round shorter than the interval)."""
+        ticks = [tick for tick in self.timeline[1:] if tick[0] <= moment]
+        return (ticks[-1][1], ticks[-1][0] - self.started_at) if ticks else None
 
     def summary(self) -> dict:
         summary = {

@@ -159,7 +159,7 @@ async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: 
     # How busy the machine was until the last visitor saw a first token: near all of its cores means the time to
     # first token waited for CPU, not for a lock or a queue.
     first_tokens = [answer.first_token_at for answer in answers if answer.first_token_at is not None]
-    cpu_s, wall_s = sampler.cpu_until(max(first_tokens)) if first_tokens else (0.0, 0.0)
+    cpu_s, wall_s = (sampler.cpu_until(max(first_tokens)) if first_tokens else None) or (0.0, 0.0)
     cores = os.cpu_count() or 1
     return {
         "visitors_connected": len(visitors),
@@ -172,7 +172,7 @@ async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: 
             "wall_s": round(wall_s, 2),
             "cpu_s_all_processes": round(cpu_s, 2),
             "machine_busy_share": round(cpu_s / (cores * wall_s), 2) if wall_s else None,
-            "cpu_ms_per_question": round(cpu_s * 1000 / asking, 1) if asking else None,
+            "cpu_ms_per_question": round(cpu_s * 1000 / asking, 1) if asking and wall_s else None,
         },
     }
 
@@ -597,8 +597,8 @@ def markdown(results: dict) -> str:
                 f" {pr['daphne']['cpu_share']} / {pr['worker']['cpu_share']} /"
                 f" {pr.get('postgres', {}).get('cpu_share', '-')} / {pr.get('redis', {}).get('cpu_share', '-')} /"
                 f" {pr['simulator']['cpu_share']} / {pr['load_generator']['cpu_share']} |"
-                f" {r.get('until_last_first_token', {}).get('machine_busy_share', '-')},"
-                f" {r.get('until_last_first_token', {}).get('cpu_ms_per_question', '-')} |"
+                f" {r.get('until_last_first_token', {}).get('machine_busy_share') or '-'},"
+                f" {r.get('until_last_first_token', {}).get('cpu_ms_per_question') or '-'} |"
             )  # fmt: skip
         lines += ["", "Idle connections (Daphne RSS): " + "; ".join(
             f"{m['visitors']} visitors {m['daphne_rss_mb']} MB ({m['kb_per_visitor_since_previous']} KB/visitor since"
