@@ -52,6 +52,17 @@ def test_the_transcript_shows_citations_feedback_origin_and_the_trace(agent, con
         assert expected in page, expected
 
 
+def test_the_trace_shows_the_rerankers_scores_only_when_a_reranker_ordered_the_passages(agent, conversation, answered):
+    url = reverse("dashboard:transcript", args=[conversation.id])
+    assert "Reranker" not in logged_in(agent).get(url).content.decode()
+
+    answered.retrieved = [{**answered.retrieved[0], "rerank_score": 0.98125}]
+    answered.save(update_fields=["retrieved"])
+
+    page = logged_in(agent).get(url).content.decode()
+    assert "Reranker" in page and "0.98125" in page
+
+
 def test_search_finds_conversations_by_message_text(agent, conversation, answered):
     client = logged_in(agent)
     assert conversation.id in client.get(reverse("dashboard:conversations"), {"q": "shipping"}).content.decode()
