@@ -146,6 +146,9 @@ def test_staff_take_over_a_live_conversation_and_hand_it_back(browser, stack):
         visitor.fill("#composer-input", "Do you ship abroad? I live in Zurich.")
         visitor.press("#composer-input", "Enter")
         expect(visitor.locator(".msg-bot .bubble").last).to_contain_text("We ship to every country")
+        # The answer has ended (saved, then `done`): the transcript shows its trace only once it is no longer
+        # streaming, and the text above can show while tokens still arrive.
+        expect(visitor.locator("#stop-button")).to_be_hidden()
 
         # The conversation appears in the staff member's list without a reload.
         row = staff.locator("#conversation-list tbody tr", has_text="I live in Zurich")
