@@ -71,6 +71,7 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
     counted_connection = False
     done_sent_for: int | None = None
     watchdog_task: asyncio.Task | None = None
+    watched_message_id: int | None = None
 
     async def connect(self):
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
@@ -174,6 +175,7 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
         """Notice if the worker writing this answer dies, and end it for the visitor (chatbot.watchdog)."""
         if self.watchdog_task is not None:
             self.watchdog_task.cancel()
+        self.watched_message_id = message_id
         self.watchdog_task = asyncio.create_task(
             watchdog.answer_watch(
                 message_id=message_id,
@@ -317,7 +319,13 @@ class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
 
     async def chat_done(self, event):
         # The answer ended: stop watching it (unless this `done` is the watchdog's own, with its error to follow).
-        if self.watchdog_task is not None and event.get("finalised_by") != "watchdog":
+        # Only that answer's `done`: a late one of an earlier answer (the watchdog's resend, say) must not leave the
+        # answer now streaming unwatched.
+        if (
+            self.watchdog_task is not None
+            and event["message_id"] == self.watched_message_id
+            and event.get("finalised_by") != "watchdog"
+        ):
             self.watchdog_task.cancel()
         await self.send_done(event)
 

@@ -279,13 +279,29 @@ async def answer_watch(
     give_up_at = time.monotonic() + (NOT_STARTED_AFTER_S if not_started_after_s is None else not_started_after_s)
     missing_since = time.monotonic()
     checks = 0
+
+    async def ended_sent() -> bool:
+        if (ended := await _ended_event(message_id)) is None:
+            return False
+        if send_ended is not None:
+            await send_ended(ended)
+        else:
+            await channel_layer.group_send(group, ended)
+        return True
+
     while True:
         try:
             record = await async_client().hgetall(_record_key(message_id))
             lost, text = _verdict(record, lost_after_s=None)
             if lost:
-                await answer_finalise_lost(message_id=message_id, text=text, group=group, channel_layer=channel_layer)
-                return
+                if await answer_finalise_lost(
+                    message_id=message_id, text=text, group=group, channel_layer=channel_layer
+                ):
+                    return
+                # Ended by someone else meanwhile (the sweep, or a worker that finished after all): make sure that
+                # end reaches this socket, or keep watching.
+                if await ended_sent():
+                    return
             now = time.monotonic()
             if record:
                 missing_since = None
@@ -301,11 +317,7 @@ async def answer_watch(
             # Every few seconds: an answer may end without this socket seeing `done` (published while Redis
             # restarted, or while this process was not subscribed to the group): send it again, or the typing
             # indicator stays. A socket that did see it shows the same final text again.
-            if checks % 10 == 0 and (ended := await _ended_event(message_id)) is not None:
-                if send_ended is not None:
-                    await send_ended(ended)
-                else:
-                    await channel_layer.group_send(group, ended)
+            if checks % 10 == 0 and await ended_sent():
                 return
         except (redis.RedisError, OSError) as error:
             logger.warning("watchdog of message %s cannot reach Redis: %s", message_id, error)

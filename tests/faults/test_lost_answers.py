@@ -206,6 +206,69 @@ async def test_a_watching_socket_hears_the_end_even_when_it_has_dropped_out_of_t
     assert (frame["message_id"], frame["text"]) == (reply.id, "We ship to the EU.")
 
 
+async def test_a_watch_that_finds_the_worker_silent_but_the_answer_saved_sends_the_saved_end(bot):
+    """The worker stopped beating (killed), but the answer was saved meanwhile (by a worker that finished after all):
+    nothing is left to finalise, and the visitor must still get the end instead of the watch just stopping."""
+    reply = await sync_to_async(question_ask)(bot, "Do you ship abroad?")
+    await sync_to_async(record_write)(reply.id, silent_for_s=watchdog.LOST_AFTER_S + 1, text="We ship")
+    await Message.objects.filter(id=reply.id).aupdate(status=Message.Status.COMPLETE, text="We ship to the EU.")
+    sent: list[dict] = []
+
+    async def send_ended(event: dict) -> None:
+        sent.append(event)
+
+    await asyncio.wait_for(
+        watchdog.answer_watch(
+            message_id=reply.id, group="conversation.x", channel_layer=get_channel_layer(), send_ended=send_ended
+        ),
+        timeout=10,
+    )
+    assert [(event["message_id"], event["status"], event["text"]) for event in sent] == [
+        (reply.id, "complete", "We ship to the EU.")
+    ]
+
+
+async def test_a_late_done_of_an_earlier_answer_does_not_leave_the_current_one_unwatched(bot):
+    """One way an answer could end without the visitor hearing (a soak lost 1 of 3,559 so: saved complete, no `done`
+    seen): a late `done` of the visitor's previous answer stopped the watch of the one streaming, whose own `done`
+    then went missing with nothing left to send it again."""
+    communicator = WebsocketCommunicator(
+        application, f"/ws/chat/{bot.public_id}/", headers=[(b"host", b"parley.test"), (b"origin", ORIGIN.encode())]
+    )
+    communicator.scope["client"] = ("10.77.0.2", 50000)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "hello", "protocol": 1})
+    ready = await communicator.receive_json_from(timeout=5)
+    group = f"conversation.{ready['conversation_id']}"
+    layer = get_channel_layer()
+
+    async def ask(client_id: str) -> Message:
+        await communicator.send_json_to({"type": "message", "text": "Do you ship abroad?", "client_id": client_id})
+        while (frame := await communicator.receive_json_from(timeout=5))["type"] != "ack":
+            pass
+        return await Message.objects.aget(role=Message.Role.BOT, in_reply_to_id=frame["message_id"])
+
+    first = await ask("first")
+    await Message.objects.filter(id=first.id).aupdate(status=Message.Status.COMPLETE, text="We ship to the EU.")
+    first_done = {"type": "chat.done", "message_id": first.id, "status": "complete", "citations": [], "text": "x"}
+    await layer.group_send(group, first_done)
+    while (frame := await communicator.receive_json_from(timeout=5))["type"] != "done":
+        pass
+    second = await ask("second")
+    [channel] = layer._get_layer().groups.get(layer._get_layer()._get_group_channel_name(group), ())
+    # The second answer's own `done` never reaches the socket (its group subscription dropped) once it is saved...
+    await layer.group_discard(group, channel)
+    # ...and the first answer's `done` comes once more, late, through the socket's own channel as the watchdog
+    # resends it: the socket has shown it already and says nothing.
+    await layer.send(channel, first_done)
+    await Message.objects.filter(id=second.id).aupdate(status=Message.Status.COMPLETE, text="And to Switzerland.")
+
+    while (frame := await communicator.receive_json_from(timeout=10))["type"] != "done":
+        pass
+    await communicator.disconnect()
+    assert (frame["message_id"], frame["text"]) == (second.id, "And to Switzerland.")
+
+
 async def test_a_worker_killed_mid_answer_with_no_one_watching_is_ended_by_the_sweep_and_the_visitor_can_ask_again(
     bot, tmp_path
 ):
