@@ -57,6 +57,17 @@ def record_write(message_id: int, *, silent_for_s: float, text: str) -> None:
     )
 
 
+async def chat_socket_ready(bot, *, ip: str) -> tuple[WebsocketCommunicator, dict]:
+    """A widget's socket in this process, past hello: (communicator, the `ready` frame)."""
+    communicator = WebsocketCommunicator(
+        application, f"/ws/chat/{bot.public_id}/", headers=[(b"host", b"parley.test"), (b"origin", ORIGIN.encode())]
+    )
+    communicator.scope["client"] = (ip, 50000)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "hello", "protocol": 1})
+    return communicator, await communicator.receive_json_from(timeout=5)
+
+
 def created_ago(message: Message, seconds: float) -> None:
     Message.objects.filter(id=message.id).update(created_at=timezone.now() - datetime.timedelta(seconds=seconds))
 
@@ -181,13 +192,7 @@ async def test_a_watching_visitor_gets_the_end_of_an_answer_whose_done_never_rea
 
 
 async def test_a_watching_socket_hears_the_end_even_when_it_has_dropped_out_of_the_conversations_group(bot):
-    communicator = WebsocketCommunicator(
-        application, f"/ws/chat/{bot.public_id}/", headers=[(b"host", b"parley.test"), (b"origin", ORIGIN.encode())]
-    )
-    communicator.scope["client"] = ("10.77.0.1", 50000)
-    assert (await communicator.connect())[0]
-    await communicator.send_json_to({"type": "hello", "protocol": 1})
-    ready = await communicator.receive_json_from(timeout=5)
+    communicator, ready = await chat_socket_ready(bot, ip="10.77.0.1")
     await communicator.send_json_to({"type": "message", "text": "Do you ship abroad?", "client_id": "first"})
     while (frame := await communicator.receive_json_from(timeout=5))["type"] != "ack":
         pass
@@ -232,13 +237,7 @@ async def test_a_late_done_of_an_earlier_answer_does_not_leave_the_current_one_u
     """One way an answer could end without the visitor hearing (a soak lost 1 of 3,559 so: saved complete, no `done`
     seen): a late `done` of the visitor's previous answer stopped the watch of the one streaming, whose own `done`
     then went missing with nothing left to send it again."""
-    communicator = WebsocketCommunicator(
-        application, f"/ws/chat/{bot.public_id}/", headers=[(b"host", b"parley.test"), (b"origin", ORIGIN.encode())]
-    )
-    communicator.scope["client"] = ("10.77.0.2", 50000)
-    assert (await communicator.connect())[0]
-    await communicator.send_json_to({"type": "hello", "protocol": 1})
-    ready = await communicator.receive_json_from(timeout=5)
+    communicator, ready = await chat_socket_ready(bot, ip="10.77.0.2")
     group = f"conversation.{ready['conversation_id']}"
     layer = get_channel_layer()
 
