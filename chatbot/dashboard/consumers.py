@@ -6,8 +6,9 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chatbot.async_db import SocketEventsDispatch, db_async
-from chatbot.dashboard import permissions, presence
-from chatbot.dashboard.protocol import ADMINS_GROUP, bot_group
+from chatbot.dashboard import permissions, presence, selectors
+from chatbot.dashboard.protocol import ADMINS_GROUP, DashboardMessage, bot_group
+from chatbot.dashboard.services import dashboard_message
 from chatbot.models import Conversation
 
 CLOSE_FORBIDDEN = 4403
@@ -17,6 +18,14 @@ CLOSE_FORBIDDEN = 4403
 def _access(user) -> tuple[str | None, list[int]]:
     role = permissions.staff_role(user)
     return role, sorted(permissions.bot_ids_visible(user)) if role else []
+
+
+@db_async
+def _messages_after(conversation_id: str, after_message_id: int) -> list[DashboardMessage]:
+    return [
+        dashboard_message(message)
+        for message in selectors.transcript_after(conversation_id=conversation_id, after_message_id=after_message_id)
+    ]
 
 
 @db_async
@@ -78,6 +87,12 @@ class DashboardConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
             self.watching = conversation_id
             await self.channel_layer.group_add(f"conversation.{conversation_id}", self.channel_name)
             await self.send_frame({"type": "watching", "conversation_id": conversation_id})
+            # What was saved after the page's last message (while it reloaded, or the socket reconnected): joined
+            # first, then read, so a message is sent here at least once (the page shows each id once).
+            after = frame.get("after_message_id")
+            if isinstance(after, int) and not isinstance(after, bool):
+                for message in await _messages_after(conversation_id, after):
+                    await self.send_frame({"type": "message", "conversation_id": conversation_id, "message": message})
         elif kind == "unwatch":
             await self.unwatch()
         else:

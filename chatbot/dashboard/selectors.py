@@ -90,6 +90,15 @@ def transcript(*, conversation: Conversation) -> list[Message]:
     return list(conversation.messages.select_related("staff_user", "in_reply_to").order_by("created_at", "id"))
 
 
+def transcript_after(*, conversation_id: str, after_message_id: int, limit: int = 200) -> list[Message]:
+    """The conversation's messages saved after the one a page last showed (ids grow with time)."""
+    return list(
+        Message.objects.filter(conversation_id=conversation_id, id__gt=after_message_id)
+        .select_related("staff_user")
+        .order_by("id")[:limit]
+    )
+
+
 def leads_of(*, bot: Bot, limit: int = 500) -> list[Lead]:
     return list(Lead.objects.filter(bot=bot).select_related("conversation").order_by("-created_at")[:limit])
 

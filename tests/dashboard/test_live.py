@@ -103,6 +103,31 @@ async def test_a_watched_conversation_streams_its_answer_to_the_dashboard(agent,
     await socket.disconnect()
 
 
+async def test_watching_again_sends_the_messages_saved_after_the_last_one_the_page_shows(agent, conversation):
+    """A page that reloads (taking over posts a form) or a socket that reconnects misses what is saved meanwhile:
+    the `watch` frame says the last message the page shows, and the server sends what came after it."""
+    first, _ = await database_sync_to_async(message_receive)(
+        conversation=conversation, text="Do you ship abroad?", answer=False
+    )
+    later, _ = await database_sync_to_async(message_receive)(
+        conversation=conversation, text="Can someone check my order 1234?", answer=False
+    )
+    socket = await staff_socket(agent)
+    await socket.connect()
+    await socket.send_json_to({"type": "watch", "conversation_id": conversation.id, "after_message_id": first.id})
+    await receive_until(socket, "watching")
+
+    missed = await receive_until(socket, "message")
+
+    assert (missed["conversation_id"], missed["message"]["id"]) == (conversation.id, later.id)
+    assert (missed["message"]["role"], missed["message"]["text"]) == ("visitor", "Can someone check my order 1234?")
+    await socket.send_json_to({"type": "watch", "conversation_id": conversation.id, "after_message_id": later.id})
+    await receive_until(socket, "watching")
+    await socket.send_json_to({"type": "ping"})
+    assert (await socket.receive_json_from(timeout=5))["type"] == "pong", "nothing more to send"
+    await socket.disconnect()
+
+
 # --- takeover ---
 
 

@@ -4,6 +4,7 @@ const PING_MS = 20000;
 const listeners = new Set();
 let socket = null;
 let watched = null;
+let lastShown = () => null;
 let attempts = 0;
 let pingTimer = null;
 
@@ -11,9 +12,17 @@ export function onFrame(listener) {
   listeners.add(listener);
 }
 
-export function watch(conversationId) {
+// `lastMessageId` gives the id of the newest message the page shows: the server sends what came after it, so a
+// message saved while the page reloaded or the socket reconnected is not missed.
+export function watch(conversationId, lastMessageId = () => null) {
   watched = conversationId;
-  send({ type: "watch", conversation_id: conversationId });
+  lastShown = lastMessageId;
+  sendWatch();
+}
+
+function sendWatch() {
+  const after = lastShown();
+  send({ type: "watch", conversation_id: watched, ...(after == null ? {} : { after_message_id: after }) });
 }
 
 function send(frame) {
@@ -33,7 +42,7 @@ function connect() {
   socket.addEventListener("open", () => {
     attempts = 0;
     setStatus("live", "Live");
-    if (watched) send({ type: "watch", conversation_id: watched });
+    if (watched) sendWatch();
     clearInterval(pingTimer);
     pingTimer = setInterval(() => send({ type: "ping" }), PING_MS);
   });

@@ -41,7 +41,12 @@ onFrame((frame) => {
   }
 });
 
-watch(conversationId);
+function lastMessageId() {
+  const ids = [...list.querySelectorAll("li[data-message-id]")].map((item) => Number(item.dataset.messageId));
+  return ids.length ? Math.max(...ids) : 0;
+}
+
+watch(conversationId, lastMessageId);
 
 const form = document.getElementById("staff-form");
 if (form) {
