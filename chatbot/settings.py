@@ -200,7 +200,8 @@ TGI_TIMEOUT_S = env_float("TGI_TIMEOUT_S", 30.0)
 # Embeddings: empty uses the packaged all-MiniLM-L6-v2 in-process; a URL points at a TEI server.
 EMBEDDING_URL = env_str("EMBEDDING_URL").rstrip("/")
 # Threads the local model uses for questions (their batches are small; with two threads on a machine whose cores
-# are busy with Daphne and PostgreSQL, a batch of 5 took 42 ms p50 and 666 ms at worst, with one 26 and 32 ms).
+# are busy with Daphne and PostgreSQL, a batch of 5 took 42 ms p50 and 666 ms at worst, with one 26 and 32 ms:
+# bench/embedding_threads.py).
 EMBEDDING_QUERY_THREADS = env_int("EMBEDDING_QUERY_THREADS", 1)
 # Optional cross-encoder reranker on a TEI server (knowledge/reranking.py): empty skips that stage.
 RERANK_URL = env_str("RERANK_URL").rstrip("/")
