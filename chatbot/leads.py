@@ -774,14 +774,15 @@ def leads_csv_write(*, bot: Bot, leads: Iterable[Lead], out: IO[str]) -> int:
          *(f"utm_{key}" for key in UTM_KEYS), "consent_text", "consent_at", "conversation_id"]
     )  # fmt: skip
     for lead in leads:
+        # What visitors (or links they followed) typed is made safe; what Parley generated is written exactly,
+        # so that an id like "-fphTSSRya1muj" still matches its conversation.
+        typed = [
+            lead.email, lead.name, *(lead.data.get(name, "") for name in field_names), lead.page_url,
+            lead.referrer, *(lead.utm.get(key, "") for key in UTM_KEYS), lead.consent_text,
+        ]  # fmt: skip
         writer.writerow(
-            _csv_safe(value)
-            for value in [
-                lead.id, lead.created_at.isoformat(), lead.updated_at.isoformat(), lead.email, lead.name,
-                *(lead.data.get(name, "") for name in field_names), lead.page_url, lead.referrer,
-                *(lead.utm.get(key, "") for key in UTM_KEYS), lead.consent_text,
-                lead.consent_at.isoformat() if lead.consent_at else "", lead.conversation_id or "",
-            ]
+            [lead.id, lead.created_at.isoformat(), lead.updated_at.isoformat(), *map(_csv_safe, typed),
+             lead.consent_at.isoformat() if lead.consent_at else "", lead.conversation_id or ""]
         )  # fmt: skip
     return len(leads)
 

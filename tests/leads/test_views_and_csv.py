@@ -63,6 +63,15 @@ def test_a_formula_typed_into_the_form_is_not_run_by_a_spreadsheet(lead_bot):
     assert row["message"] == "'+1 cmd"
 
 
+def test_ids_parley_generated_are_written_exactly_even_when_they_start_like_a_formula(lead_bot):
+    conversation = Conversation.objects.create(id="-fphTSSRya1mujKJzyyj_A", bot=lead_bot, visitor_id="visitor-1")
+    lead_capture(conversation=conversation, fields=GOOD)
+    out = io.StringIO()
+    leads_csv_write(bot=lead_bot, leads=leads_filter(bot=lead_bot), out=out)
+    [row] = rows(out.getvalue())
+    assert row["conversation_id"] == "-fphTSSRya1mujKJzyyj_A"
+
+
 def test_it_filters_by_date_range_and_consent(db):
     bot = lead_bot_create(lead_form={"fields": [{"type": "email", "required": True}, {"type": "consent"}]})
     old = capture(bot, email="old@example.com")
