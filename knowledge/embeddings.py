@@ -185,10 +185,22 @@ class LocalEmbedder:
 
     def query_thread_setup(self) -> None:
         """Runs on the query batcher's thread: questions use `EMBEDDING_QUERY_THREADS` of torch's threads (one by
-        default). OpenMP's thread count is per calling thread, so ingestion on other threads keeps its own."""
+        default), and every other thread keeps torch's default.
+
+        `torch.set_num_threads` sets the calling thread's OpenMP count, and also the process-wide count that each
+        thread takes when it first runs torch. Left at 1, every Celery thread that ingested a document after the
+        first question used one core. So this thread settles its own count, then puts the process-wide one back
+        from a short-lived thread (which changes only that thread's count besides)."""
         import torch
 
-        torch.set_num_threads(query_embedding_threads())
+        wanted = query_embedding_threads()
+        default = torch.get_num_threads()  # the first torch call on this thread: it takes the process-wide count
+        if wanted == default:
+            return
+        torch.set_num_threads(wanted)
+        restore = threading.Thread(target=torch.set_num_threads, args=(default,), name="torch-threads-restore")
+        restore.start()
+        restore.join()
 
 
 def query_embedding_threads() -> int:

@@ -205,3 +205,5 @@ def test_questions_are_embedded_on_one_torch_thread_and_other_threads_keep_their
 
     assert batcher.submit("How long does shipping take?").result(timeout=10) == 1
     assert torch.get_num_threads() == threads_before, "ingestion on other threads keeps its thread count"
+    with ThreadPoolExecutor(1) as new_thread:  # like a Celery thread ingesting its first document
+        assert new_thread.submit(torch.get_num_threads).result() == threads_before, "and so do new threads"
