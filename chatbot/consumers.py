@@ -10,6 +10,7 @@ from django.conf import settings
 
 from chatbot import conversations, leads, redis_keys, watchdog
 from chatbot.async_db import SocketEventsDispatch, db_async
+from chatbot.channel_layer import ChannelReleasedOnExit
 from chatbot.dashboard import handoff
 from chatbot.models import Bot, Conversation
 from chatbot.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, PROTOCOL_VERSION, ErrorCode
@@ -22,7 +23,7 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 
 
-class EchoConsumer(AsyncJsonWebsocketConsumer):
+class EchoConsumer(ChannelReleasedOnExit, AsyncJsonWebsocketConsumer):
     """Answers each JSON frame with itself: a liveness probe for the websocket path through proxies."""
 
     async def receive_json(self, content, **kwargs):
@@ -63,7 +64,7 @@ def _bot_by_public_id(public_id: str) -> Bot | None:
     return Bot.objects.filter(public_id=public_id).first()
 
 
-class ChatConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
+class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketConsumer):
     """One visitor's widget. Protocol: docs/protocol.md (frames typed in chatbot.protocol)."""
 
     bot: Bot | None = None

@@ -6,6 +6,7 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chatbot.async_db import SocketEventsDispatch, db_async
+from chatbot.channel_layer import ChannelReleasedOnExit
 from chatbot.dashboard import permissions, presence, selectors
 from chatbot.dashboard.protocol import ADMINS_GROUP, DashboardMessage, bot_group
 from chatbot.dashboard.services import dashboard_message
@@ -34,7 +35,7 @@ def _conversation_visible(user, conversation_id: str) -> bool:
     return conversation is not None and permissions.conversation_visible(user, conversation)
 
 
-class DashboardConsumer(SocketEventsDispatch, AsyncWebsocketConsumer):
+class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketConsumer):
     groups_joined: list[str]
     presence_keys: list[str]
     watching: str | None = None

@@ -1,6 +1,7 @@
 """The chat websocket protocol (docs/protocol.md), through the real ASGI application, Redis channel layer and
 database. No worker runs here: answers are queued, and the worker's events are sent to the group by the test."""
 
+import asyncio
 import itertools
 import json
 
@@ -8,7 +9,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 
+from chatbot import redis_keys
 from chatbot.asgi import application
 from chatbot.models import Conversation, Message
 from chatbot.redis_keys import answer_stop_requested
@@ -418,3 +421,28 @@ async def test_an_answers_end_reaches_the_socket_once_even_when_the_watchdog_res
     assert (await communicator.receive_json_from(timeout=5))["message_id"] == 10
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
+
+
+# --- what a closed socket leaves behind ---
+
+
+def _subscriptions() -> set[str]:
+    """The Redis pub/sub channels this installation's sockets listen on (each socket has its own)."""
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    return {name.decode() for name in redis_keys.sync_client().pubsub_channels(f"{prefix}specific*")}
+
+
+async def test_a_socket_closed_while_its_answer_streams_leaves_no_subscription_behind(acme):
+    """Channels' dispatch loop leaves a socket's channel subscribed when the close and a queued event are picked up
+    together (channels_redis issue 276): at load, every visitor who left mid-answer kept a Redis subscription and a
+    queue in Daphne for good."""
+    before = await asyncio.to_thread(_subscriptions)
+    for _ in range(5):
+        communicator, ready = await _ready(acme)
+        group = f"conversation.{ready['conversation_id']}"
+        tokens = [(group, {"type": "chat.token", "message_id": 1, "text": f"w{n} "}) for n in range(300)]
+        await get_channel_layer().group_send_many(tokens)
+        await communicator.receive_json_from(timeout=5)  # the answer is streaming
+        await communicator.disconnect()
+
+    assert await asyncio.to_thread(_subscriptions) == before
