@@ -23,8 +23,27 @@ logger = logging.getLogger(__name__)
 
 
 class _LoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._groups_of: dict[str, set[str]] = {}  # channel -> the groups it was added to
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await super().group_add(group, channel)
+        self._groups_of.setdefault(channel, set()).add(group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        groups = self._groups_of.get(channel)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del self._groups_of[channel]
+
     async def channel_release(self, channel: str) -> None:
-        """Forget a channel no consumer will read again: its queue, and its Redis subscription."""
+        """Forget a channel no consumer will read again: its queue, its Redis subscription, and its place in any
+        group its consumer did not leave (a consumer cut short never runs its `disconnect`)."""
+        for group in self._groups_of.pop(channel, set()):
+            await super().group_discard(group, channel)
         if self.channels.pop(channel, None) is not None:
             await self._get_shard(channel).unsubscribe(channel)
 

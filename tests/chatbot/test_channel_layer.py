@@ -6,6 +6,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chatbot.channel_layer import PubSubChannelLayer
+from chatbot.redis_keys import sync_client as _redis
 
 
 async def _member_of(layer, group: str) -> str:
@@ -52,3 +53,20 @@ async def test_installations_on_other_redis_databases_do_not_hear_each_other():
     assert [event["text"] for event in await _received(other_installation, theirs_channel, 1)] == ["theirs"]
     await ours.group_discard("conversation.7", ours_channel)
     await other_installation.flush()
+
+
+async def test_a_released_channel_leaves_its_groups_and_redis_forgets_both():
+    layer = get_channel_layer()
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    listening = await _member_of(layer, "conversation.31")
+    left_behind = await _member_of(layer, "conversation.32")  # its consumer never got to group_discard
+    await layer.group_add("conversation.31", left_behind)
+
+    await layer.channel_release(left_behind)
+
+    subscribed = {name.decode() for name in await asyncio.to_thread(_redis().pubsub_channels, f"{prefix}*")}
+    assert left_behind not in subscribed
+    assert not any(name.endswith("conversation.32") for name in subscribed), "nobody else listens to that group"
+    await layer.group_send("conversation.31", {"type": "chat.token", "text": "still heard"})
+    assert [event["text"] for event in await _received(layer, listening, 1)] == ["still heard"]
+    await layer.group_discard("conversation.31", listening)
