@@ -1,9 +1,6 @@
-import json
 import math
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,6 +14,7 @@ from knowledge.embeddings import (
     get_embedder,
     local_model_path,
 )
+from tests.knowledge.json_server import JSONHandler, JSONServer
 
 
 @pytest.fixture(scope="module")
@@ -72,48 +70,31 @@ def test_it_loads_the_model_once_when_threads_race(embedder):
     assert all(result == results[0] for result in results)
 
 
-class FakeTEI:
+class FakeTEI(JSONServer):
     """A stand-in for a text-embeddings-inference server: /info and the root embedding route, over real HTTP."""
 
     def __init__(self, *, info: dict[str, object] | None, dimension: int = 8, fail: bool = False) -> None:
         self.batches: list[list[str]] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
                 if self.path == "/info" and info is not None:
-                    self._send(200, info)
+                    self.send_json(200, info)
                 else:
-                    self._send(404, {"error": "not found"})
+                    self.send_json(404, {"error": "not found"})
 
             def do_POST(self) -> None:
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                payload = self.read_json()
                 inputs = payload["inputs"] if isinstance(payload["inputs"], list) else [payload["inputs"]]
                 fake.batches.append(inputs)
                 if fail:
-                    self._send(500, {"error": "model crashed", "error_type": "backend"})
+                    self.send_json(500, {"error": "model crashed", "error_type": "backend"})
                     return
                 vectors = [[float(len(text) + i) for i in range(dimension)] for text in inputs]
-                self._send(200, [[x / math.sqrt(sum(v * v for v in vec)) for x in vec] for vec in vectors])
+                self.send_json(200, [[x / math.sqrt(sum(v * v for v in vec)) for x in vec] for vec in vectors])
 
-            def _send(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

@@ -5,16 +5,14 @@ is Parley's side of the protocol: what it sends, how it orders by the answer, an
 fails a search.
 """
 
-import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from knowledge.reranking import RerankError, TEIReranker
 from knowledge.retrieval import chunk_search
 from knowledge.services import knowledge_base_create, source_add_faq, source_ingest
+from tests.knowledge.json_server import JSONHandler, JSONServer
 
 pytestmark = pytest.mark.django_db
 
@@ -25,39 +23,25 @@ FAQ = [
 ]
 
 
-class FakeReranker:
+class FakeReranker(JSONServer):
     """TEI's POST /rerank: answers [{"index", "score"}] sorted by score, from `score(query, text)`."""
 
     def __init__(self, score: Callable[[str, str], float], *, status: int = 200, body: object = None) -> None:
         self.requests: list[dict] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                request = self.read_json()
                 fake.requests.append({"path": self.path, **request})
                 if body is not None or status != 200:
                     answer = body if body is not None else {"error": "model is loading", "error_type": "overloaded"}
                 else:
                     ranked = [{"index": i, "score": score(request["query"], t)} for i, t in enumerate(request["texts"])]
                     answer = sorted(ranked, key=lambda item: -item["score"])
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.send_json(status, answer)
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
