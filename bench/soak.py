@@ -175,6 +175,16 @@ def rss_mb(process) -> float:
         return float("nan")
 
 
+def socket_subscriptions() -> int:
+    """How many sockets' channels Daphne is subscribed to in Redis: one per open socket, none once they close."""
+    from django.conf import settings
+
+    from chatbot import redis_keys
+
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    return len(redis_keys.sync_client().pubsub_channels(f"{prefix}specific*"))
+
+
 async def soak(args, bot, daphne_url: str, sim_url: str, workers: list, daphne, simulator, data_dir: Path) -> dict:
     stats = Stats()
     started = time.monotonic()
@@ -185,15 +195,19 @@ async def soak(args, bot, daphne_url: str, sim_url: str, workers: list, daphne, 
     await warm
     memory_start = {"daphne": rss_mb(daphne), "worker": rss_mb(workers[-1]), "simulator": rss_mb(simulator),
                     "this_process (visitors)": rss_mb(psutil.Process())}  # fmt: skip
+    subscriptions_start = await asyncio.to_thread(socket_subscriptions)
     first_worker = workers[-1]
     await asyncio.gather(*tasks)
     await faults
+    await asyncio.sleep(2)  # the last sockets' close reaches Daphne
+    subscriptions_end = await asyncio.to_thread(socket_subscriptions)
     memory_end = {"daphne": rss_mb(daphne), "worker": rss_mb(workers[-1]), "simulator": rss_mb(simulator),
                   "this_process (visitors)": rss_mb(psutil.Process())}  # fmt: skip
     return {
         "stats": stats,
         "memory_start": memory_start,
         "memory_end": memory_end,
+        "subscriptions": {"after_warmup": subscriptions_start, "after_every_visitor_left": subscriptions_end},
         "worker_replaced_after_warmup": first_worker is not workers[-1],
         "seconds": time.monotonic() - started,
     }
@@ -299,6 +313,8 @@ def main() -> None:
                 "lost_examples": {c: problems.get(c) or lost_detail(c, stats) for c in lost[:20]},
                 "faults_injected": stats.faults,
                 "worker_restarts": len(workers) - 1,
+                # Each open socket holds one Redis subscription; one left after its socket closed is a leak.
+                "redis_socket_subscriptions": result["subscriptions"],
                 "memory_mb_after_warmup": {k: round(v, 1) for k, v in result["memory_start"].items()},
                 "memory_mb_at_end": {k: round(v, 1) for k, v in result["memory_end"].items()},
                 "memory_growth_mb": {
