@@ -8,8 +8,8 @@ trip, in order. It uses channels_redis's group naming and connection per shard (
 It also adds `channel_release`, which `ChannelReleasedOnExit` calls when a socket's consumer ends. channels_redis
 releases a socket's channel (its queue in the process and its Redis subscription) only when the consumer's pending
 `receive` is cancelled, and Channels' dispatch loop never cancels it when the close and a queued event are picked up
-together (channels_redis issue 276, open): a visitor who left while an answer streamed kept both for the life of
-the process, about 600 a minute in a soak (with tracemalloc on).
+together (channels_redis issue 276, open): a socket closed while events waited for it kept both for the life of
+the process. That happens when Daphne falls behind its sockets: about 600 a minute in a soak slowed by tracemalloc.
 """
 
 import asyncio

@@ -434,8 +434,8 @@ def _subscriptions() -> set[str]:
 
 async def test_a_socket_closed_while_its_answer_streams_leaves_no_subscription_behind(acme):
     """Channels' dispatch loop leaves a socket's channel subscribed when the close and a queued event are picked up
-    together (channels_redis issue 276): at load, every visitor who left mid-answer kept a Redis subscription and a
-    queue in Daphne for good."""
+    together (channels_redis issue 276): when Daphne fell behind, a visitor who left mid-answer kept a Redis
+    subscription and a queue in Daphne for good."""
     before = await asyncio.to_thread(_subscriptions)
     for _ in range(5):
         communicator, ready = await _ready(acme)
