@@ -39,7 +39,7 @@ down: install
 	$(PY) manage.py down
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 bench-quick: install
-	$(PY) bench/run.py --quick
+	$(PY) -m bench.run --quick

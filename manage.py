@@ -7,7 +7,7 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
-    from chatbot.embedded import configure_environment
+    from chatbot.ops.embedded import configure_environment
 
     if len(sys.argv) < 2 or sys.argv[1] not in {"down", "help", "--help", "-h", "version", "--version"}:
         configure_environment()

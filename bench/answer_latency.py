@@ -1,6 +1,6 @@
 """Answer latency and relay throughput, end to end through a real Celery worker.
 
-    .venv/bin/python bench/answer_latency.py [--sequential 50] [--concurrency 50] [--tokens 200] [--json out.json]
+    .venv/bin/python -m bench.answer_latency [--sequential 50] [--concurrency 50] [--tokens 200] [--json out.json]
 
 Starts everything it needs in a temporary directory: embedded PostgreSQL and Redis, a bot with a few hundred FAQ
 chunks, the TGI simulator in a process of its own (20 ms to the first token, then 50 tokens a second), and one
@@ -16,9 +16,10 @@ What it measures (time.monotonic() is CLOCK_MONOTONIC, the same clock in every p
 (b) tokens a second one worker process relays across --concurrency answers at once, each --tokens tokens long,
     and whether every answer arrived whole and in order (the concatenated chat.token texts equal the scripted
     answer and chat.done's text).
-(c) token delivery lag during (b): with PARLEY_RELAY_TIMING=1 the worker stamps each chat.token event with the
-    time it received the event's oldest text from the model; the lag is the listener's arrival time minus that
-    stamp. It includes the coalescing wait (up to 20 ms for text that arrives while an event was just sent).
+(c) token delivery lag during (b): the simulator records when it sent each token (--timing); a token's lag is the
+    listener's arrival time of the event that completes it minus that send time. It includes the worker reading
+    the stream, the output guard, the coalescing wait (up to 20 ms for text that arrives while an event was just
+    sent) and Redis.
 """
 
 import argparse
@@ -28,7 +29,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,8 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
+from devtools import stack
 
 SIMULATOR_TTFT_S = 0.02
 SIMULATOR_TOKENS_PER_S = 50
@@ -72,7 +71,7 @@ def start_services(data_dir: Path) -> None:
     os.environ.pop("REDIS_URL", None)
     os.environ["TGI_URL"] = ""
     os.environ["LOG_LEVEL"] = "WARNING"
-    from chatbot import embedded
+    from chatbot.ops import embedded
 
     embedded.configure_environment()
     import django
@@ -84,7 +83,7 @@ def start_services(data_dir: Path) -> None:
 
 
 def bot_with_faqs(count: int):
-    from chatbot.services import bot_create
+    from chatbot.bots.services import bot_create
     from knowledge.services import source_add_faq, source_ingest
 
     bot = bot_create(slug="bench", name="Bench", persona="You are the support assistant of a hardware shop.")
@@ -101,54 +100,60 @@ def bot_with_faqs(count: int):
     return bot
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_worker(log_path: Path, *, concurrency: int, **env: str) -> subprocess.Popen:
-    """A `celery worker --pool=threads` on the benchmark's database and Redis. (chatbot.testing.pytest_plugin has
-    the same helper, but importing it points this process at the test servers.)"""
-    log = open(log_path, "w")  # noqa: SIM115 - lives as long as the worker
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "chatbot", "worker", "--pool=threads",
-         f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
-        cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "CELERY_WORKER_CONCURRENCY": str(concurrency), **env},
-    )  # fmt: skip
-    from chatbot.health import worker_health
-
-    deadline = time.monotonic() + 60
-    while worker_health(timeout_s=0.5) != "ok":
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not start:\n{log_path.read_text()}")
-    return process
+    """A `celery worker --pool=threads` on the benchmark's database and Redis (this process's environment)."""
+    worker = stack.start_celery_worker(
+        log_path=log_path, env={**os.environ, **env}, concurrency=concurrency, loglevel="WARNING"
+    )
+    return worker.process
 
 
 def start_simulator(
-    log_dir: Path,
-    *,
-    ttft_s: float = SIMULATOR_TTFT_S,
-    tokens_per_s: float = SIMULATOR_TOKENS_PER_S,
-    command: tuple[str, ...] = (sys.executable, "-m", "inference.testing.tgi_simulator"),
+    log_dir: Path, *, ttft_s: float = SIMULATOR_TTFT_S, tokens_per_s: float = SIMULATOR_TOKENS_PER_S
 ) -> tuple[subprocess.Popen, str]:
-    """The TGI simulator on a free port, once it answers /health. `command` runs another simulator entry point
-    taking the same flags (bench/lib.py's timed one)."""
-    from inference.client import model_server_health
+    """The TGI simulator in a process of its own, recording when each token leaves (--timing)."""
+    simulator = stack.start_simulator(
+        log_path=log_dir / "simulator.log",
+        ttft_s=ttft_s,
+        tokens_per_s=tokens_per_s,
+        command=(sys.executable, "-m", "devtools.tgi_simulator", "--timing"),
+    )
+    return simulator.process, simulator.url
 
-    port = free_port()
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--ttft", str(ttft_s), "--tps", str(tokens_per_s)],
-        cwd=BASE_DIR, stdout=open(log_dir / "simulator.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while model_server_health(url) != "ok":
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the simulator did not start")
-        time.sleep(0.05)
-    return process, url
+
+def simulator_send_times(url: str, marker: str) -> dict[str, list[float]]:
+    """For each generation request whose last user turn holds `marker` followed by a number, that number's tokens'
+    send times (the simulator runs with --timing)."""
+    with urllib.request.urlopen(f"{url}/_simulator/requests", timeout=30) as response:
+        records = json.loads(response.read())
+    found = {}
+    for record in records:
+        messages = (record.get("body") or {}).get("messages") or []
+        text = messages[-1].get("content", "") if messages else ""
+        if marker in text and record.get("sent_at"):
+            found[text.split(marker, 1)[1].split("?", 1)[0].strip()] = record["sent_at"]
+    return found
+
+
+def token_lags_ms(frames: list[tuple[float, str]], sent_at: list[float]) -> tuple[list[float], int]:
+    """Per model token: receive time of the frame that completes it minus the simulator's send time. Returns
+    (lags, tokens never received)."""
+    from devtools.tgi_simulator import simulated_tokens
+
+    received = "".join(text for _, text in frames)
+    ends = [stop for _, _, stop in simulated_tokens(received)]
+    frame_ends, total = [], 0
+    for at, text in frames:
+        total += len(text)
+        frame_ends.append((total, at))
+    lags, index = [], 0
+    for token_index, end in enumerate(ends[: len(sent_at)]):
+        while index < len(frame_ends) and frame_ends[index][0] < end:
+            index += 1
+        if index == len(frame_ends):
+            break
+        lags.append((frame_ends[index][1] - sent_at[token_index]) * 1000)
+    return lags, max(0, len(sent_at) - len(lags))
 
 
 def simulator_script(url: str, text: str) -> None:
@@ -197,7 +202,7 @@ class Listener:
 async def ask(conversation, text: str):
     from asgiref.sync import sync_to_async
 
-    from chatbot.conversations import message_receive
+    from chatbot.chat.conversations import message_receive
 
     _, message = await sync_to_async(message_receive)(conversation=conversation, text=text)
     return message
@@ -206,7 +211,7 @@ async def ask(conversation, text: str):
 async def sequential_answers(bot, count: int) -> dict:
     from asgiref.sync import sync_to_async
 
-    from chatbot.conversations import conversation_resume_or_start
+    from chatbot.chat.conversations import conversation_resume_or_start
 
     listener = Listener()
     from_receive, from_typing = [], []
@@ -242,8 +247,10 @@ def listen_in_process(groups: list[str], ready, results) -> None:
     results.put(asyncio.run(listen()))
 
 
-def concurrent_answers(bot, concurrency: int, expected: str, simulated_tokens: int, listeners: int) -> dict:
-    from chatbot.conversations import conversation_resume_or_start, message_receive
+def concurrent_answers(
+    bot, concurrency: int, expected: str, simulated_tokens: int, listeners: int, simulator_url: str
+) -> dict:
+    from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 
     conversations = [conversation_resume_or_start(bot=bot, visitor_id=f"con-{n}") for n in range(concurrency)]
     groups = [conversation.group_name for conversation in conversations]
@@ -265,15 +272,16 @@ def concurrent_answers(bot, concurrency: int, expected: str, simulated_tokens: i
         received.update(results.get(timeout=300))
     for process, _ in processes:
         process.join(30)
+    send_times = simulator_send_times(simulator_url, "order type ")
     lags, whole, first_token, last_done = [], 0, [], 0.0
-    for group in groups:
+    for n, group in enumerate(groups):
         events = received.get(group, [])
         tokens = [(at, event) for at, event in events if event["type"] == "chat.token"]
         done = [(at, event) for at, event in events if event["type"] == "chat.done"]
         text = "".join(event["text"] for _, event in tokens)
         if done and text == expected == done[0][1]["text"] and done[0][1]["status"] == "complete":
             whole += 1
-        lags += [(at - event["received_at"]) * 1000 for at, event in tokens if "received_at" in event]
+        lags += token_lags_ms([(at, event["text"]) for at, event in tokens], send_times.get(str(n), []))[0]
         if tokens:
             first_token.append(tokens[0][0])
         if done:
@@ -310,17 +318,15 @@ def main() -> None:
         data_dir = Path(temporary)
         started = time.monotonic()
         start_services(data_dir)
-        from chatbot import embedded
-        from inference.testing.tgi_simulator import simulated_tokens
+        from chatbot.ops import embedded
+        from devtools.tgi_simulator import simulated_tokens
 
         simulator = worker = None
         try:
             bot = bot_with_faqs(args.faqs)
             print(f"set-up: {args.faqs} FAQ entries indexed in {time.monotonic() - started:.1f} s", flush=True)
             simulator, url = start_simulator(data_dir)
-            worker = start_worker(
-                data_dir / "worker.log", concurrency=max(args.concurrency, 8), TGI_URL=url, PARLEY_RELAY_TIMING="1"
-            )
+            worker = start_worker(data_dir / "worker.log", concurrency=max(args.concurrency, 8), TGI_URL=url)
             # One answer first, so that loading the embedding model in the worker is not measured.
             asyncio.run(sequential_answers(bot, 1))
 
@@ -342,7 +348,7 @@ def main() -> None:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(1)
-            results["concurrent"] = concurrent_answers(bot, args.concurrency, script, args.tokens, args.listeners)
+            results["concurrent"] = concurrent_answers(bot, args.concurrency, script, args.tokens, args.listeners, url)
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(30)

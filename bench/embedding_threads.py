@@ -8,18 +8,16 @@ It first checks that embedding a question leaves the other threads alone: a thre
 (as a Celery thread ingesting a document does) embeds 128 passages of the evaluation corpus with torch's default
 thread count. Before the fix in `LocalEmbedder.query_thread_setup` it ran on one thread: 14.0 chunks/s, not 25.7.
 
-    .venv/bin/python bench/embedding_threads.py
+    .venv/bin/python -m bench.embedding_threads
 """
 
 import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

@@ -4,9 +4,9 @@ In memory: exact cosine search over the local embedder's vectors, a plain BM25 o
 reciprocal rank fusion of the two. A question counts as answered at rank r when the r-th chunk's text contains any
 of its expected phrases (case-insensitive, whitespace-normalised).
 
-    .venv/bin/python bench/eval_retrieval_offline.py --check          # every expected phrase is in the corpus
-    .venv/bin/python bench/eval_retrieval_offline.py                  # the default grid
-    .venv/bin/python bench/eval_retrieval_offline.py --chunk-tokens 200 --overlap-tokens 30 --rrf-k 60
+    .venv/bin/python -m bench.eval_retrieval_offline --check          # every expected phrase is in the corpus
+    .venv/bin/python -m bench.eval_retrieval_offline                  # the default grid
+    .venv/bin/python -m bench.eval_retrieval_offline --chunk-tokens 200 --overlap-tokens 30 --rrf-k 60
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from knowledge.chunking import ChunkDraft, chunk_document
 from knowledge.embeddings import LocalEmbedder

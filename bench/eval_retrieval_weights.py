@@ -5,7 +5,7 @@ and token embeddings, then ranks exactly as `knowledge.retrieval.chunk_search` d
 half with the same candidate bounds, fusion, identical texts once) for a grid of BM25 weights × late-interaction
 weights. A question counts as answered when one of the top k chunks contains an expected phrase.
 
-    PARLEY_DATA_DIR=/tmp/parley-eval .venv/bin/python bench/eval_retrieval_weights.py --bot evalset
+    PARLEY_DATA_DIR=/tmp/parley-eval .venv/bin/python -m bench.eval_retrieval_weights --bot evalset
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 _TSVECTOR_ENTRY = re.compile(r"'((?:[^']|'')*)':")
 
 
@@ -40,7 +39,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
-    from chatbot.embedded import configure_environment
+    from chatbot.ops.embedded import configure_environment
 
     configure_environment()
     import django

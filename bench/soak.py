@@ -1,7 +1,7 @@
 """Soak: many visitors chatting through real Daphne and a real Celery worker against the TGI simulator, with faults
 injected at random (model errors, an unavailable or stalling model, worker restarts by SIGKILL).
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--visitors 200] [--json bench/results/soak.json]
+    .venv/bin/python -m bench.soak [--minutes 10] [--visitors 200] [--json bench/results/soak.json]
 
 Starts everything in a temporary directory (embedded PostgreSQL and Redis, the simulator in its own process, one
 Daphne, one worker, and Celery beat as in production: its sweep ends the answers a killed worker left with nobody
@@ -29,11 +29,9 @@ from pathlib import Path
 
 import psutil
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
-sys.path.insert(0, str(BASE_DIR / "bench"))
-
-import answer_latency as setup  # noqa: E402 - after the path
+from bench import answer_latency as setup
+from devtools import stack
+from devtools.stack import BASE_DIR
 
 ORIGIN = "https://www.acme.test"
 ANSWER_DEADLINE_S = 60
@@ -179,10 +177,10 @@ def socket_subscriptions() -> int:
     """How many sockets' channels Daphne is subscribed to in Redis: one per open socket, none once they close."""
     from django.conf import settings
 
-    from chatbot import redis_keys
+    from chatbot.realtime.connections import sync_client
 
     prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    return len(redis_keys.sync_client().pubsub_channels(f"{prefix}specific*"))
+    return len(sync_client().pubsub_channels(f"{prefix}specific*"))
 
 
 async def soak(args, bot, daphne_url: str, sim_url: str, workers: list, daphne, simulator, data_dir: Path) -> dict:
@@ -258,8 +256,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="parley-soak-") as temporary:
         data_dir = Path(temporary)
         setup.start_services(data_dir)
-        from chatbot import embedded
         from chatbot.models import Bot
+        from chatbot.ops import embedded
         from knowledge.services import source_add_faq, source_ingest
 
         processes: list = []
@@ -274,22 +272,9 @@ def main() -> None:
             bot.refresh_from_db()
             simulator, sim_url = setup.start_simulator(data_dir)
             processes.append(simulator)
-            port = setup.free_port()
-            daphne = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatbot.asgi:application"],
-                cwd=BASE_DIR, env={**os.environ, "TGI_URL": sim_url}, stdout=open(data_dir / "daphne.log", "w"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            server = stack.start_daphne(log_path=data_dir / "daphne.log", env={**os.environ, "TGI_URL": sim_url})
+            daphne, daphne_url = server.process, server.url
             processes.append(daphne)
-            daphne_url = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"{daphne_url}/healthz", timeout=5)
-                    break
-                except urllib.error.HTTPError:
-                    break
-                except OSError:
-                    time.sleep(0.1)
             workers.append(setup.start_worker(data_dir / "worker0.log", concurrency=50, TGI_URL=sim_url, **ENV))
             beat_log = open(data_dir / "beat.log", "w")  # noqa: SIM115 - lives as long as beat
             beat_command = ["celery", "-A", "chatbot", "beat", f"--schedule={data_dir / 'celerybeat-schedule'}"]

@@ -2,7 +2,7 @@
 
 import os
 
-from chatbot.embedded import configure_environment
+from chatbot.ops.embedded import configure_environment
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
 configure_environment()

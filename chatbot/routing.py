@@ -2,7 +2,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from chatbot import consumers
+from chatbot.chat import consumers
 from chatbot.dashboard.consumers import DashboardConsumer
 
 websocket_urlpatterns = [

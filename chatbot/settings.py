@@ -2,7 +2,7 @@
 
 Everything comes from the environment, with defaults that work on a laptop. `manage.py`, the ASGI app and the
 Celery app fill in DATABASE_URL and REDIS_URL with embedded servers first when they are not set (see
-`chatbot.embedded`), so by the time this module is read both are always present in a running process.
+`chatbot.ops.embedded`), so by the time this module is read both are always present in a running process.
 """
 
 import os
@@ -67,6 +67,9 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Where `manage.py up` serves (its --host and --port default to these).
+HOST = env_str("HOST", "127.0.0.1")
+PORT = env_int("PORT", 8000)
 # The public address of this instance (what the embed snippet points at), e.g. https://chat.example.com
 SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
 
@@ -90,7 +93,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "chatbot.content_security.ContentSecurityPolicyMiddleware",
+    "chatbot.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -148,7 +151,7 @@ if env_str("PARLEY_TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("PARLEY_TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads (each with its own database connection) that run the websocket consumers' database work side by side
-# in each Daphne process (chatbot/async_db.py).
+# in each Daphne process (chatbot/realtime/async_db.py).
 ASYNC_DB_THREADS = env_int("ASYNC_DB_THREADS", 8)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -163,7 +166,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 _redis_database = REDIS_URL.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "chatbot.channel_layer.PubSubChannelLayer",
+        "BACKEND": "chatbot.realtime.channel_layer.PubSubChannelLayer",
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 5}],
             "prefix": env_str("CHANNEL_LAYER_PREFIX", f"parley:{_redis_database if _redis_database.isdigit() else 0}:"),
@@ -197,6 +200,14 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 32)
 TGI_URL = env_str("TGI_URL").rstrip("/")
 TGI_API_KEY = env_str("TGI_API_KEY")
 TGI_TIMEOUT_S = env_float("TGI_TIMEOUT_S", 30.0)
+# The circuit breaker in front of the model server (chatbot/ops/circuit.py): after this many answers in a row could
+# not use it, answers go without it for the cool-down.
+TGI_CIRCUIT_FAILURES = env_int("TGI_CIRCUIT_FAILURES", 5)
+TGI_CIRCUIT_COOLDOWN_S = env_float("TGI_CIRCUIT_COOLDOWN_S", 30.0)
+# The answer watchdog (chatbot/answers/watchdog.py): a worker silent this long is lost; an answer no worker started
+# this long after it was queued is given up.
+PARLEY_WORKER_LOST_AFTER_S = env_float("PARLEY_WORKER_LOST_AFTER_S", 4.0)
+PARLEY_ANSWER_NOT_STARTED_AFTER_S = env_float("PARLEY_ANSWER_NOT_STARTED_AFTER_S", 30.0)
 # Embeddings: empty uses the packaged all-MiniLM-L6-v2 in-process; a URL points at a TEI server.
 EMBEDDING_URL = env_str("EMBEDDING_URL").rstrip("/")
 # Threads the local model uses for questions (their batches are small; with two threads on a machine whose cores
@@ -251,7 +262,7 @@ CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # Every page but the chat page (which sets its own, framed by each bot's allowed sites): nothing inline, nothing
-# from elsewhere, never framed. chatbot.content_security adds the ws:/wss: of the page's own host to connect-src.
+# from elsewhere, never framed. chatbot.middleware adds the ws:/wss: of the page's own host to connect-src.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
@@ -293,6 +304,9 @@ CHAT_CONNECTIONS_PER_IP = env_int("CHAT_CONNECTIONS_PER_IP", 50)
 
 # /metrics (Prometheus). When set, scrapers must send "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Where every process writes its metric samples for /metrics to add up (prometheus_client's multiprocess mode);
+# `up` and compose set it. Empty: this process's own samples only.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # Web sources may not reach private network addresses (SSRF) unless this is on, or the source allows it.
 PARLEY_ALLOW_PRIVATE_URLS = env_bool("PARLEY_ALLOW_PRIVATE_URLS", False)
@@ -301,7 +315,7 @@ CELERY_BEAT_SCHEDULE = {
     "resync-web-sources": {"task": "knowledge.tasks.resync_due_sources", "schedule": 600.0},
     "resend-due-lead-deliveries": {"task": "chatbot.leads_tasks.lead_deliveries_resend_due", "schedule": 30.0},
     "purge-expired-leads": {"task": "chatbot.leads_tasks.leads_purge_expired", "schedule": 3600.0},
-    # Answers left streaming by a killed worker with no visitor watching, or never started (chatbot.watchdog).
+    # Answers left streaming by a killed worker with no visitor watching, or never started (chatbot.answers.watchdog).
     "finalise-lost-answers": {
         "task": "chatbot.tasks.lost_answers_finalise",
         "schedule": 5.0,

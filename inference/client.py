@@ -33,17 +33,10 @@ from dataclasses import dataclass
 import httpx
 import httpx2
 from huggingface_hub import InferenceClient, InferenceTimeoutError
-from huggingface_hub.errors import (
-    GenerationError,
-    HfHubHTTPError,
-    IncompleteGenerationError,
-    OverloadedError,
-    TextGenerationError,
-    UnknownError,
-    ValidationError,
-)
 from huggingface_hub.inference._common import _parse_text_generation_error
 from huggingface_hub.utils import hf_raise_for_status
+
+from inference.errors import ModelServerError, model_server_error
 
 logger = logging.getLogger(__name__)
 
@@ -121,17 +114,6 @@ class StreamEnd:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     model: str | None = None
-
-
-class ModelServerError(Exception):
-    """The model server failed or could not be reached. `str(error)` is safe to log (no credentials)."""
-
-    def __init__(self, kind: str, message: str, *, retryable: bool = False, status_code: int | None = None):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
-        self.retryable = retryable
-        self.status_code = status_code
 
 
 # --- streaming ------------------------------------------------------------------------------------
@@ -237,7 +219,7 @@ def _stream_once(
                 kind = "stream_error" if text_was_yielded else "bad_response"
                 raise ModelServerError(kind, f"unparseable stream event: {error}") from error
         elif isinstance(error, httpx2.HTTPError | ValueError):
-            raise _model_server_error(error, text_was_yielded=text_was_yielded) from error
+            raise model_server_error(error, text_was_yielded=text_was_yielded) from error
         else:
             raise
     finally:
@@ -416,84 +398,6 @@ def _sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool] | None
     return should_stop is not None and should_stop()
 
 
-_STATUS_KINDS = {
-    401: ("unauthorized", False),
-    403: ("unauthorized", False),
-    404: ("bad_response", False),
-    422: ("validation", False),
-    424: ("generation", False),
-    429: ("overloaded", True),
-    500: ("generation", False),
-    502: ("unavailable", True),
-    503: ("unavailable", True),
-    504: ("unavailable", True),
-}
-# TGI's messages for in-stream errors on the chat route, which all come with http_status_code 422.
-_MESSAGE_KINDS = (
-    ("Input validation error", "validation", False),
-    ("Model is overloaded", "overloaded", True),
-    ("Request failed during generation", "generation", False),
-    ("Incomplete generation", "generation", False),
-)
-
-
-def _model_server_error(error: Exception, *, text_was_yielded: bool) -> ModelServerError:
-    """Translate huggingface_hub and httpx2 exceptions (PROTOCOL.md §3) into a ModelServerError.
-
-    Once text has been yielded nothing is retryable, and errors inside the stream become "stream_error".
-    """
-    kind, retryable, status, message = _classify(error)
-    if text_was_yielded:
-        kind = "timeout" if kind == "timeout" else "stream_error"
-        retryable = False
-    return ModelServerError(kind, message, retryable=retryable, status_code=status)
-
-
-def _classify(error: Exception) -> tuple[str, bool, int | None, str]:
-    """(kind, retryable before the first token, HTTP status, message) for one exception."""
-    if isinstance(error, ModelServerError):
-        return error.kind, error.retryable, error.status_code, error.message
-    if isinstance(error, InferenceTimeoutError | httpx2.TimeoutException):
-        return "timeout", True, None, "no response within the per-read timeout"
-    if isinstance(error, ValidationError):
-        return "validation", False, 422, str(error)
-    if isinstance(error, OverloadedError):
-        return "overloaded", True, 429, str(error)
-    if isinstance(error, GenerationError | IncompleteGenerationError):
-        return "generation", False, None, str(error)
-    if isinstance(error, UnknownError):
-        # The chat route's in-stream {"error": {"message", "http_status_code"}} arrives as UnknownError(dict).
-        payload = error.args[0] if error.args else None
-        if isinstance(payload, dict):
-            message = str(payload.get("message", payload))
-            for prefix, kind, retryable in _MESSAGE_KINDS:
-                if message.startswith(prefix):
-                    return kind, retryable, payload.get("http_status_code"), message
-            return "stream_error", False, payload.get("http_status_code"), message
-        return "stream_error", False, None, str(error)
-    if isinstance(error, TextGenerationError):
-        return "generation", False, None, str(error)
-    if isinstance(error, HfHubHTTPError):
-        status = error.response.status_code if error.response is not None else None
-        kind, retryable = _STATUS_KINDS.get(status, ("unavailable" if (status or 0) >= 500 else "bad_response", False))
-        return kind, retryable, status, _http_error_message(error, status)
-    if isinstance(error, httpx2.ConnectError):
-        return "unreachable", True, None, "connection refused or host unreachable"
-    if isinstance(error, httpx2.RemoteProtocolError | httpx2.ReadError | httpx2.WriteError):
-        return "unreachable", True, None, f"connection dropped: {error}"
-    if isinstance(error, httpx2.HTTPError):
-        return "stream_error", False, None, f"{type(error).__name__}: {error}"
-    return "bad_response", False, None, f"unexpected response: {type(error).__name__}: {error}"
-
-
-def _http_error_message(error: HfHubHTTPError, status: int | None) -> str:
-    body = ""
-    # A streamed body may not have been read; the status code is enough then.
-    with contextlib.suppress(Exception):
-        body = error.response.text[:500]
-    return f"HTTP {status}: {body}" if body else f"HTTP {status}"
-
-
 # --- model info, token counts, health -------------------------------------------------------------
 
 _cache_lock = threading.Lock()
@@ -634,9 +538,3 @@ def forget_endpoint(endpoint: str | None = None) -> None:
 
 def _auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
-
-def self_hosted_client(*, base_url: str, timeout_s: float, api_key: str | None = None) -> InferenceClient:
-    """An InferenceClient for a server of our own (TGI, or TEI for embeddings): it works with HF_HUB_OFFLINE set
-    and never sends a local Hugging Face token to that server."""
-    return _ModelServerInferenceClient(base_url=base_url, api_key=api_key or NO_API_KEY, timeout=timeout_s)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import httpx
+from knowledge.tei import TEIClient, TEIError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -283,14 +283,11 @@ class TEIEmbedder:
     token_signatures = False
 
     def __init__(self, *, base_url: str, timeout_seconds: float = 30.0, batch_size: int = 32) -> None:
-        from inference.client import self_hosted_client
-
         self._base_url = base_url.rstrip("/")
         self._batch_size = batch_size
-        # huggingface_hub's own session refuses every request under HF_HUB_OFFLINE, which the local model sets.
-        self._client = self_hosted_client(base_url=self._base_url, timeout_s=timeout_seconds)
+        self._client = TEIClient(base_url=self._base_url, timeout_s=timeout_seconds)
         self._token_counter = local_token_counter()
-        info = self._read_info(timeout_seconds=timeout_seconds)
+        info = self._read_info()
         self.model_name: str = str(info.get("model_id") or EMBEDDING_MODEL_NAME)
         server_max_tokens = info.get("max_input_length")
         self.max_tokens: int = min(
@@ -305,16 +302,13 @@ class TEIEmbedder:
             )
         self.dimension: int = len(self.embed_query("dimension probe"))
 
-    def _read_info(self, *, timeout_seconds: float) -> dict[str, object]:
+    def _read_info(self) -> dict[str, object]:
         try:
-            response = httpx.get(f"{self._base_url}/info", timeout=timeout_seconds)
-            response.raise_for_status()
-            info = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+            return self._client.info()
+        except TEIError as error:
             # Not every server speaking the TEI embedding route has /info (e.g. a proxy); carry on with defaults.
-            logger.warning("Could not read %s/info (%s); assuming %s.", self._base_url, error, EMBEDDING_MODEL_NAME)
+            logger.warning("Could not read the server's info (%s); assuming %s.", error, EMBEDDING_MODEL_NAME)
             return {}
-        return info if isinstance(info, dict) else {}
 
     def count_tokens(self, text: str) -> int:
         return self._token_counter.count_tokens(text)
@@ -327,16 +321,9 @@ class TEIEmbedder:
         for start in range(0, len(texts), self._batch_size):
             batch = texts[start : start + self._batch_size]
             try:
-                # truncate=True: an over-long text is cut by the server rather than failing the whole batch.
-                array = self._client.feature_extraction(batch, normalize=True, truncate=True)
-            except Exception as error:
-                raise EmbeddingError(f"The embedding server at {self._base_url} failed: {error}") from error
-            if array.ndim != 2 or array.shape[0] != len(batch):
-                raise EmbeddingError(
-                    f"The embedding server at {self._base_url} returned vectors of shape {array.shape} "
-                    f"for {len(batch)} texts; is it a TEI embedding model (not a reranker)?"
-                )
-            vectors.extend(array.astype(float).tolist())
+                vectors.extend(self._client.embed(batch))
+            except TEIError as error:
+                raise EmbeddingError(f"The embedding server failed: {error}") from error
         return vectors
 
     def embed_query(self, text: str) -> list[float]:

@@ -6,9 +6,6 @@ on two CPU cores for a question's ~20 candidates, so Parley does not run one its
 server started with a reranker model (`--model-id BAAI/bge-reranker-base`, say) and `chunk_search` sends it the
 best `RERANK_CANDIDATES` passages of the first stages, then orders them by its scores.
 
-TEI's route: POST /rerank {"query": str, "texts": [str], "truncate": bool, "raw_scores": bool} answers
-[{"index": int, "score": float}, ...] (sorted by score; 424 when the model is not a reranker).
-
 A reranker that fails or is slow never fails a search: the first stages' order is kept, and after a failure the
 reranker is left alone for `RERANK_COOLDOWN_S`, so a server that is down costs one timeout, not one per question.
 """
@@ -19,8 +16,9 @@ import logging
 import threading
 import time
 
-import httpx
 from django.conf import settings
+
+from knowledge.tei import TEIClient, TEIError
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +29,8 @@ class RerankError(Exception):
 
 class TEIReranker:
     def __init__(self, *, base_url: str, timeout_s: float, cooldown_s: float) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self._client = TEIClient(base_url=base_url, timeout_s=timeout_s)
+        self.base_url = self._client.base_url
         self._cooldown_s = cooldown_s
         self._resting_until = 0.0
         self._lock = threading.Lock()
@@ -42,24 +40,9 @@ class TEIReranker:
         if not texts:
             return []
         try:
-            response = self._client.post(
-                "/rerank", json={"query": query, "texts": texts, "truncate": True, "raw_scores": False}
-            )
-        except httpx.HTTPError as error:
-            raise RerankError(f"reranker at {self.base_url} could not be reached: {error}") from error
-        if response.status_code != 200:
-            raise RerankError(
-                f"reranker at {self.base_url} answered HTTP {response.status_code}: {response.text[:200]}"
-            )
-        try:
-            ranked = response.json()
-            by_index = {int(item["index"]): float(item["score"]) for item in ranked}
-        except (ValueError, TypeError, KeyError) as error:
-            unreadable = response.text[:200]
-            raise RerankError(f"reranker at {self.base_url} sent an unreadable answer: {unreadable}") from error
-        if sorted(by_index) != list(range(len(texts))):
-            raise RerankError(f"reranker at {self.base_url} scored {len(by_index)} of {len(texts)} passages")
-        return [by_index[index] for index in range(len(texts))]
+            return self._client.rerank(query, texts)
+        except TEIError as error:
+            raise RerankError(f"reranker: {error}") from error
 
     def scores_or_none(self, query: str, texts: list[str]) -> list[float] | None:
         """`scores`, or None (logged) when the reranker fails or is resting after a failure."""

@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.db import transaction
 
 from knowledge.models import Source
 from knowledge.services import source_ingest, sources_due_for_resync
@@ -16,3 +17,8 @@ def ingest_source(source_id: int) -> None:
 def resync_due_sources() -> None:
     for source in sources_due_for_resync():
         ingest_source.delay(source.id)
+
+
+def source_ingest_after_commit(source: Source) -> None:
+    """Queue the source's ingestion once the transaction that added it commits (at once outside a transaction)."""
+    transaction.on_commit(lambda: ingest_source.delay(source.id))

@@ -1,9 +1,9 @@
 import pytest
 
-from chatbot.services import bot_create
-from chatbot.testing.pytest_plugin import django_db_setup  # noqa: F401  (see below)
+from chatbot.bots.services import bot_create
+from devtools.pytest_plugin import django_db_setup  # noqa: F401  (see below)
+from devtools.tgi_simulator import TGISimulator
 from inference.client import forget_endpoint
-from inference.testing.tgi_simulator import TGISimulator
 from tests.chatbot import stop_requests_forget
 
 # django_db_setup: the plugin's template-database fixture. From the plugin it loses to pytest-django's own (that

@@ -31,7 +31,7 @@ def test_any_command_starts_or_finds_the_embedded_servers_and_down_stops_them(tm
 
     # The next command finds the same servers and the same data.
     created = _manage(
-        data_dir, "shell", "-c", "from chatbot.services import bot_create; bot_create(slug='x', name='X')"
+        data_dir, "shell", "-c", "from chatbot.bots.services import bot_create; bot_create(slug='x', name='X')"
     )
     assert created.returncode == 0, created.stderr
     counted = _manage(data_dir, "shell", "-c", "from chatbot.models import Bot; print(Bot.objects.count())")

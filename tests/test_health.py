@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from chatbot.testing.pytest_plugin import free_port
+from devtools.stack import free_port
 
 
 @pytest.mark.django_db

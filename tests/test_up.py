@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from chatbot.settings import BASE_DIR
-from chatbot.testing.pytest_plugin import free_port
+from devtools.stack import free_port
 
 pytestmark = pytest.mark.slow
 

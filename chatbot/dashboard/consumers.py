@@ -5,12 +5,26 @@ import json
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chatbot.async_db import SocketEventsDispatch, db_async
-from chatbot.channel_layer import ChannelReleasedOnExit
-from chatbot.dashboard import permissions, presence, selectors
-from chatbot.dashboard.protocol import ADMINS_GROUP, DashboardMessage, bot_group
-from chatbot.dashboard.services import dashboard_message
+from chatbot.chat.staff_feed import dashboard_message
+from chatbot.dashboard import permissions, selectors
 from chatbot.models import Conversation
+from chatbot.realtime import presence
+from chatbot.realtime.async_db import SocketEventsDispatch, db_async
+from chatbot.realtime.channel_layer import ChannelReleasedOnExit
+from chatbot.realtime.protocol import (
+    ADMINS_GROUP,
+    DashboardMessage,
+    answer_done_frame,
+    answer_token_frame,
+    bot_group,
+    conversation_group,
+    dashboard_conversation_frame,
+    dashboard_error_frame,
+    dashboard_handoff_frame,
+    dashboard_message_frame,
+    pong_frame,
+    watching_frame,
+)
 
 CLOSE_FORBIDDEN = 4403
 
@@ -48,12 +62,8 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.user = user
-        if role == "admin":
-            self.groups_joined = [ADMINS_GROUP]
-            self.presence_keys = [presence.ADMINS_KEY]
-        else:
-            self.groups_joined = [bot_group(bot_id) for bot_id in bot_ids]
-            self.presence_keys = [presence.bot_key(bot_id) for bot_id in bot_ids]
+        self.groups_joined = [ADMINS_GROUP] if role == "admin" else [bot_group(bot_id) for bot_id in bot_ids]
+        self.presence_keys = presence.presence_keys(admin=role == "admin", bot_ids=bot_ids)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -63,7 +73,7 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.watching:
-            await self.channel_layer.group_discard(f"conversation.{self.watching}", self.channel_name)
+            await self.channel_layer.group_discard(conversation_group(self.watching), self.channel_name)
         if self.presence_keys:
             await presence.presence_leave(channel_name=self.channel_name, keys=self.presence_keys)
 
@@ -73,49 +83,49 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
         except ValueError:
             frame = None
         if not isinstance(frame, dict):
-            await self.send_frame({"type": "error", "message": "Frames are JSON objects."})
+            await self.send_frame(dashboard_error_frame("Frames are JSON objects."))
             return
         kind = frame.get("type")
         if kind == "ping":
             await presence.presence_refresh(channel_name=self.channel_name, keys=self.presence_keys)
-            await self.send_frame({"type": "pong"})
+            await self.send_frame(pong_frame())
         elif kind == "watch":
             conversation_id = frame.get("conversation_id")
             if not isinstance(conversation_id, str) or not await _conversation_visible(self.user, conversation_id):
-                await self.send_frame({"type": "error", "message": "No such conversation."})
+                await self.send_frame(dashboard_error_frame("No such conversation."))
                 return
             await self.unwatch()
             self.watching = conversation_id
-            await self.channel_layer.group_add(f"conversation.{conversation_id}", self.channel_name)
-            await self.send_frame({"type": "watching", "conversation_id": conversation_id})
+            await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
+            await self.send_frame(watching_frame(conversation_id=conversation_id))
             # What was saved after the page's last message (while it reloaded, or the socket reconnected): joined
             # first, then read, so a message is sent here at least once (the page shows each id once).
             after = frame.get("after_message_id")
             if isinstance(after, int) and not isinstance(after, bool):
                 for message in await _messages_after(conversation_id, after):
-                    await self.send_frame({"type": "message", "conversation_id": conversation_id, "message": message})
+                    await self.send_frame(dashboard_message_frame(conversation_id=conversation_id, message=message))
         elif kind == "unwatch":
             await self.unwatch()
         else:
-            await self.send_frame({"type": "error", "message": f"Unknown frame type {str(kind)[:40]!r}."})
+            await self.send_frame(dashboard_error_frame(f"Unknown frame type {str(kind)[:40]!r}."))
 
     async def unwatch(self) -> None:
         if self.watching:
-            await self.channel_layer.group_discard(f"conversation.{self.watching}", self.channel_name)
+            await self.channel_layer.group_discard(conversation_group(self.watching), self.channel_name)
             self.watching = None
 
     # --- dashboard events ---
 
     async def dashboard_conversation(self, event):
-        await self.send_frame({"type": "conversation", "conversation": event["conversation"]})
+        await self.send_frame(dashboard_conversation_frame(event))
 
     async def dashboard_message(self, event):
         await self.send_frame(
-            {"type": "message", "conversation_id": event["conversation_id"], "message": event["message"]}
+            dashboard_message_frame(conversation_id=event["conversation_id"], message=event["message"])
         )
 
     async def dashboard_handoff(self, event):
-        await self.send_frame({**event, "type": "handoff"})
+        await self.send_frame(dashboard_handoff_frame(event))
 
     # --- the watched conversation's events (the same the visitor's widget gets) ---
 
@@ -123,25 +133,10 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
         pass
 
     async def chat_token(self, event):
-        await self.send_frame(
-            {
-                "type": "answer_token",
-                "conversation_id": self.watching,
-                "message_id": event["message_id"],
-                "text": event["text"],
-            }
-        )
+        await self.send_frame(answer_token_frame(event, conversation_id=self.watching))
 
     async def chat_done(self, event):
-        await self.send_frame(
-            {
-                "type": "answer_done",
-                "conversation_id": self.watching,
-                "message_id": event["message_id"],
-                "status": event["status"],
-                "text": event["text"],
-            }
-        )
+        await self.send_frame(answer_done_frame(event, conversation_id=self.watching))
 
     async def chat_error(self, event):
         pass

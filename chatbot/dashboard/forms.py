@@ -5,19 +5,16 @@ import json
 from django import forms
 from django.contrib.auth import get_user_model
 
-from chatbot.dashboard.handoff import business_hours_validate
+from chatbot.chat.handoff import business_hours_validate
+from chatbot.leads.form import LeadFormInvalid, lead_form_parse
 from chatbot.models import Bot, StaffMember
 
 
 def lead_form_problems(value: dict) -> list[str]:
-    """The leads module owns the lead form's schema: use its validator (whichever it offers)."""
-    from chatbot import leads
-
-    if hasattr(leads, "lead_form_validate"):
-        return list(leads.lead_form_validate(value))
+    """The leads domain owns the lead form's schema: use its parser."""
     try:
-        leads.lead_form_parse(config=value)
-    except leads.LeadFormInvalid as error:
+        lead_form_parse(config=value)
+    except LeadFormInvalid as error:
         return [str(error)]
     return []
 

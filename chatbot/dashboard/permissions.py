@@ -42,14 +42,6 @@ def is_admin(user) -> bool:
     return staff_role(user) == "admin"
 
 
-def staff_name(user) -> str:
-    """The name visitors see for a staff member."""
-    member = staff_member_of(user)
-    if member is not None and member.display_name:
-        return member.display_name
-    return user.get_short_name() or user.get_username()
-
-
 def bots_visible(user) -> QuerySet[Bot]:
     role = staff_role(user)
     if role == "admin":

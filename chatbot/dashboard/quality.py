@@ -5,7 +5,6 @@ reason "no_relevant_passages", or no retrieved passage at or above MIN_RELEVANCE
 voted it down, or when the visitor asked for a person after it.
 """
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,34 +13,24 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
-from pgvector.django import CosineDistance
 
-from chatbot.dashboard.handoff import human_requested
-from chatbot.models import ApprovedAnswer, Bot, Conversation, Message
+from chatbot.answers.approved import APPROVED_ANSWER_FINISH_REASON, APPROVED_ANSWER_MIN_SIMILARITY
+from chatbot.chat.handoff import human_requested
+from chatbot.models import ApprovedAnswer, Conversation, Message
+from chatbot.realtime.keys import question_embedding_cache_key
 from knowledge.embeddings import get_embedder
 from knowledge.retrieval import MIN_RELEVANCE
 
-# Cosine similarity (all-MiniLM-L6-v2) from which a new question gets an approved answer verbatim. Measured:
-# paraphrases score 0.82–0.97 ("I forgot my password, how can I change it?" ~ "How do I reset my password?" 0.89);
-# near but different questions score up to 0.80 ("discount for teachers" ~ "student discount" 0.79, "ship to
-# Canada" ~ "ship abroad" 0.75). A verbatim answer to the wrong question is worse than a generated one.
-APPROVED_ANSWER_MIN_SIMILARITY = 0.82
 # Questions this similar to a group's first question join the group.
 GROUP_MIN_SIMILARITY = 0.70
-# Finish reason the answer pipeline records for an approved answer (no model call, no retrieval needed).
-APPROVED_ANSWER_FINISH_REASON = "approved_answer"
 UNANSWERED_LOOKBACK_DAYS = 30
 UNANSWERED_MAX_QUESTIONS = 500
 _EMBEDDING_CACHE_S = 7 * 24 * 3600
 
 
-def question_embedding(text: str) -> list[float]:
-    return get_embedder(settings.EMBEDDING_URL or None).embed_query(" ".join(text.split()))
-
-
 def _embeddings(texts: list[str]) -> np.ndarray:
     """Unit vectors for `texts`, cached in Redis: the quality page embeds the same questions on every visit."""
-    keys = {text: "qemb:" + hashlib.sha256(text.encode()).hexdigest()[:32] for text in texts}
+    keys = {text: question_embedding_cache_key(text) for text in texts}
     cached = cache.get_many(list(set(keys.values())))
     missing = sorted({text for text in texts if keys[text] not in cached})
     if missing:
@@ -52,30 +41,6 @@ def _embeddings(texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, 0))
     return np.array([cached[keys[text]] for text in texts], dtype=np.float32)
-
-
-# --- approved answers ---
-
-
-def approved_answer_for(
-    *, bot: Bot, question: str, embedding: list[float] | None = None, min_similarity: float | None = None
-) -> ApprovedAnswer | None:
-    """The bot's approved answer to return verbatim for `question`, or None when none is close enough.
-    Pass `embedding` when the question is already embedded. The result carries `.similarity`."""
-    if not question.strip() or not ApprovedAnswer.objects.filter(bot=bot).exists():
-        return None
-    vector = embedding if embedding is not None else question_embedding(question)
-    best = (
-        ApprovedAnswer.objects.filter(bot=bot)
-        .annotate(distance=CosineDistance("embedding", vector))
-        .order_by("distance", "-created_at")
-        .first()
-    )
-    threshold = APPROVED_ANSWER_MIN_SIMILARITY if min_similarity is None else min_similarity
-    if best is None or 1.0 - best.distance < threshold:
-        return None
-    best.similarity = 1.0 - best.distance
-    return best
 
 
 # --- unanswered questions ---
@@ -112,7 +77,7 @@ class QuestionGroup:
         return len(self.questions)
 
 
-def _no_relevant_passage(message: Message) -> bool:
+def no_relevant_passage(message: Message) -> bool:
     if message.status == Message.Status.RETRIEVAL_ONLY or message.finish_reason == "no_relevant_passages":
         return True
     if message.finish_reason == APPROVED_ANSWER_FINISH_REASON or message.status != Message.Status.COMPLETE:
@@ -137,7 +102,7 @@ def unanswered_questions(*, bots, since: datetime | None = None) -> list[Unanswe
         reason = None
         if answer.feedback == Message.Feedback.DOWN:
             reason = "thumbs_down"
-        elif _no_relevant_passage(answer):
+        elif no_relevant_passage(answer):
             reason = "no_passage"
         if reason and not human_requested(answer.in_reply_to.text):
             seen.add(answer.in_reply_to_id)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot.testing.browser import chromium
+from devtools.browser import chromium
 
 
 @pytest.fixture(scope="package")

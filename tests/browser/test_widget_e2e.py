@@ -33,12 +33,13 @@ from django.core.management import call_command
 from django.db import connections
 from playwright.sync_api import Frame, Page, expect
 
+from chatbot.bots.services import bot_create
 from chatbot.celery import app as celery_app
 from chatbot.models import Bot, Conversation, Message
-from chatbot.services import bot_create
-from chatbot.testing.browser import eventually
-from chatbot.testing.pytest_plugin import ServerProcess, start_celery_worker, start_daphne
-from inference.testing.tgi_simulator import TGISimulator
+from devtools.browser import eventually
+from devtools.pytest_plugin import start_celery_worker, start_daphne
+from devtools.stack import ServerProcess
+from devtools.tgi_simulator import TGISimulator
 from knowledge.models import Source
 from knowledge.services import source_add_faq, source_add_url
 from knowledge.tasks import ingest_source
@@ -184,7 +185,7 @@ def stack(browser, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
     (site_dir / "help" / "shipping.html").write_text(
         site_page(title=title, body=f"<article><h1>{title}</h1><p>{text}</p></article>")
     )
-    # The test run's own Redis database (see chatbot.testing.pytest_plugin): empty it of earlier modules' tasks.
+    # The test run's own Redis database (see devtools.pytest_plugin): empty it of earlier modules' tasks.
     redis_url = settings.REDIS_URL
     redis.Redis.from_url(redis_url).flushdb()
     with (

@@ -7,9 +7,10 @@ import time
 
 from channels.layers import get_channel_layer
 
-from chatbot import redis_keys
-from chatbot.conversations import conversation_resume_or_start, message_receive
+from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.models import Bot, Message
+from chatbot.realtime.connections import sync_client
+from chatbot.realtime.keys import answer_stop_key
 from knowledge.services import document_index, source_add_url
 
 _CLOSE = "listener.close"
@@ -130,8 +131,8 @@ def stop_requests_forget() -> None:
     """Delete every stop request in Redis. They are keyed by message id, ids restart with every test database,
     and Redis keeps a request for ten minutes: one left by an earlier run (of any test that stops an answer)
     would stop a new answer that happens to get the same id."""
-    client = redis_keys.sync_client()
-    for key in client.scan_iter(match=redis_keys._stop_key("*"), count=1000):
+    client = sync_client()
+    for key in client.scan_iter(match=answer_stop_key("*"), count=1000):
         client.delete(key)
 
 

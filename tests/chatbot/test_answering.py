@@ -17,18 +17,20 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection
 
-from chatbot.answering import STRICT_NO_ANSWER, answer_generate
-from chatbot.conversations import conversation_resume_or_start, message_receive
-from chatbot.dashboard.services import approved_answer_add
+from chatbot.answers.approved import approved_answer_add
+from chatbot.answers.fallback import STRICT_NO_ANSWER
+from chatbot.answers.pipeline import answer_generate
+from chatbot.answers.stops import answer_request_stop
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.models import Message
-from chatbot.redis_keys import answer_request_stop
-from chatbot.services import bot_create
-from chatbot.testing.pytest_plugin import BASE_DIR, free_port, start_celery_worker
+from devtools.pytest_plugin import start_celery_worker
+from devtools.stack import BASE_DIR, free_port
+from devtools.tgi_simulator import MODEL_ID, RECORDINGS_DIR
 from inference.client import model_server_health
-from inference.testing.tgi_simulator import MODEL_ID
 from tests.chatbot import GroupListener, page_add, question_ask, stop_requests_forget
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tgi"
+FIXTURES = RECORDINGS_DIR
 RECORDED = json.loads((FIXTURES / "test_flash_llama_completion_stream_usage.json").read_text())
 RECORDED_TEXT = "".join(chunk["choices"][0]["delta"]["content"] for chunk in RECORDED if chunk["choices"])
 RECORDED_FINISH = [c["choices"][0]["finish_reason"] for c in RECORDED if c["choices"]][-1]
@@ -332,7 +334,7 @@ def test_when_nothing_listens_it_retries_then_answers_with_passages_logs_it_and_
 
     assert types(events) == ["chat.typing", "chat.done"]
     assert_retrieval_only(message, events, reason="unreachable")
-    failures = [r for r in caplog.records if r.name == "chatbot.answering" and r.levelno == logging.ERROR]
+    failures = [r for r in caplog.records if r.name == "chatbot.answers.generation" and r.levelno == logging.ERROR]
     assert len(failures) == 1
     assert "unreachable" in failures[0].getMessage()
     assert client.get("/healthz").json()["tgi"] == "unreachable"
@@ -455,7 +457,7 @@ class SimulatorProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(tmp_path / "simulator.log", "w")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "inference.testing.tgi_simulator", "--port", str(self.port)],
+            [sys.executable, "-m", "devtools.tgi_simulator", "--port", str(self.port)],
             cwd=BASE_DIR, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 30

@@ -4,16 +4,17 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from chatbot.services import bot_create
-from chatbot.testing.pytest_plugin import BASE_DIR, subprocess_environment
+from chatbot.bots.services import bot_create
+from devtools.pytest_plugin import subprocess_environment
+from devtools.stack import BASE_DIR
+from devtools.tgi_simulator import RECORDINGS_DIR
 from tests.chatbot import page_add
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tgi"
+FIXTURES = RECORDINGS_DIR
 RECORDED = json.loads((FIXTURES / "test_flash_llama_completion_stream_usage.json").read_text())
 RECORDED_TEXT = "".join(chunk["choices"][0]["delta"]["content"] for chunk in RECORDED if chunk["choices"])
 

@@ -5,8 +5,8 @@ import asyncio
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chatbot.channel_layer import PubSubChannelLayer
-from chatbot.redis_keys import sync_client as _redis
+from chatbot.realtime.channel_layer import PubSubChannelLayer
+from chatbot.realtime.connections import sync_client as _redis
 
 
 async def _member_of(layer, group: str) -> str:

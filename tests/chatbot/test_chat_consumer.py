@@ -11,12 +11,12 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
-from chatbot import redis_keys
+from chatbot.answers.stops import answer_stop_requested
 from chatbot.asgi import application
+from chatbot.bots.services import bot_create
+from chatbot.chat.visitors import visitor_token_issue
 from chatbot.models import Conversation, Message
-from chatbot.redis_keys import answer_stop_requested
-from chatbot.services import bot_create
-from chatbot.visitors import visitor_token_issue
+from chatbot.realtime.connections import sync_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -429,7 +429,7 @@ async def test_an_answers_end_reaches_the_socket_once_even_when_the_watchdog_res
 def _subscriptions() -> set[str]:
     """The Redis pub/sub channels this installation's sockets listen on (each socket has its own)."""
     prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    return {name.decode() for name in redis_keys.sync_client().pubsub_channels(f"{prefix}specific*")}
+    return {name.decode() for name in sync_client().pubsub_channels(f"{prefix}specific*")}
 
 
 async def test_a_socket_closed_while_its_answer_streams_leaves_no_subscription_behind(acme):

@@ -4,8 +4,8 @@ retrieval time) moves when answers are given."""
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatbot.answering import answer_generate
-from chatbot.services import bot_create
+from chatbot.answers.pipeline import answer_generate
+from chatbot.bots.services import bot_create
 from tests.chatbot import page_add, question_ask
 
 pytestmark = pytest.mark.django_db(transaction=True)

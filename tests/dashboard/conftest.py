@@ -6,11 +6,11 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from chatbot import redis_keys
 from chatbot.asgi import application
-from chatbot.conversations import conversation_resume_or_start
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
-from chatbot.services import bot_create
+from chatbot.realtime.connections import sync_client
 
 PASSWORD = "correct-horse-battery"
 
@@ -18,7 +18,7 @@ PASSWORD = "correct-horse-battery"
 @pytest.fixture(autouse=True)
 def _nobody_online():
     """Presence lives in Redis, across tests: start each test with nobody online."""
-    client = redis_keys.sync_client()
+    client = sync_client()
     keys = list(client.scan_iter("parley:presence:*"))
     if keys:
         client.delete(*keys)

@@ -6,7 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from chatbot.dashboard import botconfig, services
+from chatbot.answers import approved as services
+from chatbot.bots import botfiles as botconfig
 from chatbot.models import Bot
 from knowledge.models import Source
 from knowledge.services import source_add_faq, source_add_url

@@ -21,13 +21,14 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from chatbot.conversations import conversation_resume_or_start
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Bot, Conversation, Lead, Message
-from chatbot.services import bot_create
-from chatbot.testing.browser import chromium, eventually
-from chatbot.testing.pytest_plugin import ServerProcess, start_celery_worker, start_daphne
-from inference.testing.tgi_simulator import TGISimulator
+from devtools.browser import chromium, eventually
+from devtools.pytest_plugin import start_celery_worker, start_daphne
+from devtools.stack import ServerProcess
+from devtools.tgi_simulator import TGISimulator
 from knowledge.models import Source
 from knowledge.services import source_add_faq
 from knowledge.tasks import ingest_source

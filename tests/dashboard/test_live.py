@@ -6,9 +6,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from chatbot.conversations import message_receive
-from chatbot.dashboard import handoff, services
-from chatbot.dashboard.handoff import business_hours_open, business_hours_validate, human_requested
+from chatbot.chat import handoff
+from chatbot.chat import staff as services
+from chatbot.chat.conversations import message_receive
+from chatbot.chat.handoff import business_hours_open, business_hours_validate, human_requested
 from chatbot.models import Conversation, Message
 
 from .conftest import chat_socket, receive_until, staff_socket

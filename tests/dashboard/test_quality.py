@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from chatbot.dashboard import quality, services
+from chatbot.answers import approved
+from chatbot.dashboard import quality
 from chatbot.models import ApprovedAnswer, Message
 from knowledge.models import Source
 
@@ -18,7 +19,7 @@ def _exchange(conversation, question: str, **answer) -> Message:
 
 @pytest.fixture
 def password_answer(bot):
-    return services.approved_answer_add(
+    return approved.approved_answer_add(
         bot=bot,
         question="How do I reset my password?",
         answer="Click **Forgot password** on the sign-in page; the link arrives within a minute.",
@@ -31,32 +32,32 @@ def password_answer(bot):
     ["How do I reset my password?", "how do i reset my password", "I forgot my password, how can I change it?"],
 )
 def test_a_close_question_gets_the_approved_answer(bot, password_answer, question):
-    found = quality.approved_answer_for(bot=bot, question=question)
+    found = approved.approved_answer_for(bot=bot, question=question)
     assert found == password_answer
-    assert found.similarity >= quality.APPROVED_ANSWER_MIN_SIMILARITY
+    assert found.similarity >= approved.APPROVED_ANSWER_MIN_SIMILARITY
 
 
 @pytest.mark.parametrize(
     "question", ["How do I delete my account?", "Do you ship to Norway?", "What are your opening hours?"]
 )
 def test_an_unrelated_question_does_not(bot, password_answer, question):
-    assert quality.approved_answer_for(bot=bot, question=question) is None
+    assert approved.approved_answer_for(bot=bot, question=question) is None
 
 
 def test_a_near_but_different_question_does_not(bot):
-    services.approved_answer_add(
+    approved.approved_answer_add(
         bot=bot, question="Do you have a student discount?", answer="Yes: 20% with a student card.", add_faq=False
     )
-    assert quality.approved_answer_for(bot=bot, question="Is there a discount for students?") is not None
-    assert quality.approved_answer_for(bot=bot, question="Do you have a discount for teachers?") is None
+    assert approved.approved_answer_for(bot=bot, question="Is there a discount for students?") is not None
+    assert approved.approved_answer_for(bot=bot, question="Do you have a discount for teachers?") is None
 
 
 def test_another_bots_approved_answers_are_not_used(bot, other_bot, password_answer):
-    assert quality.approved_answer_for(bot=other_bot, question="How do I reset my password?") is None
+    assert approved.approved_answer_for(bot=other_bot, question="How do I reset my password?") is None
 
 
 def test_using_an_approved_answer_counts_it(password_answer):
-    services.approved_answer_use(approved_answer=password_answer)
+    approved.approved_answer_use(approved_answer=password_answer)
     password_answer.refresh_from_db()
     assert password_answer.times_used == 1
 
@@ -113,12 +114,12 @@ def test_similar_questions_are_grouped_and_the_biggest_group_comes_first(bot, co
 def test_an_approved_answer_takes_its_questions_off_the_list(bot, conversation):
     _exchange(conversation, "How do I reset my password?", status="retrieval_only")
     _exchange(conversation, "What are your opening hours?", status="retrieval_only")
-    services.approved_answer_add(bot=bot, question="How do I reset my password?", answer="Use the link.", add_faq=False)
+    approved.approved_answer_add(bot=bot, question="How do I reset my password?", answer="Use the link.", add_faq=False)
     assert [g.question for g in quality.unanswered_groups(bots=[bot])] == ["What are your opening hours?"]
 
 
 def test_the_unanswered_filter_of_the_conversation_list(bot, agent, conversation):
-    from chatbot.conversations import conversation_resume_or_start
+    from chatbot.chat.conversations import conversation_resume_or_start
 
     _exchange(conversation, "Can I pay in bitcoin?", retrieved=[{"similarity": 0.1}])
     fine = conversation_resume_or_start(bot=bot, visitor_id="visitor-2")

@@ -1,5 +1,5 @@
 """Answers nobody will finish: the worker died with no visitor watching, or no worker ever started the task. The
-beat's sweep (chatbot.watchdog.lost_answers_finalise) ends each one as the chat consumer's watchdog does, under
+beat's sweep (chatbot.answers.watchdog.lost_answers_finalise) ends each one as the chat consumer's watchdog does, under
 the same lock, so no answer stays `streaming` and the visitor who comes back can ask again."""
 
 import asyncio
@@ -14,13 +14,15 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.utils import timezone
 
-from chatbot import redis_keys, watchdog
+from chatbot.answers import watchdog
 from chatbot.asgi import application
+from chatbot.bots.services import bot_create
 from chatbot.celery import app as celery_app
 from chatbot.models import Message
-from chatbot.services import bot_create
-from chatbot.testing.pytest_plugin import start_celery_worker, start_daphne
-from inference.testing.tgi_simulator import TGISimulator
+from chatbot.realtime import keys as redis_keys
+from chatbot.realtime.connections import sync_client
+from devtools.pytest_plugin import start_celery_worker, start_daphne
+from devtools.tgi_simulator import TGISimulator
 from tests.chatbot import GroupListener, question_ask, stop_requests_forget
 from tests.faults import ORIGIN, Visitor
 
@@ -32,7 +34,7 @@ WORDS = " ".join(f"word{n}" for n in range(200))
 def answer_records_forget() -> None:
     """Delete every progress record and finalise lock: they are keyed by message id, and ids restart with every
     test database."""
-    client = redis_keys.sync_client()
+    client = sync_client()
     for key in client.scan_iter(match="parley:answer:*", count=1000):
         client.delete(key)
 
@@ -52,8 +54,8 @@ def bot(transactional_db):
 
 def record_write(message_id: int, *, silent_for_s: float, text: str) -> None:
     """The progress record a worker leaves, last beating `silent_for_s` ago."""
-    redis_keys.sync_client().hset(
-        watchdog._record_key(message_id), mapping={"beat": str(time.time() - silent_for_s), "text": text}
+    sync_client().hset(
+        redis_keys.answer_progress_key(message_id), mapping={"beat": str(time.time() - silent_for_s), "text": text}
     )
 
 
@@ -74,7 +76,7 @@ def created_ago(message: Message, seconds: float) -> None:
 
 def test_the_sweep_ends_an_answer_whose_worker_stopped_beating_with_its_text_and_tells_the_conversation(bot):
     message = question_ask(bot, "Tell me a long story")
-    record_write(message.id, silent_for_s=watchdog.LOST_AFTER_S + 1, text="Once upon a")
+    record_write(message.id, silent_for_s=settings.PARLEY_WORKER_LOST_AFTER_S + 1, text="Once upon a")
 
     with GroupListener(message.conversation.group_name) as listener:
         assert watchdog.lost_answers_finalise() == [message.id]
@@ -87,12 +89,12 @@ def test_the_sweep_ends_an_answer_whose_worker_stopped_beating_with_its_text_and
     assert [event["type"] for event in events] == ["chat.done", "chat.error"]
     assert (events[0]["status"], events[0]["text"]) == ("error", "Once upon a")
     assert (events[1]["code"], events[1]["retryable"]) == ("answer_failed", True)
-    assert not redis_keys.sync_client().exists(watchdog._record_key(message.id))
+    assert not sync_client().exists(redis_keys.answer_progress_key(message.id))
 
 
 def test_the_sweep_ends_an_answer_no_worker_started_once_the_wait_is_over(bot):
     message = question_ask(bot, "Hello?")
-    created_ago(message, watchdog.NOT_STARTED_AFTER_S + 1)
+    created_ago(message, settings.PARLEY_ANSWER_NOT_STARTED_AFTER_S + 1)
 
     with GroupListener(message.conversation.group_name) as listener:
         assert watchdog.lost_answers_finalise(recheck_after_s=0) == [message.id]
@@ -118,8 +120,8 @@ def test_the_sweep_leaves_beating_and_freshly_queued_answers_alone(bot):
 
 def test_the_sweep_leaves_an_answer_to_a_consumer_that_is_already_ending_it(bot):
     message = question_ask(bot, "Tell me a long story")
-    record_write(message.id, silent_for_s=watchdog.LOST_AFTER_S + 1, text="Once upon a")
-    redis_keys.sync_client().set(watchdog._lock_key(message.id), "1")  # a consumer's watchdog took the lock
+    record_write(message.id, silent_for_s=settings.PARLEY_WORKER_LOST_AFTER_S + 1, text="Once upon a")
+    sync_client().set(redis_keys.answer_finalised_key(message.id), "1")  # a consumer's watchdog took the lock
 
     with GroupListener(message.conversation.group_name) as listener:
         assert watchdog.lost_answers_finalise() == []
@@ -131,7 +133,7 @@ def test_the_sweep_leaves_an_answer_to_a_consumer_that_is_already_ending_it(bot)
 
 def test_the_sweep_gives_the_lock_back_when_it_cannot_save_so_the_next_round_ends_the_answer(bot, monkeypatch):
     message = question_ask(bot, "Tell me a long story")
-    record_write(message.id, silent_for_s=watchdog.LOST_AFTER_S + 1, text="Once upon a")
+    record_write(message.id, silent_for_s=settings.PARLEY_WORKER_LOST_AFTER_S + 1, text="Once upon a")
 
     def database_down(*args):
         raise ConnectionError("PostgreSQL is restarting")
@@ -149,7 +151,7 @@ def test_the_sweep_gives_the_lock_back_when_it_cannot_save_so_the_next_round_end
 def test_the_beat_schedule_runs_the_sweep_every_few_seconds():
     entry = next(e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"].endswith("lost_answers_finalise"))
     assert entry["schedule"] <= 10
-    from chatbot import tasks
+    from chatbot.answers import tasks
 
     assert entry["task"] == tasks.lost_answers_finalise.name
 
@@ -215,7 +217,7 @@ async def test_a_watch_that_finds_the_worker_silent_but_the_answer_saved_sends_t
     """The worker stopped beating (killed), but the answer was saved meanwhile (by a worker that finished after all):
     nothing is left to finalise, and the visitor must still get the end instead of the watch just stopping."""
     reply = await sync_to_async(question_ask)(bot, "Do you ship abroad?")
-    await sync_to_async(record_write)(reply.id, silent_for_s=watchdog.LOST_AFTER_S + 1, text="We ship")
+    await sync_to_async(record_write)(reply.id, silent_for_s=settings.PARLEY_WORKER_LOST_AFTER_S + 1, text="We ship")
     await Message.objects.filter(id=reply.id).aupdate(status=Message.Status.COMPLETE, text="We ship to the EU.")
     sent: list[dict] = []
 
@@ -289,7 +291,7 @@ async def test_a_worker_killed_mid_answer_with_no_one_watching_is_ended_by_the_s
 
             worker.process.send_signal(signal.SIGKILL)
             await asyncio.to_thread(worker.process.wait, 5)
-            await asyncio.sleep(watchdog.LOST_AFTER_S + 1)
+            await asyncio.sleep(settings.PARLEY_WORKER_LOST_AFTER_S + 1)
             message = await Message.objects.aget(id=first["message_id"])
             assert message.status == Message.Status.STREAMING, "nothing but the sweep may end it"
 

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from chatbot import circuit
-from chatbot.answering import answer_generate
+from chatbot.answers.pipeline import answer_generate
+from chatbot.bots.services import bot_create
 from chatbot.models import Message
-from chatbot.services import bot_create
+from chatbot.ops import circuit
 from tests.chatbot import GroupListener, page_add, question_ask
 
 pytestmark = pytest.mark.django_db(transaction=True)

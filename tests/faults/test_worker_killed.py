@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from chatbot.answering import answer_generate
+from chatbot.answers.pipeline import answer_generate
+from chatbot.answers.watchdog import WORKER_LOST
+from chatbot.bots.services import bot_create
 from chatbot.models import Message
-from chatbot.services import bot_create
-from chatbot.testing.pytest_plugin import start_celery_worker, start_daphne
-from chatbot.watchdog import WORKER_LOST
-from inference.testing.tgi_simulator import TGISimulator
+from devtools.pytest_plugin import start_celery_worker, start_daphne
+from devtools.tgi_simulator import TGISimulator
 from tests.chatbot import stop_requests_forget
 from tests.faults import ORIGIN, Visitor
 

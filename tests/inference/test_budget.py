@@ -2,6 +2,7 @@ import functools
 
 import pytest
 
+from devtools.tgi_simulator import TGISimulator, simulated_tokens
 from inference.budget import (
     MESSAGE_OVERHEAD_TOKENS,
     PROMPT_OVERHEAD_TOKENS,
@@ -19,7 +20,6 @@ from inference.client import (
     stream_chat,
 )
 from inference.prompts import Passage, Turn
-from inference.testing.tgi_simulator import TGISimulator, simulated_tokens
 
 
 def words(text: str) -> int:

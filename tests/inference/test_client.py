@@ -1,10 +1,10 @@
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from devtools.tgi_simulator import MODEL_ID, RECORDINGS_DIR, TGISimulator, simulated_tokens
 from inference.client import (
     GenerationSettings,
     ModelInfo,
@@ -18,9 +18,8 @@ from inference.client import (
     model_server_health,
     stream_chat,
 )
-from inference.testing.tgi_simulator import MODEL_ID, TGISimulator, simulated_tokens
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tgi"
+FIXTURES = RECORDINGS_DIR
 QUESTION = [{"role": "user", "content": "What is Deep Learning?"}]
 
 

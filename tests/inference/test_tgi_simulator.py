@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inference.testing.tgi_simulator import MODEL_ID, TGISimulator
+from devtools.tgi_simulator import MODEL_ID, RECORDINGS_DIR, TGISimulator
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tgi"
+FIXTURES = RECORDINGS_DIR
 CHAT_KEY_ORDER = ["object", "id", "created", "model", "system_fingerprint", "choices", "usage"]
 ASK_DEEP_LEARNING = {"model": "tgi", "messages": [{"role": "user", "content": "What is Deep Learning?"}]}
 
@@ -409,7 +409,7 @@ def test_it_runs_as_a_process():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "inference.testing.tgi_simulator", "--port", str(port), "--ttft", "0.01"],
+        [sys.executable, "-m", "devtools.tgi_simulator", "--port", str(port), "--ttft", "0.01"],
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         text=True,

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from chatbot.conversations import conversation_resume_or_start
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.models import Bot, Conversation
-from chatbot.services import bot_create
 
 ALLOWED_ORIGIN = "https://www.acme.test"
 CONSENT = "I agree that Acme may contact me about my request."

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from chatbot.leads import lead_capture, utm_parse
+from chatbot.leads.capture import lead_capture, utm_parse
 from chatbot.models import Lead, LeadDelivery
 
 from .conftest import CONSENT, GOOD, PAGE_URL, lead_bot_create, visit

@@ -11,19 +11,19 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
-from chatbot.leads import (
+from chatbot.leads.capture import lead_capture
+from chatbot.leads.delivery import (
     BACKOFF_MAX,
     GIVE_UP_AFTER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     delivery_backoff,
-    lead_capture,
     lead_deliveries_send_due,
     lead_delivery_attempt,
     webhook_signature,
     webhook_signature_verify,
 )
-from chatbot.leads_tasks import lead_deliveries_resend_due
+from chatbot.leads.tasks import lead_deliveries_resend_due
 from chatbot.models import Lead, LeadDelivery, LeadDeliveryAttempt
 
 from .conftest import CONSENT, GOOD, lead_bot_create, visit

@@ -7,9 +7,9 @@ import json
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from chatbot.leads import finetune_examples
+from chatbot.answers.finetune import finetune_examples
+from chatbot.bots.services import bot_create
 from chatbot.models import ApprovedAnswer, Message
-from chatbot.services import bot_create
 from inference.prompts import render_messages, render_system_prompt
 from knowledge.embeddings import EMBEDDING_DIMENSIONS
 from tests.chatbot import page_add

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatbot.leads import LeadFormInvalid, lead_fields_validate, lead_form_parse, lead_form_payload
+from chatbot.leads.form import LeadFormInvalid, lead_fields_validate, lead_form_parse, lead_form_payload
 
 from .conftest import GOOD, LEAD_FORM
 

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from chatbot.leads import lead_capture, leads_purge_expired, visitor_data_delete
+from chatbot.leads.capture import lead_capture
 from chatbot.models import Conversation, Lead, LeadDelivery, Message
+from chatbot.privacy.services import leads_purge_expired, visitor_data_delete
 
 from .conftest import GOOD, lead_bot_create, visit
 

@@ -4,11 +4,12 @@ again after a lead or a dismissal (except when the visitor asks for a person).""
 
 import pytest
 
-from chatbot.answering import STRICT_NO_ANSWER, AnswerOutcome
-from chatbot.conversations import message_receive
-from chatbot.leads import (
+from chatbot.answers.fallback import STRICT_NO_ANSWER
+from chatbot.answers.outcome import AnswerOutcome
+from chatbot.chat.conversations import message_receive
+from chatbot.leads.capture import lead_capture
+from chatbot.leads.triggers import (
     buying_intent_detect,
-    lead_capture,
     lead_form_after_answer,
     lead_form_after_visitor_message,
     lead_form_dismiss,

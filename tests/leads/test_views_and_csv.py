@@ -10,7 +10,9 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from chatbot.leads import lead_capture, lead_deliveries_send_due, leads_csv_write, leads_filter
+from chatbot.leads.capture import lead_capture
+from chatbot.leads.delivery import lead_deliveries_send_due
+from chatbot.leads.export import leads_csv_write, leads_filter
 from chatbot.models import Conversation, Lead, Message, StaffMember
 
 from .conftest import GOOD, lead_bot_create, visit

@@ -6,12 +6,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from chatbot.conversations import conversation_resume_or_start
+from chatbot.bots.services import DEMO_BOT_SLUG, bot_create
+from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Lead, Message
-from chatbot.services import DEMO_BOT_SLUG, bot_create
-from chatbot.testing.browser import chromium, eventually
-from chatbot.testing.pytest_plugin import start_daphne
+from devtools.browser import chromium, eventually
+from devtools.pytest_plugin import start_daphne
 from knowledge.services import source_add_faq
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

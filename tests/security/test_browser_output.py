@@ -11,13 +11,14 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.test import Client
 
-from chatbot.conversations import conversation_resume_or_start
+from chatbot.answers.guard import allowed_hosts_from, guard_answer
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Message
-from chatbot.output_guard import allowed_hosts_from, guard_answer
-from chatbot.services import bot_create
-from chatbot.testing.browser import chromium
-from chatbot.testing.pytest_plugin import BASE_DIR, start_daphne
+from devtools.browser import chromium
+from devtools.pytest_plugin import start_daphne
+from devtools.stack import BASE_DIR
 from tests.security.attacks import ATTACKS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

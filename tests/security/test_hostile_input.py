@@ -24,22 +24,23 @@ from django.core import signing
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from chatbot import redis_keys
-from chatbot.answering import answer_generate
+from chatbot.answers.guard import SAFE_MESSAGE, allowed_hosts_from, guard_answer, protected_text
+from chatbot.answers.pipeline import answer_generate
 from chatbot.asgi import application
-from chatbot.conversations import conversation_resume_or_start, message_receive
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import conversation_resume_or_start, message_receive
+from chatbot.chat.visitors import TOKEN_MAX_AGE_S, visitor_token_issue
+from chatbot.chat.widget import chat_page_csp
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Conversation, Lead, Message
-from chatbot.output_guard import SAFE_MESSAGE, allowed_hosts_from, guard_answer, protected_text
-from chatbot.protocol import MAX_FRAME_BYTES
-from chatbot.services import bot_create
+from chatbot.realtime.connections import async_client
+from chatbot.realtime.keys import connections_key
+from chatbot.realtime.protocol import MAX_FRAME_BYTES
 from chatbot.settings import BASE_DIR
-from chatbot.visitors import TOKEN_MAX_AGE_S, visitor_token_issue
-from chatbot.widget import chat_page_csp
+from devtools.tgi_simulator import TGISimulator
 from inference.budget import build_prompt
 from inference.client import ModelInfo, estimate_tokens, forget_endpoint
 from inference.prompts import Passage, render_system_prompt
-from inference.testing.tgi_simulator import TGISimulator
 from knowledge.parsing import DocumentParseError, ParseLimits, parse_document
 from knowledge.services import source_add_faq
 from knowledge.web import FetchError, FetchLimits, fetch_page, read_sitemap
@@ -156,7 +157,7 @@ async def test_ws_a_flood_past_the_rate_limit_is_refused_and_not_saved(acme, set
 async def test_ws_thousands_of_connections_from_one_address_are_refused_past_the_limit(acme, settings):
     settings.CHAT_CONNECTIONS_PER_IP = 20
     ip = f"10.77.{next(_addresses) % 250}.1"
-    await redis_keys.async_client().delete(f"parley:conn:{ip}")
+    await async_client().delete(connections_key(ip))
     sockets = [_socket(acme, ip=ip) for _ in range(20)]
     for communicator in sockets:
         assert (await communicator.connect())[0]
@@ -168,7 +169,7 @@ async def test_ws_thousands_of_connections_from_one_address_are_refused_past_the
     assert refused == 1000
     for communicator in sockets:
         await communicator.disconnect()
-    assert int(await redis_keys.async_client().get(f"parley:conn:{ip}")) == 0, "no slot leaks"
+    assert int(await async_client().get(connections_key(ip))) == 0, "no slot leaks"
     assert (await _socket(acme, ip=ip).connect())[0]
 
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatbot.asgi import application
+from chatbot.bots.services import bot_create
 from chatbot.models import Bot, Message
-from chatbot.services import bot_create
 
 ORIGIN = "https://www.acme.test"
 _ips = itertools.count(1)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from chatbot.testing.browser import chromium
+from devtools.browser import chromium
 
 from .fake_server import FakeParley
 

@@ -6,11 +6,11 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.answering import answer_generate
-from chatbot.conversations import conversation_resume_or_start, message_receive
-from chatbot.health import worker_health
+from chatbot.answers.pipeline import answer_generate
+from chatbot.answers.tasks import answer_message
+from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.models import Bot, Message
-from chatbot.tasks import answer_message
+from chatbot.ops.health import worker_health
 
 ANSWER_TIMEOUT_S = 300
 

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
-from chatbot.services import BotExists, bot_create
-from chatbot.widget import embed_snippet
+from chatbot.bots.services import BotExists, bot_create
+from chatbot.chat.widget import embed_snippet
 
 
 class Command(BaseCommand):

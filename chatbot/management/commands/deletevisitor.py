@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.leads import visitor_data_delete
 from chatbot.models import Bot
+from chatbot.privacy.services import visitor_data_delete
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from chatbot.embedded import stop_embedded_servers
+from chatbot.ops.embedded import stop_embedded_servers
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.leads import finetune_export
+from chatbot.answers.finetune import finetune_export
 from chatbot.models import Bot
 
 

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.dashboard.botconfig import bot_config_export
+from chatbot.bots.botfiles import bot_config_export
 from chatbot.models import Bot
 
 

@@ -3,7 +3,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.leads import leads_csv_write, leads_filter
+from chatbot.leads.export import leads_csv_write, leads_filter
 from chatbot.models import Bot
 
 

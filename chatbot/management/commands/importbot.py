@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.dashboard.botconfig import BotConfigError, bot_config_import
+from chatbot.bots.botfiles import BotConfigError, bot_config_import
 
 
 class Command(BaseCommand):

@@ -9,9 +9,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot import embedded
-from chatbot.services import bot_demo_documentation_sources, bot_ensure_demo
-from chatbot.supervisor import ProcessGroup
+from chatbot.bots.services import bot_demo_documentation_sources, bot_ensure_demo
+from chatbot.ops import embedded
+from chatbot.ops.supervisor import ProcessGroup
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -30,8 +30,8 @@ class Command(BaseCommand):
     help = "Start Parley: migrate, load the demo bot, then run the web server, a Celery worker and Celery beat."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--host", default=settings.HOST)
         parser.add_argument("--concurrency", type=int, default=settings.CELERY_WORKER_CONCURRENCY)
         parser.add_argument("--no-beat", action="store_true", help="Do not run Celery beat (scheduled tasks).")
 

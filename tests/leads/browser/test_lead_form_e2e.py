@@ -15,10 +15,11 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from chatbot.leads import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature_verify
+from chatbot.leads.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature_verify
 from chatbot.models import Bot, Lead
-from chatbot.testing.browser import eventually
-from chatbot.testing.pytest_plugin import ServerProcess, start_celery_worker, start_daphne
+from devtools.browser import eventually
+from devtools.pytest_plugin import start_celery_worker, start_daphne
+from devtools.stack import ServerProcess
 
 from ..conftest import CRM, LEAD_FORM
 

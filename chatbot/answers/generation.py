@@ -1,0 +1,168 @@
+"""Asking the model: the prompt within the model's budget, the stream relayed to the conversation as it arrives
+(guarded), stop requests, the circuit breaker, and what to do when the model server fails."""
+
+import logging
+import time
+
+from django.conf import settings
+
+from chatbot.answers import guard as output_guard
+from chatbot.answers.fallback import retrieval_only_outcome
+from chatbot.answers.outcome import AnswerOutcome, citations_of
+from chatbot.answers.progress import answer_progress
+from chatbot.answers.stops import stop_requests
+from chatbot.models import Bot, Message
+from chatbot.ops import circuit, metrics
+from chatbot.realtime.relay import TokenCoalescer
+from inference.budget import BuiltPrompt, PromptBudgetError, build_prompt
+from inference.client import (
+    GenerationSettings,
+    ModelServerError,
+    StreamDelta,
+    StreamEnd,
+    count_tokens,
+    estimate_tokens,
+    model_info,
+    stream_chat,
+)
+from inference.prompts import Passage, Turn, extract_citations
+from knowledge.retrieval import SearchResult
+
+logger = logging.getLogger(__name__)
+
+MID_ANSWER_FAILURE = "The answer was cut off by a problem on our side. Please try again."
+
+
+def _build(bot: Bot, *, passages, history, question, info) -> BuiltPrompt:
+    """Count with the conservative estimate first: when everything fits by the over-estimate it fits for real,
+    and no /tokenize round trip delays the first token. Only when something had to be left out are exact counts
+    from the model server worth their cost."""
+    arguments = dict(
+        persona=bot.persona,
+        passages=passages,
+        history=history,
+        question=question,
+        model_info=info,
+        max_new_tokens=bot.max_new_tokens,
+    )
+    built = build_prompt(count_tokens=estimate_tokens, **arguments)
+    if len(built.passages_used) < len(passages) or len(built.history_used) < len(history) or built.question_truncated:
+        api_key = settings.TGI_API_KEY or None
+        built = build_prompt(count_tokens=lambda text: count_tokens(bot.endpoint, text, api_key=api_key), **arguments)
+    return built
+
+
+def answer_with_model(
+    *,
+    message_id: int,
+    bot: Bot,
+    group: str,
+    passages: list[Passage],
+    history: list[Turn],
+    question: str,
+    search: SearchResult | None,
+    started: float,
+    coalesce_interval_s: float,
+) -> AnswerOutcome:
+    generation = GenerationSettings(
+        endpoint=bot.endpoint,
+        adapter_id=bot.adapter_id or None,
+        temperature=bot.temperature,
+        top_p=bot.top_p,
+        max_new_tokens=bot.max_new_tokens,
+        stop=tuple(bot.stop_sequences[:4]),
+        seed=bot.seed,
+        api_key=settings.TGI_API_KEY or None,
+        timeout_s=settings.TGI_TIMEOUT_S,
+    )
+    coalescer = TokenCoalescer(group=group, message_id=message_id, interval_s=coalesce_interval_s)
+    parts: list[str] = []
+    outcome = AnswerOutcome()
+    passages_used = passages
+    stop_requests.watch(message_id)
+    progress = answer_progress(message_id)
+    # What the visitor sees of the model's text: links only to the sources and the bot's sites, no prompt leak.
+    allowed = [passage.url for passage in passages] + list(bot.allowed_origins) + [settings.SITE_URL]
+    guard = output_guard.StreamGuard(allowed_hosts=output_guard.allowed_hosts_from(allowed))
+
+    def should_stop() -> bool:
+        return stop_requests.requested(message_id)
+
+    try:
+        if not circuit.circuit_allows(endpoint=bot.endpoint):
+            raise ModelServerError("circuit_open", "the model server failed repeatedly; not asking it for a while")
+        info = model_info(
+            bot.endpoint,
+            api_key=generation.api_key,
+            timeout_s=min(generation.timeout_s, 5.0),
+            retries=generation.connect_retries,
+            backoff_s=generation.backoff_s,
+            should_stop=should_stop,
+        )
+        built = _build(bot, passages=passages, history=history, question=question, info=info)
+        outcome.prompt = built.messages
+        guard.protect(built.messages[0]["content"])
+        outcome.model = info.model_id
+        passages_used = built.passages_used
+        metrics.ADDED_SECONDS.labels(bot=bot.slug).observe(time.monotonic() - started)
+        end: StreamEnd | None = None
+        for event in stream_chat(generation, built.messages, should_stop=should_stop):
+            if isinstance(event, StreamDelta):
+                if not parts:
+                    outcome.ttft_ms = (time.monotonic() - started) * 1000
+                    metrics.TTFT_SECONDS.labels(bot=bot.slug).observe(outcome.ttft_ms / 1000)
+                parts.append(event.text)
+                safe = guard.feed(event.text)
+                coalescer.feed(safe)
+                progress.add(safe)
+                if guard.prompt_leaked:
+                    logger.warning("answer %s repeated the system prompt: ended with a safe message", message_id)
+                    break
+            else:
+                end = event
+        coalescer.feed(guard.flush())
+        coalescer.close()
+        circuit.circuit_record_success(endpoint=bot.endpoint)
+        guarded = guard.final()
+        outcome.text = guarded.text
+        outcome.finish_reason = end.finish_reason or "" if end else ""
+        if guarded.prompt_leaked:
+            outcome.finish_reason = "prompt_leak"
+        outcome.model = (end.model if end and end.model and end.model != "tgi" else None) or outcome.model
+        outcome.prompt_tokens = end.prompt_tokens if end and end.prompt_tokens is not None else built.prompt_tokens
+        outcome.completion_tokens = end.completion_tokens if end else None
+        outcome.status = Message.Status.STOPPED if outcome.finish_reason == "stopped" else Message.Status.COMPLETE
+        outcome.citations = citations_of(extract_citations(outcome.text, passages_used))
+        metrics.ANSWERS.labels(bot=bot.slug, outcome=outcome.status).inc()
+    except (ModelServerError, PromptBudgetError) as error:
+        coalescer.feed(guard.flush())
+        coalescer.close()
+        kind = error.kind if isinstance(error, ModelServerError) else "prompt_too_long"
+        if kind in circuit.FAILURE_KINDS:
+            circuit.circuit_record_failure(endpoint=bot.endpoint)
+        metrics.TGI_ERRORS.labels(kind=kind).inc()
+        if stop_requests.requested(message_id) and not parts:
+            outcome.status, outcome.finish_reason = Message.Status.STOPPED, "stopped"
+            metrics.ANSWERS.labels(bot=bot.slug, outcome="stopped").inc()
+        elif not parts:
+            logger.error("model server unavailable for bot %s (%s): answering with passages only", bot.slug, error)
+            fallback = retrieval_only_outcome(search, reason=kind)
+            fallback.prompt, fallback.model = outcome.prompt, outcome.model
+            outcome = fallback
+            metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
+        else:
+            logger.error("model stream failed mid-answer for bot %s (%s)", bot.slug, error)
+            outcome.text = guard.final().text
+            outcome.status = Message.Status.ERROR
+            outcome.finish_reason = kind
+            outcome.error_code = "answer_failed"
+            outcome.error_message = MID_ANSWER_FAILURE
+            outcome.citations = citations_of(extract_citations(outcome.text, passages_used))
+            metrics.ANSWERS.labels(bot=bot.slug, outcome="error").inc()
+    finally:
+        stop_requests.forget(message_id)
+    if outcome.completion_tokens:
+        metrics.TOKENS.labels(bot=bot.slug, direction="out").inc(outcome.completion_tokens)
+    if outcome.prompt_tokens:
+        metrics.TOKENS.labels(bot=bot.slug, direction="in").inc(outcome.prompt_tokens)
+    return outcome

@@ -1,0 +1,203 @@
+"""The visitor's chat socket (`/ws/chat/<bot public id>/`, docs/protocol.md). Thin: it reads and checks a frame
+(chatbot.chat.frames), hands it to one service (chatbot.chat.session), sends back what the service returns, and
+passes the conversation group's events to the widget."""
+
+import json
+import logging
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+
+from chatbot.chat import conversations, frames, session
+from chatbot.chat.answer_watch import SocketAnswers
+from chatbot.leads.triggers import lead_form_dismiss
+from chatbot.models import Bot, Conversation
+from chatbot.realtime.async_db import SocketEventsDispatch, db_async
+from chatbot.realtime.channel_layer import ChannelReleasedOnExit
+from chatbot.realtime.protocol import (
+    ChatDoneEvent,
+    ErrorCode,
+    ServerFrame,
+    done_frame,
+    echo_frame,
+    error_frame,
+    pong_frame,
+    token_frame,
+    typing_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class EchoConsumer(ChannelReleasedOnExit, AsyncJsonWebsocketConsumer):
+    """Answers each JSON frame with itself: a liveness probe for the websocket path through proxies."""
+
+    async def receive_json(self, content, **kwargs):
+        await self.send_json(echo_frame(content))
+
+
+class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketConsumer):
+    bot: Bot | None = None
+    conversation: Conversation | None = None
+    counted_connection = False
+    answers: SocketAnswers | None = None
+
+    async def connect(self):
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
+        self.client_ip = (self.scope.get("client") or ["unknown"])[0]
+        self.user_agent = headers.get("user-agent", "")
+        admitted = await session.chat_socket_admit(
+            public_id=self.scope["url_route"]["kwargs"]["public_id"],
+            origin=headers.get("origin", ""),
+            host=headers.get("host", ""),
+            client_ip=self.client_ip,
+        )
+        # A refusal is sent after accepting: a browser sees neither an HTTP status nor a close code sent during
+        # the handshake, so the widget would otherwise retry forever.
+        await self.accept()
+        if isinstance(admitted, session.Refusal):
+            logger.info("refused a chat socket (%s) from origin %r", admitted.frame["code"], headers.get("origin"))
+            await self.send_frame(admitted.frame)
+            await self.close(code=admitted.close_code)
+            return
+        self.bot, self.counted_connection = admitted, True
+        self.answers = SocketAnswers(channel_layer=self.channel_layer, send_ended=self.send_done_again)
+
+    async def disconnect(self, code):
+        if self.answers is not None:
+            self.answers.stop()
+        if self.conversation is not None:
+            await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+        if self.counted_connection:
+            await session.chat_socket_release(client_ip=self.client_ip)
+
+    # --- frames from the widget ---
+
+    async def receive(self, text_data=None, bytes_data=None):
+        frame = frames.client_frame_parse(text_data)
+        if frames.is_error(frame):
+            await self.send_frame(frame)
+            return
+        handler = self.FRAME_HANDLERS.get(frame["type"])
+        if handler is None:
+            await self.send_error("unknown_type", f"Unknown frame type {frame['type'][:40]!r}.")
+            return
+        if frame["type"] not in frames.BEFORE_HELLO and self.conversation is None:
+            await self.send_error("bad_frame", "Send a 'hello' frame first.")
+            return
+        try:
+            await handler(self, frame)
+        except Exception:
+            logger.exception("chat frame %s failed", frame["type"])
+            await self.send_error("server_error", "Something went wrong on our side. Please try again.", retryable=True)
+
+    async def on_hello(self, frame: dict) -> None:
+        if self.conversation is not None:
+            await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+        started = await db_async(session.chat_session_start)(
+            bot=self.bot, hello=frames.hello_read(frame), user_agent=self.user_agent
+        )
+        self.conversation = started.conversation
+        await self.channel_layer.group_add(self.conversation.group_name, self.channel_name)
+        await self.send_frames(started.frames)
+        if started.streaming_message_id is not None:
+            self.answers.watch(message_id=started.streaming_message_id, group=self.conversation.group_name)
+
+    async def on_message(self, frame: dict) -> None:
+        message = frames.message_read(frame)
+        if frames.is_error(message):
+            await self.send_frame(message)
+            return
+        if await session.visitor_message_limited(visitor_id=self.conversation.visitor_id, client_ip=self.client_ip):
+            await self.send_error(
+                "rate_limited", "You're sending messages very quickly. Please wait a moment and try again.",
+                retryable=True,
+            )  # fmt: skip
+            return
+        posted = await db_async(session.visitor_message_post)(conversation=self.conversation, message=message)
+        # Join the group again (idempotent): a restarted Redis has forgotten every group, and this socket would
+        # otherwise never hear the answer.
+        await self.channel_layer.group_add(self.conversation.group_name, self.channel_name)
+        if posted.answer_message_id is not None:
+            self.answers.watch(message_id=posted.answer_message_id, group=self.conversation.group_name)
+        await self.send_frames(posted.frames)
+
+    async def on_stop(self, frame: dict) -> None:
+        await session.visitor_stop(conversation=self.conversation)
+
+    async def on_feedback(self, frame: dict) -> None:
+        feedback = frames.feedback_read(frame)
+        if frames.is_error(feedback):
+            await self.send_frame(feedback)
+            return
+        found = await db_async(conversations.message_feedback)(
+            conversation=self.conversation, message_id=feedback.message_id, value=feedback.value
+        )
+        if not found:
+            await self.send_error("not_found", "That answer is not part of this conversation.")
+
+    async def on_handoff_request(self, frame: dict) -> None:
+        await self.send_frames(await db_async(session.visitor_handoff_request)(conversation=self.conversation))
+
+    async def on_lead_submit(self, frame: dict) -> None:
+        fields = frames.lead_fields_read(frame)
+        if frames.is_error(fields):
+            await self.send_frame(fields)
+            return
+        if await session.lead_submit_limited(visitor_id=self.conversation.visitor_id):
+            await self.send_error("rate_limited", "Please wait a moment before sending the form again.", retryable=True)
+            return
+        reply = await db_async(session.visitor_lead_submit)(conversation=self.conversation, fields=fields)
+        await self.send_frame(reply)
+
+    async def on_lead_dismiss(self, frame: dict) -> None:
+        await db_async(lead_form_dismiss)(conversation=self.conversation)
+
+    async def on_ping(self, frame: dict) -> None:
+        await self.send_frame(pong_frame())
+
+    FRAME_HANDLERS = {
+        "hello": on_hello,
+        "message": on_message,
+        "stop": on_stop,
+        "feedback": on_feedback,
+        "handoff_request": on_handoff_request,
+        "ping": on_ping,
+        "lead_submit": on_lead_submit,
+        "lead_dismiss": on_lead_dismiss,
+    }
+
+    # --- events from the conversation's channel-layer group ---
+
+    async def chat_typing(self, event):
+        await self.send_frame(typing_frame(event))
+
+    async def chat_token(self, event):
+        await self.send_frame(token_frame(event))
+
+    async def chat_done(self, event: ChatDoneEvent):
+        if self.answers.done_arrived(event):
+            await self.send_frame(done_frame(event))
+
+    async def send_done_again(self, event: ChatDoneEvent) -> None:
+        """For the watchdog: an answer ended without its `done` reaching this socket. Sent through the socket's own
+        channel, so it arrives after every event already on its way here (an answer's text is all published before
+        the answer is saved), whether or not the socket is still in its group."""
+        await self.channel_layer.send(self.channel_name, event)
+
+    async def chat_error(self, event):
+        await self.send_error(event["code"], event["message"], retryable=event.get("retryable", True))
+
+    async def chat_frame(self, event):
+        await self.send_frame(event["frame"])
+
+    # --- sending ---
+
+    async def send_frame(self, frame: ServerFrame) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+
+    async def send_frames(self, frames_: list[ServerFrame]) -> None:
+        for frame in frames_:
+            await self.send_frame(frame)
+
+    async def send_error(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
+        await self.send_frame(error_frame(code, message, retryable=retryable))

@@ -1,0 +1,100 @@
+"""Reading what a visitor's widget sends: a frame is parsed and checked here, and a bad one becomes the `error`
+frame to answer with. The services behind the chat socket only ever see well-formed values."""
+
+import json
+from dataclasses import dataclass
+
+from chatbot.realtime.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, ErrorFrame, error_frame
+
+# Frames allowed before `hello`.
+BEFORE_HELLO = frozenset({"hello", "ping"})
+MAX_CLIENT_ID_CHARS = 64
+MAX_LEAD_FIELDS = 50
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+def client_frame_parse(text_data: str | None) -> dict | ErrorFrame:
+    """The frame as a dict with a string `type`, or the error to answer with."""
+    if text_data is None:
+        return error_frame("bad_frame", "Only JSON text frames are accepted.")
+    if len(text_data) > MAX_FRAME_BYTES:
+        return error_frame("too_long", f"Messages can be at most {MAX_MESSAGE_CHARS} characters.")
+    try:
+        frame = json.loads(text_data)
+    except ValueError:
+        return error_frame("bad_frame", "That frame is not valid JSON.")
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        return error_frame("bad_frame", "A frame is a JSON object with a string 'type'.")
+    if _contains_nul(frame):
+        # PostgreSQL text cannot hold NUL; no visitor types one.
+        return error_frame("bad_frame", "Text may not contain NUL characters.")
+    return frame
+
+
+def is_error(value) -> bool:
+    return isinstance(value, dict) and value.get("type") == "error"
+
+
+@dataclass(frozen=True)
+class HelloValues:
+    visitor_token: str | None
+    page_url: str
+    referrer: str
+    language: str
+
+
+def hello_read(frame: dict) -> HelloValues:
+    token = frame.get("visitor_token")
+    return HelloValues(
+        visitor_token=token if isinstance(token, str) and token else None,
+        page_url=str(frame.get("page_url") or ""),
+        referrer=str(frame.get("referrer") or ""),
+        language=str(frame.get("lang") or ""),
+    )
+
+
+@dataclass(frozen=True)
+class MessageValues:
+    text: str
+    client_id: str
+
+
+def message_read(frame: dict) -> MessageValues | ErrorFrame:
+    text = frame.get("text")
+    client_id = frame.get("client_id") or ""
+    if not isinstance(text, str) or not text.strip():
+        return error_frame("bad_frame", "A message needs some text.")
+    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_CHARS:
+        return error_frame("bad_frame", f"client_id must be a string of at most {MAX_CLIENT_ID_CHARS} characters.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        return error_frame("too_long", f"Messages can be at most {MAX_MESSAGE_CHARS} characters.")
+    return MessageValues(text=text.strip(), client_id=client_id)
+
+
+@dataclass(frozen=True)
+class FeedbackValues:
+    message_id: int
+    value: str
+
+
+def feedback_read(frame: dict) -> FeedbackValues | ErrorFrame:
+    message_id, value = frame.get("message_id"), frame.get("value")
+    if not isinstance(message_id, int) or isinstance(message_id, bool) or value not in ("up", "down"):
+        return error_frame("bad_frame", "Feedback needs a message_id and a value of 'up' or 'down'.")
+    return FeedbackValues(message_id=message_id, value=value)
+
+
+def lead_fields_read(frame: dict) -> dict | ErrorFrame:
+    fields = frame.get("fields")
+    if not isinstance(fields, dict) or len(fields) > MAX_LEAD_FIELDS:
+        return error_frame("bad_frame", "lead_submit needs 'fields', an object of the form's values.")
+    return fields

@@ -1,0 +1,189 @@
+"""What a visitor's chat socket does, as plain functions the consumer hands its checked frames to: who may open a
+chat, starting (or resuming) the conversation, posting a message, asking for a person, stopping an answer, the
+lead form. Each returns the frames to send back; the consumer only sends them.
+
+The synchronous ones touch the database and run on the consumers' database threads (`db_async`), one call per
+frame."""
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from chatbot.answers.stops import answer_request_stop
+from chatbot.chat import conversations
+from chatbot.chat.frames import HelloValues, MessageValues
+from chatbot.chat.handoff import handoff_request, human_requested
+from chatbot.chat.origins import origin_allowed
+from chatbot.chat.visitors import visitor_token_issue, visitor_token_read
+from chatbot.leads.capture import lead_capture
+from chatbot.leads.triggers import lead_form_after_visitor_message, lead_form_on_handoff_unavailable, lead_form_on_hello
+from chatbot.models import Bot, Conversation
+from chatbot.realtime import limits
+from chatbot.realtime.async_db import db_async
+from chatbot.realtime.protocol import (
+    ErrorFrame,
+    ServerFrame,
+    ack_frame,
+    error_frame,
+    handoff_frame,
+    lead_errors_frame,
+    lead_saved_frame,
+    ready_frame,
+)
+
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
+LEAD_SUBMITS_PER_MINUTE = 10
+
+
+# --- opening the socket --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a socket may not chat: the error frame to send, then the close code."""
+
+    close_code: int
+    frame: ErrorFrame
+
+
+@db_async
+def _bot_by_public_id(public_id: str) -> Bot | None:
+    return Bot.objects.filter(public_id=public_id).first()
+
+
+async def chat_socket_admit(*, public_id: str, origin: str, host: str, client_ip: str) -> Bot | Refusal:
+    """The bot a new socket chats with, or why it may not: an unknown bot, a site not allowed to embed it, or too
+    many chats open from its address (then counted as open until `chat_socket_release`)."""
+    bot = await _bot_by_public_id(public_id)
+    if bot is None:
+        return Refusal(CLOSE_NOT_FOUND, error_frame("not_found", "This chat does not exist (any more)."))
+    if not origin_allowed(origin=origin, host=host, bot=bot):
+        return Refusal(CLOSE_FORBIDDEN, error_frame("forbidden", "This website is not allowed to use this chat."))
+    if not await limits.connections_open(ip=client_ip, limit=settings.CHAT_CONNECTIONS_PER_IP):
+        return Refusal(CLOSE_TOO_MANY, error_frame("rate_limited", "Too many chats are open from your network."))
+    return bot
+
+
+async def chat_socket_release(*, client_ip: str) -> None:
+    await limits.connections_close(ip=client_ip)
+
+
+# --- hello ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionStarted:
+    conversation: Conversation
+    frames: list[ServerFrame]
+    # A bot answer still streaming (its worker may have died while nobody watched): watch it.
+    streaming_message_id: int | None = None
+
+
+def chat_session_start(*, bot: Bot, hello: HelloValues, user_agent: str) -> SessionStarted:
+    """The visitor's conversation (resumed through their token, or new), as `ready`, and the lead form if it is due."""
+    visitor_id = None
+    if hello.visitor_token:
+        visitor_id = visitor_token_read(token=hello.visitor_token, bot_public_id=bot.public_id)
+    token, visitor_id = visitor_token_issue(bot_public_id=bot.public_id, visitor_id=visitor_id)
+    conversation = conversations.conversation_resume_or_start(
+        bot=bot,
+        visitor_id=visitor_id,
+        page_url=hello.page_url,
+        referrer=hello.referrer,
+        language=hello.language,
+        user_agent=user_agent,
+    )
+    history = conversations.conversation_history(conversation=conversation)
+    frames: list[ServerFrame] = [
+        ready_frame(
+            visitor_token=token,
+            conversation_id=conversation.id,
+            messages=history,
+            bot_name=bot.name,
+            greeting=bot.greeting,
+        )
+    ]
+    if lead_form := lead_form_on_hello(conversation=conversation):
+        frames.append(lead_form)
+    streaming = [m["id"] for m in history if m["role"] == "bot" and m["status"] == "streaming"]
+    return SessionStarted(conversation, frames, streaming[-1] if streaming else None)
+
+
+# --- a message -----------------------------------------------------------------------------------------------
+
+
+async def visitor_message_limited(*, visitor_id: str, client_ip: str) -> bool:
+    """Whether this message is over the visitor's or the address's per-minute limit (counted either way)."""
+    return await limits.rate_limit_hit(
+        scope="visitor", identity=visitor_id, limit=settings.CHAT_MESSAGES_PER_MINUTE_PER_VISITOR, window_s=60
+    ) or await limits.rate_limit_hit(
+        scope="ip", identity=client_ip, limit=settings.CHAT_MESSAGES_PER_MINUTE_PER_IP, window_s=60
+    )
+
+
+@dataclass
+class MessagePosted:
+    frames: list[ServerFrame] = field(default_factory=list)
+    # The bot's answer now streaming, to watch.
+    answer_message_id: int | None = None
+
+
+def visitor_message_post(*, conversation: Conversation, message: MessageValues) -> MessagePosted:
+    """Save the visitor's message and queue the bot's answer; `ack` it. "Can I talk to a person?" is a handoff
+    request, not a question for the bot (unless staff are already there)."""
+    wants_person = (
+        human_requested(message.text)
+        and not Conversation.objects.filter(id=conversation.id, taken_over_by__isnull=False).exists()
+    )
+    try:
+        visitor_message, bot_message = conversations.message_receive(
+            conversation=conversation, text=message.text, client_id=message.client_id, answer=not wants_person
+        )
+    except conversations.ConversationBusy:
+        busy = error_frame("busy", "Please wait until the current answer is finished, or stop it.", retryable=True)
+        return MessagePosted(frames=[busy])
+    posted = MessagePosted(
+        frames=[ack_frame(client_id=message.client_id, message_id=visitor_message.id, answer=bot_message is not None)],
+        answer_message_id=bot_message.id if bot_message is not None and bot_message.status == "streaming" else None,
+    )
+    if wants_person:
+        posted.frames += visitor_handoff_request(conversation=conversation)
+    elif lead_form := lead_form_after_visitor_message(conversation=conversation):
+        posted.frames.append(lead_form)
+    return posted
+
+
+# --- asking for a person, stopping, feedback -------------------------------------------------------------------
+
+
+def visitor_handoff_request(*, conversation: Conversation) -> list[ServerFrame]:
+    """`handoff`: "requested" when a staff member is online within business hours (the dashboards are told at
+    once); otherwise "unavailable", and the lead form is offered."""
+    outcome = handoff_request(conversation=conversation)
+    frames: list[ServerFrame] = [handoff_frame(status=outcome.status, message=outcome.message)]
+    if outcome.status == "unavailable" and (lead_form := lead_form_on_handoff_unavailable(conversation=conversation)):
+        frames.append(lead_form)
+    return frames
+
+
+async def visitor_stop(*, conversation: Conversation) -> None:
+    """Ask the worker streaming the conversation's answer (if one streams) to stop."""
+    streaming = await db_async(conversations.conversation_streaming_message)(conversation=conversation)
+    if streaming is not None:
+        await answer_request_stop(message_id=streaming.id)
+
+
+# --- the lead form -------------------------------------------------------------------------------------------
+
+
+async def lead_submit_limited(*, visitor_id: str) -> bool:
+    return await limits.rate_limit_hit(scope="lead", identity=visitor_id, limit=LEAD_SUBMITS_PER_MINUTE, window_s=60)
+
+
+def visitor_lead_submit(*, conversation: Conversation, fields: dict) -> ServerFrame:
+    result = lead_capture(conversation=conversation, fields=fields)
+    if result.errors:
+        return lead_errors_frame(errors=result.errors)
+    return lead_saved_frame(message=result.message)

@@ -1,0 +1,167 @@
+"""Bots (administrators): their settings, knowledge sources, bot files."""
+
+import json
+
+from django.contrib import messages
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_POST
+
+from chatbot.bots import botfiles
+from chatbot.bots.services import bot_create
+from chatbot.bots.sources import source_add_and_ingest
+from chatbot.bots.sources import source_resync as bot_source_resync
+from chatbot.chat.widget import embed_snippet
+from chatbot.dashboard.forms import BotForm, ImportForm, SourceForm
+from chatbot.dashboard.permissions import admin_required
+from chatbot.dashboard.views.common import render_page
+from chatbot.models import Bot
+from knowledge.models import Source
+from knowledge.services import source_delete
+
+
+@require_GET
+@admin_required
+def bots(request):
+    return render_page(
+        request, "dashboard/bots.html", {"bots": Bot.objects.all(), "import_form": ImportForm()}, section="bots"
+    )
+
+
+@admin_required
+def bot_new(request):
+    form = BotForm(request.POST or None, initial={"color": "#4f46e5", "language": "en", "temperature": 0.3})
+    if request.method == "POST" and form.is_valid():
+        fields = {name: value for name, value in form.cleaned_data.items() if name not in ("slug", "name")}
+        bot = bot_create(slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], **fields)
+        messages.success(request, f"Bot “{bot.name}” created. Add knowledge next.")
+        return redirect("dashboard:bot-knowledge", bot.slug)
+    return render_page(request, "dashboard/bot_form.html", {"form": form, "bot": None}, section="bots")
+
+
+@admin_required
+def bot_edit(request, slug: str):
+    bot = get_object_or_404(Bot, slug=slug)
+    form = BotForm(request.POST or None, instance=bot)
+    if request.method == "POST" and form.is_valid():
+        bot = form.save()
+        messages.success(request, "Settings saved. The preview shows them.")
+        return redirect("dashboard:bot-edit", bot.slug)
+    return render_page(
+        request,
+        "dashboard/bot_form.html",
+        {"form": form, "bot": bot, "snippet": embed_snippet(bot)},
+        section="bots",
+    )
+
+
+@admin_required
+def bot_knowledge(request, slug: str):
+    bot = get_object_or_404(Bot, slug=slug)
+    form = SourceForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        if bot.knowledge_base_id is None:
+            messages.error(request, "This bot has no knowledge base.")
+        elif form.is_valid():
+            data = form.cleaned_data
+            if data["kind"] == "file":
+                upload = data["file"]
+                source_add_and_ingest(bot=bot, kind="file", filename=upload.name, data=upload.read())
+            elif data["kind"] == "faq":
+                source_add_and_ingest(bot=bot, kind="faq", question=data["question"], answer=data["answer"])
+            else:
+                source_add_and_ingest(
+                    bot=bot, kind=data["kind"], url=data["url"], resync_every_hours=data["resync_every_hours"]
+                )
+            messages.success(request, "Source added; ingestion has started.")
+            return redirect("dashboard:bot-knowledge", bot.slug)
+    sources = bot.knowledge_base.sources.all() if bot.knowledge_base_id else Source.objects.none()
+    return render_page(
+        request,
+        "dashboard/knowledge.html",
+        {"bot": bot, "form": form, "sources": sources, "approved_answers": bot.approved_answers.all()},
+        section="bots",
+    )
+
+
+def _source_of(bot: Bot, source_id: int) -> Source:
+    return get_object_or_404(Source, id=source_id, knowledge_base_id=bot.knowledge_base_id)
+
+
+@require_GET
+@admin_required
+def knowledge_progress(request, slug: str):
+    bot = get_object_or_404(Bot, slug=slug)
+    sources = bot.knowledge_base.sources.all() if bot.knowledge_base_id else []
+    return JsonResponse(
+        {
+            "sources": [
+                {
+                    "id": s.id,
+                    "status": s.status,
+                    "status_label": s.get_status_display(),
+                    "done": s.documents_done,
+                    "total": s.documents_total,
+                    "error": s.error,
+                }
+                for s in sources
+            ]
+        }
+    )
+
+
+@require_POST
+@admin_required
+def source_resync(request, slug: str, source_id: int):
+    bot = get_object_or_404(Bot, slug=slug)
+    bot_source_resync(source=_source_of(bot, source_id))
+    messages.success(request, "Re-sync started.")
+    return redirect("dashboard:bot-knowledge", bot.slug)
+
+
+@require_POST
+@admin_required
+def source_remove(request, slug: str, source_id: int):
+    bot = get_object_or_404(Bot, slug=slug)
+    source_delete(source=_source_of(bot, source_id))
+    messages.success(request, "Source deleted.")
+    return redirect("dashboard:bot-knowledge", bot.slug)
+
+
+@require_GET
+@admin_required
+def bot_export(request, slug: str):
+    bot = get_object_or_404(Bot, slug=slug)
+    document = botfiles.bot_config_export(bot=bot)
+    response = HttpResponse(
+        json.dumps(document, indent=2, ensure_ascii=False) + "\n", content_type="application/json; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{slugify(bot.slug)}.parley-bot.json"'
+    return response
+
+
+@require_POST
+@admin_required
+def bot_import(request):
+    form = ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "Choose a bot configuration file.")
+        return redirect("dashboard:bots")
+    try:
+        document = json.loads(form.cleaned_data["file"].read().decode("utf-8"))
+        report = botfiles.bot_config_import(document=document, user=request.user)
+    except (ValueError, UnicodeDecodeError) as error:
+        problems = error.problems if isinstance(error, botfiles.BotConfigError) else [f"Not JSON: {error}"]
+        for problem in problems:
+            messages.error(request, problem)
+        return redirect("dashboard:bots")
+    verb = "created" if report.created else "updated"
+    messages.success(
+        request,
+        f"Bot “{report.bot.name}” {verb}: {report.approved_answers_added} approved answer(s) and "
+        f"{report.sources_added} source(s) added.",
+    )
+    if report.sources_skipped:
+        messages.warning(request, f"Upload these files again: {', '.join(report.sources_skipped)}.")
+    return redirect("dashboard:bot-edit", report.bot.slug)

@@ -1,0 +1,69 @@
+"""Reading leads: a bot's leads filtered by day and consent, and the CSV export."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from datetime import date
+from typing import IO, Any
+
+from django.db.models import QuerySet
+
+from chatbot.leads.form import LeadFormInvalid, language_of, lead_form_parse
+from chatbot.models import Bot, Lead
+
+
+def leads_filter(
+    *, bot: Bot, since: date | None = None, until: date | None = None, consent: bool | None = None
+) -> QuerySet[Lead]:
+    """A bot's leads, newest first; `since`/`until` are days (inclusive) in the instance's time zone."""
+    leads = Lead.objects.filter(bot=bot)
+    if since:
+        leads = leads.filter(created_at__date__gte=since)
+    if until:
+        leads = leads.filter(created_at__date__lte=until)
+    if consent is True:
+        leads = leads.filter(consent_at__isnull=False)
+    elif consent is False:
+        leads = leads.filter(consent_at__isnull=True)
+    return leads.order_by("-created_at", "-id")
+
+
+UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+
+
+def _csv_safe(value: Any) -> str:
+    """Spreadsheets run cells starting with = + - @ as formulas: a visitor could type one into the form."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def leads_csv_write(*, bot: Bot, leads: Iterable[Lead], out: IO[str]) -> int:
+    """Write leads as CSV: fixed columns, then one per form field (the bot's form first, then any other field a
+    lead has). Returns the number of rows."""
+    leads = list(leads)
+    try:
+        form = lead_form_parse(config=bot.lead_form, language=language_of(bot=bot))
+    except LeadFormInvalid:
+        form = None
+    fixed = ["id", "created_at", "updated_at", "email", "name"]
+    field_names = [f.name for f in form.fields if f.name not in fixed] if form else []
+    for lead in leads:
+        field_names += [key for key in lead.data if key not in field_names and key not in fixed]
+    writer = csv.writer(out)
+    writer.writerow(
+        [*fixed, *field_names, "page_url", "referrer",
+         *(f"utm_{key}" for key in UTM_KEYS), "consent_text", "consent_at", "conversation_id"]
+    )  # fmt: skip
+    for lead in leads:
+        # What visitors (or links they followed) typed is made safe; what Parley generated is written exactly,
+        # so that an id like "-fphTSSRya1muj" still matches its conversation.
+        typed = [
+            lead.email, lead.name, *(lead.data.get(name, "") for name in field_names), lead.page_url,
+            lead.referrer, *(lead.utm.get(key, "") for key in UTM_KEYS), lead.consent_text,
+        ]  # fmt: skip
+        writer.writerow(
+            [lead.id, lead.created_at.isoformat(), lead.updated_at.isoformat(), *map(_csv_safe, typed),
+             lead.consent_at.isoformat() if lead.consent_at else "", lead.conversation_id or ""]
+        )  # fmt: skip
+    return len(leads)

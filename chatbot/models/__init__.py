@@ -1,0 +1,23 @@
+"""The `chatbot` app's models, one module per domain (the app label stays `chatbot`, and so do the tables and
+migrations). Import them from here: `from chatbot.models import Bot`."""
+
+from chatbot.models.answers import ApprovedAnswer
+from chatbot.models.bots import Bot, new_public_id, new_webhook_secret
+from chatbot.models.conversations import Conversation, Message, new_conversation_id
+from chatbot.models.leads import Lead, LeadDelivery, LeadDeliveryAttempt
+from chatbot.models.staff import StaffMember, staff_display_name
+
+__all__ = [
+    "ApprovedAnswer",
+    "Bot",
+    "Conversation",
+    "Lead",
+    "LeadDelivery",
+    "LeadDeliveryAttempt",
+    "Message",
+    "StaffMember",
+    "new_conversation_id",
+    "new_public_id",
+    "new_webhook_secret",
+    "staff_display_name",
+]

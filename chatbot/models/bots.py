@@ -1,0 +1,72 @@
+"""A bot: its voice, knowledge, model settings and where its leads go."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Bot(models.Model):
+    """An assistant a company puts on its website: its voice, its knowledge and its model settings."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    persona = models.TextField(
+        blank=True,
+        help_text="Persona and brand-voice instructions given to the model before every answer.",
+    )
+    greeting = models.CharField(max_length=500, blank=True, default="Hi! How can I help you today?")
+    color = models.CharField(max_length=7, default="#4f46e5")
+    avatar_url = models.URLField(blank=True)
+    language = models.CharField(max_length=8, default="en")
+    allowed_origins = models.JSONField(
+        default=list, blank=True, help_text="Origins (https://www.example.com) allowed to embed the widget."
+    )
+    # Model server and generation parameters; an empty endpoint means the instance's TGI_URL.
+    model_endpoint = models.URLField(blank=True)
+    adapter_id = models.CharField(max_length=200, blank=True, help_text="LoRA adapter served by TGI.")
+    temperature = models.FloatField(default=0.3)
+    top_p = models.FloatField(null=True, blank=True)
+    max_new_tokens = models.PositiveIntegerField(default=512)
+    stop_sequences = models.JSONField(default=list, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    knowledge_base = models.ForeignKey(
+        "knowledge.KnowledgeBase", null=True, blank=True, on_delete=models.SET_NULL, related_name="bots"
+    )
+    strict_mode = models.BooleanField(
+        default=False, help_text="Answer only when the knowledge base has relevant passages; never guess."
+    )
+    # Human handoff: when nobody is online or it is outside these hours, the widget offers the lead form instead.
+    business_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"timezone": "Europe/Paris", "days": {"mon": ["09:00", "18:00"], ...}}; empty: always open.',
+    )
+    # Lead capture (see chatbot.leads.form): the form's fields and when it is shown, where leads are delivered.
+    lead_form = models.JSONField(default=dict, blank=True)
+    notification_email = models.EmailField(blank=True)
+    crm_webhook_url = models.URLField(blank=True)
+    # Signs webhook deliveries (HMAC-SHA256). Generated per bot; never exported.
+    crm_webhook_secret = models.CharField(max_length=128, blank=True, default=new_webhook_secret)
+    lead_retention_days = models.PositiveIntegerField(default=365)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def endpoint(self) -> str:
+        return self.model_endpoint or settings.TGI_URL

@@ -1,0 +1,88 @@
+"""A circuit breaker in front of the model server, shared by every worker through Redis.
+
+closed → (N answers in a row could not use the model) → open for a cool-down: answers go straight to
+retrieval-only without a request → half-open: one answer may try (a probe); its success closes the circuit, its
+failure opens it again. A Redis outage never blocks answers: the breaker then lets every request through.
+"""
+
+import logging
+import time
+from typing import Literal
+
+import redis
+from django.conf import settings
+
+from chatbot.realtime.connections import sync_client
+from chatbot.realtime.keys import circuit_key as _key
+
+logger = logging.getLogger(__name__)
+
+CircuitState = Literal["closed", "open", "half_open"]
+PROBE_TTL_S = 60
+# The ModelServerError kinds that say the model server is down or failing (not the request's fault).
+FAILURE_KINDS = frozenset(
+    {"unreachable", "timeout", "overloaded", "unavailable", "generation", "stream_error", "bad_response"}
+)
+
+
+def failure_threshold() -> int:
+    return settings.TGI_CIRCUIT_FAILURES
+
+
+def cooldown_s() -> float:
+    return settings.TGI_CIRCUIT_COOLDOWN_S
+
+
+def circuit_state(*, endpoint: str) -> CircuitState:
+    try:
+        opened_until = sync_client().get(_key(endpoint, "open_until"))
+    except redis.RedisError:
+        return "closed"
+    if opened_until is None:
+        return "closed"
+    return "open" if float(opened_until) > time.time() else "half_open"
+
+
+def circuit_allows(*, endpoint: str) -> bool:
+    """May an answer ask the model server now? In half-open state only one caller gets a yes (the probe)."""
+    state = circuit_state(endpoint=endpoint)
+    if state == "closed":
+        return True
+    if state == "open":
+        return False
+    try:
+        return bool(sync_client().set(_key(endpoint, "probe"), "1", nx=True, ex=PROBE_TTL_S))
+    except redis.RedisError:
+        return True
+
+
+def circuit_record_success(*, endpoint: str) -> None:
+    try:
+        sync_client().delete(_key(endpoint, "failures"), _key(endpoint, "open_until"), _key(endpoint, "probe"))
+    except redis.RedisError as error:
+        logger.warning("could not close the model server circuit: %s", error)
+
+
+def circuit_record_failure(*, endpoint: str) -> CircuitState:
+    """Count one answer that could not use the model server; returns the state after it."""
+    client = sync_client()
+    try:
+        was = circuit_state(endpoint=endpoint)
+        if was == "open":
+            return was  # an answer that started before the circuit opened must not extend the cool-down
+        failures = client.incr(_key(endpoint, "failures"))
+        client.expire(_key(endpoint, "failures"), 3600)
+        if was == "half_open" or failures >= failure_threshold():
+            until = time.time() + cooldown_s()
+            client.set(_key(endpoint, "open_until"), str(until), ex=int(cooldown_s()) + 3600)
+            client.delete(_key(endpoint, "failures"), _key(endpoint, "probe"))
+            logger.error("model server %s failed %s times in a row: circuit open for %ss", endpoint,
+                         failures, cooldown_s())  # fmt: skip
+            return "open"
+    except redis.RedisError as error:
+        logger.warning("could not count a model server failure: %s", error)
+    return circuit_state(endpoint=endpoint)
+
+
+def circuit_reset(*, endpoint: str) -> None:
+    circuit_record_success(endpoint=endpoint)

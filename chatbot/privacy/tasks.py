@@ -1,0 +1,11 @@
+"""Celery tasks of data retention. Registered under the names they always had (beat schedules name them)."""
+
+from celery import shared_task
+
+from chatbot.privacy import services
+
+
+@shared_task(name="chatbot.leads_tasks.leads_purge_expired", ignore_result=True)
+def leads_purge_expired() -> None:
+    """Beat: delete leads older than their bot's retention period."""
+    services.leads_purge_expired()

@@ -1,0 +1,58 @@
+"""Every Redis key name Parley writes, in one place. (Celery's, channels_redis's and the Django cache's own keys
+are theirs; the cache's are prefixed "parley:" by settings.CACHES.)"""
+
+import hashlib
+
+# --- answers ---------------------------------------------------------------------------------------------------
+
+
+def answer_stop_key(message_id: int) -> str:
+    """Set when the visitor pressed Stop on this streaming answer (chatbot.answers.stops)."""
+    return f"parley:stop:{message_id}"
+
+
+def answer_progress_key(message_id: int) -> str:
+    """A hash: the worker's heartbeat and the answer's text so far (chatbot.answers.progress)."""
+    return f"parley:answer:{message_id}"
+
+
+def answer_finalised_key(message_id: int) -> str:
+    """The lock taken by whoever ends a lost answer, so it is ended once (chatbot.answers.watchdog)."""
+    return f"parley:answer:{message_id}:finalised"
+
+
+def circuit_key(endpoint: str, part: str) -> str:
+    """The model server circuit breaker's state (chatbot.ops.circuit): part is failures, open_until or probe."""
+    digest = hashlib.sha1(endpoint.encode()).hexdigest()[:16]  # noqa: S324 - a key name, not security
+    return f"parley:circuit:{digest}:{part}"
+
+
+# --- chat limits -----------------------------------------------------------------------------------------------
+
+
+def rate_key(scope: str, identity: str, window: int) -> str:
+    """A counter of one identity's events in one window (chatbot.realtime.limits)."""
+    return f"parley:rate:{scope}:{identity}:{window}"
+
+
+def connections_key(ip: str) -> str:
+    """The number of chat sockets open from one address (chatbot.realtime.limits)."""
+    return f"parley:conn:{ip}"
+
+
+# --- staff presence --------------------------------------------------------------------------------------------
+
+PRESENCE_ADMINS_KEY = "parley:presence:admins"
+
+
+def presence_bot_key(bot_id: int) -> str:
+    """A sorted set of the dashboard sockets that can take over this bot's conversations (chatbot.realtime.presence)."""
+    return f"parley:presence:bot:{bot_id}"
+
+
+# --- Django cache keys (prefixed by the cache) -----------------------------------------------------------------
+
+
+def question_embedding_cache_key(text: str) -> str:
+    """A visitor question's embedding, cached for the quality page (chatbot.dashboard.quality)."""
+    return "qemb:" + hashlib.sha256(text.encode()).hexdigest()[:32]

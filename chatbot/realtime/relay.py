@@ -1,0 +1,167 @@
+"""Sending channel-layer events from synchronous worker threads.
+
+`async_to_sync(group_send)` would start an event loop, and a Redis connection pool, per call. Instead each worker
+process keeps one event loop in a background thread with one channel layer, and threads hand it their events.
+Events go out through one outbox in the order they were handed over: while one batch is on its way to Redis, the
+next accumulates and then leaves in one pipelined round trip (`PubSubChannelLayer.group_send_many`). One event alone
+leaves at once; at load, a round trip carries the events of every answer that has something to send.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Future
+
+import redis
+from channels.layers import get_channel_layer
+
+from chatbot.realtime.protocol import token_event
+
+logger = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 5.0
+
+
+class ChannelLayerRelay:
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._layer = None
+        self._outbox: list[tuple[str, dict, asyncio.Future]] = []
+        self._sender: asyncio.Task | None = None
+        self._thread = threading.Thread(target=self._run, name="channel-layer-relay", daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._layer = get_channel_layer()
+        self._ready.set()
+        self._loop.run_forever()
+
+    def group_send(self, group: str, event: dict) -> None:
+        """From any thread: send `event` to `group`, after every event handed over before it; returns once Redis
+        has it, and raises if it could not be sent."""
+        future: Future = asyncio.run_coroutine_threadsafe(self._send(group, event), self._loop)
+        future.result(timeout=SEND_TIMEOUT_S)
+
+    async def _send(self, group: str, event: dict) -> None:
+        await self.send_soon(group, event)
+
+    # On the relay's loop.
+
+    def send_soon(self, group: str, event: dict) -> asyncio.Future:
+        """Queue `event` for `group`. The returned future is done once Redis has it, or holds why it failed."""
+        sent = self._loop.create_future()
+        self._outbox.append((group, event, sent))
+        if self._sender is None or self._sender.done():
+            self._sender = self._loop.create_task(self._send_outbox())
+        return sent
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            failure: BaseException | None = None
+            # Once more on a connection error: after a Redis restart the first command on a pooled connection
+            # fails (before anything was published), and the next one reconnects.
+            for _attempt in range(2):
+                try:
+                    await self._layer.group_send_many([(group, event) for group, event, _ in batch])
+                    failure = None
+                    break
+                except redis.ConnectionError as error:
+                    failure = error
+                except Exception as error:
+                    failure = error
+                    break
+            for _, _, sent in batch:
+                if sent.done():
+                    continue
+                if failure is None:
+                    sent.set_result(None)
+                else:
+                    sent.set_exception(failure)
+
+
+_relay: ChannelLayerRelay | None = None
+_relay_lock = threading.Lock()
+
+
+def relay() -> ChannelLayerRelay:
+    global _relay
+    with _relay_lock:
+        if _relay is None:
+            _relay = ChannelLayerRelay()
+        return _relay
+
+
+class TokenCoalescer:
+    """Relays an answer's text as it arrives: the first piece at once, then at most one event per `interval_s`.
+
+    A fast model at high concurrency would otherwise cost one Redis message per token; 20 ms is below what a
+    reader can notice. Pending text is flushed by a timer on the relay's loop, so a pause in the model's output
+    never holds back text already received. The worker thread feeding text never waits on Redis, and wakes the
+    relay's loop at most once per flush. `close()` sends what is left and waits until all of it was sent."""
+
+    def __init__(self, *, group: str, message_id: int, interval_s: float = 0.02, layer_relay=None) -> None:
+        self.group = group
+        self.message_id = message_id
+        self.interval_s = interval_s
+        self._relay = layer_relay or relay()
+        self._loop = self._relay._loop
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._flush_scheduled = False
+        self._last_sent = float("-inf")
+        self._sends: list[asyncio.Future] = []
+        self.first_sent_at: float | None = None
+        self.events_sent = 0
+
+    def feed(self, text: str) -> None:
+        if not text:
+            return
+        with self._lock:
+            self._pending.append(text)
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self._loop.call_soon_threadsafe(self._schedule_flush)
+
+    def close(self, timeout_s: float = SEND_TIMEOUT_S) -> None:
+        """Flush what is pending and wait until every event of this answer has reached the channel layer."""
+        asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result(timeout=timeout_s)
+
+    # Everything below runs on the relay's event loop.
+
+    def _schedule_flush(self) -> None:
+        wait = self.interval_s - (time.monotonic() - self._last_sent)
+        if wait <= 0:
+            self._flush()
+        else:
+            self._loop.call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._flush_scheduled = False
+        if not text:
+            return
+        now = time.monotonic()
+        self._last_sent = now
+        if self.first_sent_at is None:
+            self.first_sent_at = now
+        self.events_sent += 1
+        self._sends.append(self._relay.send_soon(self.group, token_event(message_id=self.message_id, text=text)))
+
+    async def _drain(self) -> None:
+        self._flush()
+        results = await asyncio.gather(*self._sends, return_exceptions=True)
+        self._sends.clear()
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            logger.error(
+                "could not relay %d of %d token events of message %s: %s",
+                len(failures), len(results), self.message_id, failures[0],
+            )  # fmt: skip
