@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -45,13 +46,13 @@ def configure_environment() -> None:
 
 def stop_embedded_servers(*, data_dir: Path, only: set[str] | None = None) -> list[str]:
     """Stop the embedded servers of a data directory; returns the names of those that were running."""
-    stopped = []
-    with _data_dir_lock(data_dir):
-        if (only is None or "redis" in only) and redis_stop(data_dir=data_dir):
-            stopped.append("redis")
-        if (only is None or "postgres" in only) and postgres_stop(data_dir=data_dir):
-            stopped.append("postgres")
-    return stopped
+    stops = {"redis": redis_stop, "postgres": postgres_stop}
+    names = [name for name in stops if only is None or name in only]
+    with _data_dir_lock(data_dir), ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        # Side by side: each waits on its server's shutdown (Redis about 1.5 s, PostgreSQL's fast shutdown about as
+        # long), and Ctrl-C on `up` should not wait for the sum.
+        results = dict(zip(names, pool.map(lambda name: stops[name](data_dir=data_dir), names), strict=True))
+    return [name for name in names if results[name]]
 
 
 @contextlib.contextmanager
