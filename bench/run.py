@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import signal
@@ -134,20 +135,28 @@ def compare(floor: dict, parley: dict) -> dict:
     }
 
 
-async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: int, *, label: str,
-                         timeout_s: float = 0, profile: Path | None = None) -> dict:  # fmt: skip
-    """`asking` questions at once, first straight to the simulator, then through Parley's websocket."""
+async def measured_round(
+    stack: lib.Stack,
+    visitors: list[lib.Visitor],
+    asking: int,
+    *,
+    label: str,
+    timeout_s: float = 0,
+    profile: Path | None = None,
+    with_floor: bool = True,
+) -> dict:
+    """`asking` questions at once, first straight to the simulator (unless not `with_floor`), then through Parley's
+    websocket."""
     timeout_s = timeout_s or ANSWER_TIMEOUT_S
     sim_reset(stack)
     floor_answers = await asyncio.gather(
         *(lib.direct_stream(stack.simulator_url, f"How do refunds work for order type {n}? [ref {label}-f{n}]",
-                            timeout_s=timeout_s) for n in range(asking))
+                            timeout_s=timeout_s) for n in range(asking if with_floor else 0))
     )  # fmt: skip
     floor = analyse(floor_answers, lib.simulator_requests_by_tag(stack.simulator_url), stack.script)
     sim_reset(stack)
     profilers = start_profilers(stack, profile) if profile else []
-    with lib.ResourceSampler({"daphne": stack.daphne.pid, "worker": stack.worker.pid,
-                              "simulator": stack.simulator.pid, "load_generator": os.getpid()},
+    with lib.ResourceSampler({**stack.process_pids(), "simulator": stack.simulator.pid, "load_generator": os.getpid()},
                              trees=stack.service_pids()) as sampler:  # fmt: skip
         answers = await asyncio.gather(
             *(visitor.ask(f"How do refunds work for order type {n}? [ref {label}-p{n}]", timeout_s=timeout_s)
@@ -159,6 +168,9 @@ async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: 
     # first token waited for CPU, not for a lock or a queue.
     first_tokens = [answer.first_token_at for answer in answers if answer.first_token_at is not None]
     cpu_s, wall_s = (sampler.cpu_until(max(first_tokens)) if first_tokens else None) or (0.0, 0.0)
+    # Parley's own: Daphne, the workers, PostgreSQL and Redis (not the simulator, nor this load generator).
+    parley_names = {name for name in sampler.cpu_s if name.startswith(("daphne", "worker", "postgres", "redis"))}
+    parley_cpu_s = ((sampler.cpu_until(max(first_tokens), parley_names) if first_tokens else None) or (0.0, 0.0))[0]
     cores = os.cpu_count() or 1
     return {
         "visitors_connected": len(visitors),
@@ -171,7 +183,16 @@ async def measured_round(stack: lib.Stack, visitors: list[lib.Visitor], asking: 
             "wall_s": round(wall_s, 2),
             "cpu_s_all_processes": round(cpu_s, 2),
             "machine_busy_share": round(cpu_s / (cores * wall_s), 2) if wall_s else None,
-            "cpu_ms_per_question": round(cpu_s * 1000 / asking, 1) if asking and wall_s else None,
+            "cpu_ms_per_question": round(parley_cpu_s * 1000 / asking, 1) if asking and wall_s else None,
+            "cpu_ms_per_question_with_simulator_and_client": round(cpu_s * 1000 / asking, 1)
+            if asking and wall_s
+            else None,
+        },
+        "whole_round": {
+            "wall_s": round(sampler.wall_s, 2),
+            "cpu_ms_per_question": round(sum(sampler.cpu_s[name] for name in parley_names) * 1000 / asking, 1)
+            if asking
+            else None,
         },
     }
 
@@ -240,12 +261,78 @@ def profile_top(path: Path, top: int = 15) -> dict:
     }
 
 
+# Which stage a sample belongs to: the first frame, walking from the innermost one outwards, that matches one of a
+# stage's patterns (a file or a function, as py-spy writes frames: "function (path/file.py:line)").
+STAGES = {
+    "worker": [
+        ("embedding", ("knowledge/embeddings.py", "sentence_transformers/", "torch/", "onnxruntime", "tokenizers/")),
+        ("search", ("knowledge/retrieval.py", "knowledge/late_interaction.py", "knowledge/reranking.py")),
+        ("prompt", ("inference/budget.py", "inference/prompts.py")),
+        ("model stream", ("inference/client.py", "inference/errors.py", "huggingface_hub/", "httpx", "httpcore")),
+        ("output guard", ("answers/guard.py",)),
+        ("relay", ("realtime/relay.py", "realtime/channel_layer.py", "channels_redis/", "msgpack")),
+        ("progress and stops", ("answers/progress.py", "answers/stops.py")),
+        ("load and save", ("answers/pipeline.py", "answers/approved.py", "leads/", "django/db/", "psycopg")),
+        ("queue (Celery)", ("celery/", "kombu/", "billiard/")),
+    ],
+    "daphne": [
+        ("token fan-out", ("chat_token (", "chat_done (", "chat_typing (", "chat_error (", "channels_redis/",
+                           "realtime/channel_layer.py", "msgpack", "autobahn/")),
+        ("watchdog", ("answers/watchdog.py", "chat/answer_watch.py")),
+        ("receive and save", ("on_message (", "on_hello (", "chat/session.py", "chat/conversations.py",
+                              "chat/frames.py", "realtime/limits.py", "realtime/async_db.py", "django/db/",
+                              "psycopg", "kombu/", "celery/")),
+    ],
+}  # fmt: skip
+IDLE_WORDS = ("select (selectors", "poll (selectors", "wait (threading", "_worker (concurrent", "epoll",
+              "recv_into (socket", "readinto (socket", "sleep", "accept")  # fmt: skip
+
+
+def stage_shares(path: Path, kind: str) -> dict[str, float]:
+    """The share of a process's busy samples (py-spy's collapsed stacks) in each stage of `STAGES[kind]`."""
+    counts: Counter = Counter()
+    if not path.exists():
+        return {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [frame for frame in stack.split(";") if frame and not frame.startswith("thread (")]
+        if not frames or any(word in frames[-1] for word in IDLE_WORDS):
+            continue
+        stage = "other"
+        for frame in reversed(frames):
+            found = next((name for name, patterns in STAGES[kind] if any(p in frame for p in patterns)), None)
+            if found:
+                stage = found
+                break
+        counts[stage] += int(count)
+    total = sum(counts.values())
+    return {stage: round(n / total, 3) for stage, n in counts.most_common()} if total else {}
+
+
+def cpu_by_stage(round_result: dict, profile_prefix: Path, questions: int) -> dict:
+    """CPU milliseconds per question of each process, and of Daphne's and the worker's stages: the round's CPU
+    seconds per process, split in the shares a profiled round of the same size spent in each stage."""
+    processes = round_result["processes"]
+    per_process = {
+        name: round(summary["cpu_s"] * 1000 / questions, 1) for name, summary in processes.items() if "cpu_s" in summary
+    }
+    stages = {}
+    for kind in ("daphne", "worker"):
+        shares = stage_shares(profile_prefix.with_name(f"{profile_prefix.name}_{kind}.txt"), kind)
+        stages[kind] = {stage: round(share * per_process.get(kind, 0), 1) for stage, share in shares.items()}
+    return {"cpu_ms_per_question_by_process": per_process, "cpu_ms_per_question_by_stage": stages}
+
+
 # --- scenarios -------------------------------------------------------------------------------------------------
 
 
-async def connect(url: str, visitors: list[lib.Visitor], count: int) -> None:
+async def connect(urls: list[str], visitors: list[lib.Visitor], count: int) -> None:
+    """Connect visitors until there are `count`, spread over the Daphne processes' URLs like a load balancer."""
     while len(visitors) < count:
-        batch = [lib.Visitor(url, len(visitors) + n) for n in range(min(50, count - len(visitors)))]
+        batch = [
+            lib.Visitor(urls[(len(visitors) + n) % len(urls)], len(visitors) + n)
+            for n in range(min(50, count - len(visitors)))
+        ]
         await asyncio.gather(*(visitor.connect() for visitor in batch))
         visitors.extend(batch)
 
@@ -283,7 +370,7 @@ async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list
     baseline = daphne.memory_info().rss
     previous_count, previous_rss = 0, baseline
     for level in levels:
-        await connect(stack.ws_url, visitors, level)
+        await connect(stack.ws_urls, visitors, level)
         await asyncio.sleep(1.0)
         rss = daphne.memory_info().rss
         idle_memory.append({
@@ -324,7 +411,7 @@ async def scenario_throughput(stack: lib.Stack, steps: list[int]) -> dict:
     visitors: list[lib.Visitor] = []
     points = []
     for asking in steps:
-        await connect(stack.ws_url, visitors, asking)
+        await connect(stack.ws_urls, visitors, asking)
         result = await measured_round(stack, visitors, asking, label=f"t{asking}")
         p = result["parley"]
         points.append({
@@ -480,6 +567,73 @@ def scenario_soak(minutes: float) -> dict:
     if completed.returncode != 0 or not path.exists():
         return {"error": f"bench/soak.py exited with {completed.returncode}"}
     return {"minutes": minutes, "source": str(path.relative_to(lib.BASE_DIR)), "report": json.loads(path.read_text())}
+
+
+# Scenario 6: (Daphne processes, worker processes) per configuration measured.
+SCALING_CONFIGS = [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4)]
+SCALING_CONFIGS_QUICK = [(1, 1), (1, 2), (2, 2)]
+
+
+async def scaling_cell(stack: lib.Stack, *, burst: int, steps: list[int]) -> dict:
+    """One configuration: how many questions a second it answers (a burst of `burst` short answers, from the first
+    question sent to the last `done`), the most tokens a second it relays within 30 ms of lag p95 (answers at once
+    from `steps`, 100 tokens each), and each process's memory."""
+    stack.set_answer_tokens(TTFT_ANSWER_TOKENS)
+    visitors: list[lib.Visitor] = []
+    await connect(stack.ws_urls, visitors, max(burst, *steps))
+    for n, visitor in enumerate(visitors[: 2 * len(stack.workers)]):  # warm-up: every worker loads its model
+        await visitor.ask(f"Warm up {n} [ref sw{n}]", timeout_s=120)
+    sim_reset(stack)
+    with lib.ResourceSampler({**stack.process_pids()}, trees=stack.service_pids()) as sampler:
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(visitor.ask(f"How do refunds work for order type {n}? [ref sb{n}]", timeout_s=ANSWER_TIMEOUT_S)
+              for n, visitor in enumerate(visitors[:burst]))
+        )  # fmt: skip
+        wall = time.monotonic() - started
+    done = [answer for answer in answers if answer.done and not answer.error]
+    burst_result = analyse(answers, lib.simulator_requests_by_tag(stack.simulator_url), stack.script)
+    stack.set_answer_tokens(100)
+    points = []
+    for asking in steps:
+        result = await measured_round(stack, visitors, asking, label=f"sc{asking}", with_floor=False)
+        p = result["parley"]
+        points.append({"answers_at_once": asking, "tokens_per_s": p["tokens_per_s"],
+                       "token_lag_p95": p["token_lag_ms"].get("p95"), "errors": p["errors"],
+                       "tokens_lost": p["tokens_lost"], "processes": result["processes"]})  # fmt: skip
+        if (p["token_lag_ms"].get("p95") or 1e9) > 30 and len(points) >= 2:
+            break
+    await asyncio.gather(*(visitor.close() for visitor in visitors))
+    under = [point for point in points if (point["token_lag_p95"] or 1e9) <= 30]
+    best = max(under, key=lambda point: point["tokens_per_s"] or 0) if under else None
+    memory = {name: summary["rss_max_mb"] for name, summary in sampler.summary().items() if "rss_max_mb" in summary}
+    return {
+        "questions_per_s": round(len(done) / wall, 1) if wall else None,
+        "burst": burst,
+        "burst_errors": burst_result["errors"],
+        "burst_ttft_p50": burst_result["ttft_ms"].get("p50"),
+        "burst_ttft_p95": burst_result["ttft_ms"].get("p95"),
+        "burst_cpu_share": {name: value.get("cpu_share") for name, value in sampler.summary().items()},
+        "relay_tokens_per_s_30ms": best and best["tokens_per_s"],
+        "at_answers_at_once": best and best["answers_at_once"],
+        "points": points,
+        "rss_mb": memory,
+    }
+
+
+async def scenario_scaling(stack: lib.Stack, configs: list[tuple[int, int]], *, burst: int, steps: list[int]) -> dict:
+    """6. Throughput and memory for each number of Daphne and worker processes, on the same database, Redis and
+    simulator; visitors are spread over the Daphne processes as a load balancer would."""
+    cells = []
+    for daphnes, workers in configs:
+        concurrency = max(8, math.ceil(max(burst, *steps) / workers) + 4)
+        log(f"  {daphnes} Daphne, {workers} worker process(es) of {concurrency} threads")
+        stack.processes_start(workers=workers, daphnes=daphnes, worker_concurrency=concurrency)
+        cell = await scaling_cell(stack, burst=burst, steps=steps)
+        cells.append({"daphne_processes": daphnes, "worker_processes": workers, "worker_threads": concurrency, **cell})
+        log(f"    {cell['questions_per_s']} questions/s, {cell['relay_tokens_per_s_30ms']} tokens/s within 30 ms,"
+            f" RSS {cell['rss_mb']}")  # fmt: skip
+    return {"cells": cells}
 
 
 # --- report ----------------------------------------------------------------------------------------------------
