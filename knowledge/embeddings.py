@@ -446,13 +446,14 @@ class TEIEmbedder:
 
 
 def get_embedder(embedding_url: str | None) -> Embedder:
-    """The embedder for a deployment: a TEI server when `embedding_url` is set, the packaged model otherwise.
-    One instance per URL per process."""
-    key = embedding_url.rstrip("/") if embedding_url else ""
+    """The embedder for a deployment: a TEI server when `embedding_url` is set, the packaged model otherwise
+    (on the `EMBEDDING_BACKEND` runtime). One instance per URL, or per backend, per process."""
+    url = embedding_url.rstrip("/") if embedding_url else ""
+    key = url or f"local:{embedding_backend()}"
     with _embedders_lock:
         embedder = _embedders.get(key)
         if embedder is None:
-            embedder = TEIEmbedder(base_url=key) if key else LocalEmbedder()
+            embedder = TEIEmbedder(base_url=url) if url else LocalEmbedder(backend=embedding_backend())
             _embedders[key] = embedder
         return embedder
 

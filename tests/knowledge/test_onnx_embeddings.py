@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from knowledge.embeddings import EMBEDDING_DIMENSIONS, LocalEmbedder
+from knowledge.embeddings import EMBEDDING_DIMENSIONS, LocalEmbedder, get_embedder
 from knowledge.onnx_encoder import OnnxEncoder
 from knowledge.onnx_export import ONNX_FILES, onnx_model_export, onnx_model_path
 
@@ -175,6 +175,10 @@ def test_the_setting_selects_the_backend(onnx_dir, settings):
 
     settings.EMBEDDING_BACKEND = "torch"
     assert LocalEmbedder(onnx_dir=onnx_dir).backend == "torch"
+
+    torch_embedder = get_embedder(None)
+    settings.EMBEDDING_BACKEND = "onnx-int8"
+    assert get_embedder(None) is get_embedder(None) is not torch_embedder, "one embedder per backend per process"
 
     settings.EMBEDDING_BACKEND = "tensorflow"
     with pytest.raises(ImproperlyConfigured, match="EMBEDDING_BACKEND"):
