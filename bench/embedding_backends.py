@@ -244,6 +244,8 @@ def recall(*, log) -> dict:
     from chatbot import embedded
 
     embedded.configure_environment()
+    # Run before the folder is removed (exit hooks run last first). Redis would outlive this process otherwise.
+    atexit.register(embedded.stop_embedded_servers, data_dir=data_dir)
     import django
 
     django.setup()
