@@ -175,10 +175,11 @@ def test_a_failed_batch_fails_every_question_in_it_and_the_next_ones_still_work(
     assert batcher.submit("second").result(timeout=10) == [1.0, 0.0]
 
 
-def test_questions_are_embedded_on_one_torch_thread_and_other_threads_keep_theirs(embedder, settings):
+def test_questions_are_embedded_on_one_torch_thread_and_other_threads_keep_theirs(settings):
     import torch
 
     settings.EMBEDDING_QUERY_THREADS = 1
+    embedder = LocalEmbedder(backend="torch")
     threads_before = torch.get_num_threads()
     batcher = QueryBatcher(
         lambda texts: [torch.get_num_threads() for _ in texts], thread_setup=embedder.query_thread_setup
