@@ -12,6 +12,8 @@ COPY chatbot chatbot
 COPY knowledge knowledge
 COPY inference inference
 RUN pip install .
+# The packaged embedding model exported to ONNX (the default EMBEDDING_BACKEND), offline, into the image.
+RUN python -m knowledge.onnx_export
 
 COPY manage.py ./
 COPY templates templates

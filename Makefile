@@ -17,6 +17,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH)"
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m knowledge.onnx_export
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

@@ -5,8 +5,8 @@ of them alike; each figure is a median, and each ratio is the median of the per-
 load time come from a fresh process per backend (three each, interleaved).
 
     .venv/bin/python -m knowledge.onnx_export            # once: the install step makes the ONNX files
-    .venv/bin/python bench/embedding_backends.py          # speed, memory, agreement (a few minutes on 2 cores)
-    .venv/bin/python bench/embedding_backends.py --recall # and recall@5 on tests/fixtures/eval (about 5 more)
+    .venv/bin/python -m bench.embedding_backends          # speed, memory, agreement (a few minutes on 2 cores)
+    .venv/bin/python -m bench.embedding_backends --recall # and recall@5 on tests/fixtures/eval (about 5 more)
 
 `forward_pass_ms()` is the raw figure other benches print beside theirs, so that runs on machines of different
 speed can be compared: one 16-token question through the model on the question thread (one thread by default),
@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -180,7 +179,6 @@ def agreement(embedders: dict) -> dict:
 MEMORY_CHILD = """
 import json, os, sys, time
 started = time.perf_counter()
-sys.path.insert(0, {root!r})
 import psutil
 from knowledge.embeddings import LocalEmbedder
 process = psutil.Process()
@@ -190,8 +188,7 @@ embedder = LocalEmbedder(backend={backend!r})
 embedder.embed_query("How long does shipping take?")
 loaded = time.perf_counter()
 rss_loaded = process.memory_info().rss
-sys.path.insert(0, {bench!r})
-from embedding_backends import passages
+from bench.embedding_backends import passages
 embedder.embed_documents_with_signatures(passages())
 print(json.dumps({{
     "backend": embedder.backend,
@@ -210,8 +207,8 @@ def memory_and_load(*, rounds: int) -> dict:
     runs: dict[str, list[dict]] = {backend: [] for backend in BACKENDS}
     for _ in range(rounds):
         for backend in BACKENDS:
-            code = MEMORY_CHILD.format(root=str(ROOT), bench=str(ROOT / "bench"), backend=backend)
-            child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            code = MEMORY_CHILD.format(backend=backend)
+            child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
             runs[backend].append(json.loads(child.stdout.strip().splitlines()[-1]))
     report = {}
     for backend, results in runs.items():

@@ -33,12 +33,14 @@ from bench import lib
 
 RESULTS = lib.BASE_DIR / "bench" / "results"
 TARGETS = {
-    "ttft_added_p50": 60,
+    "ttft_added_p50": 25,
     "ttft_added_p95": 150,
     "ttft_added_p95_at_200": 300,
     "token_lag_p95_at_200": 30,
     "daphne_kb_per_idle_visitor": 100,
     "worker_rss_mb": 1024,
+    "cpu_ms_per_question": 25,
+    "relay_tokens_per_s_30ms": 5000,
 }
 ANSWER_TOKENS = 60  # 1.2 s at 50 tokens a second
 TTFT_ANSWER_TOKENS = 8
@@ -359,7 +361,7 @@ async def scenario_ttft(stack: lib.Stack, pairs: int) -> dict:
 
 
 async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list[float], profile_at: int | None,
-                               profile_dir: Path) -> dict:  # fmt: skip
+                               profile_dir: Path, stage_profile_at: int | None = 50) -> dict:  # fmt: skip
     """2. N visitors connected, a share of them asking at once."""
     import psutil
 
@@ -388,6 +390,9 @@ async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list
             log(f"  {level} connected, {asking} asking: TTFT p95 {p['ttft_ms'].get('p95')} ms (floor"
                 f" {result['floor']['ttft_ms'].get('p95')}), lag p95 {p['token_lag_ms'].get('p95')} ms, errors"
                 f" {p['errors']}, lost {p['tokens_lost']}, {p['tokens_per_s']} tok/s")  # fmt: skip
+        if stage_profile_at == level:
+            log(f"  profiling a round of {level} asking at once for the CPU split by stage (extra, not counted)")
+            await measured_round(stack, visitors, level, label=f"stage{level}", profile=profile_dir / f"stages_{level}")
         if profile_at == level:
             log(f"  profiling Daphne and the worker during {level} visitors asking (an extra round, not counted)")
             extra = await measured_round(stack, visitors, level, label=f"prof{level}",
@@ -636,6 +641,23 @@ async def scenario_scaling(stack: lib.Stack, configs: list[tuple[int, int]], *, 
     return {"cells": cells}
 
 
+def raw_forward_pass_ms() -> dict:
+    """One 16-token question through the embedding model on one thread, median ms, with the configured backend and
+    with torch: machines of this kind differ by 3x, and this says how fast this one is."""
+    code = (
+        "import json; from bench.embedding_backends import forward_pass_ms;"
+        " print(json.dumps({'configured': forward_pass_ms(), 'torch': forward_pass_ms('torch')}))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "", "HF_HUB_OFFLINE": "1"}
+    try:
+        output = subprocess.run(
+            [sys.executable, "-c", code], cwd=lib.BASE_DIR, env=env, capture_output=True, text=True, check=True
+        ).stdout
+        return {key: round(value, 2) for key, value in json.loads(output.strip().splitlines()[-1]).items()}
+    except (subprocess.CalledProcessError, ValueError, IndexError) as error:
+        return {"error": str(error)[:200]}
+
+
 # --- report ----------------------------------------------------------------------------------------------------
 
 
@@ -678,6 +700,21 @@ def headline(results: dict) -> dict:
     s3 = results.get("scenario_3_throughput")
     if s3:
         top["max_relay_tokens_per_s_under_30ms"] = s3["max_tokens_per_s_under_30ms_p95"]
+    at_50 = [r for r in rounds if r["asking"] == 50]
+    if at_50:
+        top["cpu_ms_per_question"] = at_50[-1]["until_last_first_token"]["cpu_ms_per_question"]
+    s6 = results.get("scenario_6_scaling")
+    one = [c for c in (s6 or {}).get("cells", []) if (c["daphne_processes"], c["worker_processes"]) == (1, 1)]
+    top["relay_tokens_per_s_30ms"] = (s3 or {}).get("max_tokens_per_s_under_30ms_p95") or (
+        one[0]["relay_tokens_per_s_30ms"] if one else None
+    )
+    if s6:
+        top["scaling"] = [
+            {key: cell[key] for key in ("daphne_processes", "worker_processes", "questions_per_s",
+                                        "relay_tokens_per_s_30ms", "rss_mb")}
+            for cell in s6["cells"]
+        ]  # fmt: skip
+    top["raw_forward_pass_ms"] = results.get("raw_forward_pass_ms")
     s4 = results.get("scenario_4_retrieval")
     if s4 and "error" not in s4:
         for size, key in ((100000, "100k"), (1000000, "1m")):
@@ -692,10 +729,31 @@ def headline(results: dict) -> dict:
     return top
 
 
+def two_workers(top: dict) -> dict:
+    cells = {(c["daphne_processes"], c["worker_processes"]): c for c in top.get("scaling") or []}
+    one, two = cells.get((1, 1)), cells.get((1, 2))
+    if not one or not two:
+        return {"value": None, "target": ">= 1 worker's", "met": False}
+    ratios = [
+        round((two[key] or 0) / one[key], 2) if one[key] else None
+        for key in ("questions_per_s", "relay_tokens_per_s_30ms")
+    ]
+    # Within the run-to-run noise of one measurement (5%) counts as no worse.
+    return {
+        "value": ratios,
+        "target": ">= 0.95 x one worker's",
+        "met": all(r is not None and r >= 0.95 for r in ratios),
+    }
+
+
 def targets(top: dict) -> dict:
     def check(key: str, limit: float) -> dict:
         value = top.get(key)
         return {"value": value, "target": f"< {limit}", "met": value is not None and value < limit}
+
+    def at_most(key: str, limit: float) -> dict:
+        value = top.get(key)
+        return {"value": value, "target": f"<= {limit}", "met": value is not None and value <= limit}
 
     def at_least(key: str, limit: float) -> dict:
         value = top.get(key)
@@ -706,6 +764,13 @@ def targets(top: dict) -> dict:
         "ttft_added_p95 (1 visitor)": check("ttft_added_p95", TARGETS["ttft_added_p95"]),
         "ttft_added_p95 (200 asking at once)": check("ttft_added_p95_at_200", TARGETS["ttft_added_p95_at_200"]),
         "token_lag_p95 (200 answers at once)": check("token_lag_p95_at_200", TARGETS["token_lag_p95_at_200"]),
+        "cpu_ms_per_question (50 asking at once, Daphne + workers + PostgreSQL + Redis)": at_most(
+            "cpu_ms_per_question", TARGETS["cpu_ms_per_question"]
+        ),
+        "relay_tokens_per_s_30ms (one Daphne, one worker)": at_least(
+            "relay_tokens_per_s_30ms", TARGETS["relay_tokens_per_s_30ms"]
+        ),
+        "two worker processes no worse than one (questions/s, tokens/s within 30 ms)": two_workers(top),
         "errors": {"value": top.get("errors"), "target": "0", "met": top.get("errors") == 0},
         "tokens lost or out of order": {
             "value": top.get("tokens_lost"),
@@ -729,7 +794,9 @@ def targets(top: dict) -> dict:
 def markdown(results: dict) -> str:
     lines = [f"# Parley benchmark ({results['mode']} run, {results['finished']})", "",
               f"`{results['command']}` on {results['machine']}. Simulator: {lib.SIMULATOR_TTFT_S * 1000:.0f} ms to the"
-              f" first token, {lib.SIMULATOR_TOKENS_PER_S:.0f} tokens/s. Milliseconds unless named.", "",
+              f" first token, {lib.SIMULATOR_TOKENS_PER_S:.0f} tokens/s. Milliseconds unless named. Raw embedding"
+              f" forward pass on this machine (one 16-token question, one thread, median):"
+              f" {results.get('raw_forward_pass_ms')}.", "",
               "## Targets", "", "| target | value | limit | met |", "| --- | --- | --- | --- |"]  # fmt: skip
     for name, row in results["targets"].items():
         lines.append(f"| {name} | {row['value']} | {row['target']} | {'yes' if row['met'] else '**no**'} |")
@@ -766,6 +833,17 @@ def markdown(results: dict) -> str:
                 f" {r.get('until_last_first_token', {}).get('machine_busy_share') or '-'},"
                 f" {r.get('until_last_first_token', {}).get('cpu_ms_per_question') or '-'} |"
             )  # fmt: skip
+        cpu = s2.get("cpu_at_50")
+        if cpu:
+            lines += [
+                "",
+                "CPU per question at 50 asking at once (ms, the whole round; split by stage with a profiled"
+                " round of the same size): by process "
+                + ", ".join(f"{name} {value}" for name, value in cpu["cpu_ms_per_question_by_process"].items())
+                + ".",
+            ]
+            for kind, stages in cpu["cpu_ms_per_question_by_stage"].items():
+                lines.append(f"- {kind}: " + ", ".join(f"{stage} {value}" for stage, value in stages.items()))
         lines += ["", "Idle connections (Daphne RSS): " + "; ".join(
             f"{m['visitors']} visitors {m['daphne_rss_mb']} MB ({m['kb_per_visitor_since_previous']} KB/visitor since"
             f" the previous level)" for m in s2["idle_memory"])]  # fmt: skip
@@ -792,6 +870,19 @@ def markdown(results: dict) -> str:
             lines.append(f"| {pt['answers_at_once']} | {pt['offered_tokens_per_s']:.0f} | {pt['parley_tokens_per_s']} |"
                          f" {pt['floor_tokens_per_s']} | {pt['floor_token_lag_p95']} / {pt['token_lag_p95']} |"
                          f" {pt['errors']} |")  # fmt: skip
+    s6 = results.get("scenario_6_scaling")
+    if s6:
+        lines += ["", "## 6. Scaling with processes", "",
+                  "Each configuration on the same database, Redis and simulator; visitors spread over the Daphne"
+                  " processes. Questions/s: a burst of 100 short answers, from the first question sent to the last"
+                  " `done`. Tokens/s: the most relayed with token lag p95 within 30 ms (100-token answers).", "",
+                  "| Daphne | workers (threads each) | questions/s | burst TTFT p50 / p95 | tokens/s within 30 ms (at"
+                  " answers at once) | RSS MB |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for c in s6["cells"]:
+            rss = ", ".join(f"{name} {mb}" for name, mb in c["rss_mb"].items())
+            lines.append(f"| {c['daphne_processes']} | {c['worker_processes']} ({c['worker_threads']}) |"
+                         f" {c['questions_per_s']} | {c['burst_ttft_p50']} / {c['burst_ttft_p95']} |"
+                         f" {c['relay_tokens_per_s_30ms']} ({c['at_answers_at_once']}) | {rss} |")  # fmt: skip
     s4 = results.get("scenario_4_retrieval")
     if s4:
         lines += ["", "## 4. Retrieval alone (bench/retrieval_scale.py)", ""]
@@ -908,7 +999,7 @@ def main() -> None:
         action="store_true",
         help="read bench/results/retrieval_scale.json instead of running retrieval_scale.py",
     )
-    parser.add_argument("--skip", nargs="*", default=[], choices=["2", "3", "4", "5"], help="scenarios to skip")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["2", "3", "4", "5", "6"], help="scenarios to skip")
     parser.add_argument("--ingest-documents", type=int, default=30)
     parser.add_argument(
         "--soak-minutes",
@@ -944,6 +1035,8 @@ def main() -> None:
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    results["raw_forward_pass_ms"] = raw_forward_pass_ms()
+    log(f"raw embedding forward pass (one 16-token question, one thread): {results['raw_forward_pass_ms']}")
     raw: dict = {"lags": []}
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as temporary:
         stack = lib.Stack(Path(temporary))
@@ -968,6 +1061,9 @@ def main() -> None:
                 profile_dir = args.logs or Path(tempfile.gettempdir()) / "parley-bench-profiles"
                 profile_dir.mkdir(parents=True, exist_ok=True)
                 s2 = asyncio.run(scenario_concurrency(stack, levels, shares, profile_at, profile_dir))
+                at_50 = [r for r in s2["rounds"] if r["asking"] == 50]
+                if at_50:
+                    s2["cpu_at_50"] = cpu_by_stage(at_50[-1], profile_dir / "stages_50", 50)
                 results["scenario_2_concurrency"] = s2
                 for r in s2["rounds"]:
                     if r["asking"] == r["visitors_connected"]:
@@ -978,6 +1074,11 @@ def main() -> None:
             if not quick and "3" not in args.skip:
                 log(f"scenario 3: throughput steps {args.throughput_steps}")
                 results["scenario_3_throughput"] = asyncio.run(scenario_throughput(stack, args.throughput_steps))
+            if "6" not in args.skip:
+                configs = SCALING_CONFIGS_QUICK if quick else SCALING_CONFIGS
+                log(f"scenario 6: scaling with processes, (Daphne, workers) in {configs}")
+                steps = [50, 100, 150] if quick else [50, 100, 150, 200, 300]
+                results["scenario_6_scaling"] = asyncio.run(scenario_scaling(stack, configs, burst=100, steps=steps))
             if not quick and "5" not in args.skip:
                 log(f"scenario 5: ingesting {args.ingest_documents} documents")
                 results["scenario_5_ingestion"] = scenario_ingestion(args.ingest_documents)

@@ -214,6 +214,10 @@ EMBEDDING_URL = env_str("EMBEDDING_URL").rstrip("/")
 # are busy with Daphne and PostgreSQL, a batch of 5 took 42 ms p50 and 666 ms at worst, with one 26 and 32 ms:
 # bench/embedding_threads.py).
 EMBEDDING_QUERY_THREADS = env_int("EMBEDDING_QUERY_THREADS", 1)
+# How the packaged model runs: "onnx" (ONNX Runtime, exported at install by `python -m knowledge.onnx_export`; the
+# same vectors as torch at about half the time per question), "onnx-int8" (faster still, slightly different
+# vectors: docs/scaling.md), or "torch" (sentence-transformers).
+EMBEDDING_BACKEND = env_str("EMBEDDING_BACKEND", "onnx")
 # Optional cross-encoder reranker on a TEI server (knowledge/reranking.py): empty skips that stage.
 RERANK_URL = env_str("RERANK_URL").rstrip("/")
 RERANK_TIMEOUT_S = env_float("RERANK_TIMEOUT_S", 2.0)

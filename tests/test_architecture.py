@@ -48,6 +48,7 @@ ENVIRONMENT_READERS = {
     "chatbot/management/commands/up.py",  # the environment of the processes it starts
     "chatbot/management/commands/createstaff.py",  # a password given to the command, not configuration
     "knowledge/embeddings.py",  # sets the Hugging Face libraries' offline switches for the packaged model
+    "knowledge/onnx_export.py",  # the same, for the install step that exports the model
 }
 
 
