@@ -288,6 +288,10 @@ class CrawlSession:
         except _ForbiddenAddressError as error:
             raise FetchError(str(error), reason="forbidden_address", url=url) from error
 
+    def host_allowed(self, url: str) -> bool:
+        """Whether the crawl may visit `url`'s host (the start host, or any with same_host_only off)."""
+        return self._host_allowed(url)
+
     def _host_allowed(self, url: str) -> bool:
         if not self.limits.same_host_only:
             return True
@@ -299,6 +303,10 @@ class CrawlSession:
 
     def _describe_allowed_hosts(self) -> str:
         return ", ".join(sorted(self._allowed_hosts))
+
+    def robots_allow(self, url: str) -> bool:
+        """Whether the site's robots.txt lets the crawler fetch `url` (always, with respect_robots_txt off)."""
+        return not self.limits.respect_robots_txt or self._robots_allow(url)
 
     def _robots_allow(self, url: str) -> bool:
         parts = urlsplit(url)
