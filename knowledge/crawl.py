@@ -23,10 +23,12 @@ from lxml.etree import ParserError
 from knowledge.web import CrawlSession, FetchedPage, FetchError, NotModified
 
 # Links to these are never pages of text: not worth a request.
-SKIPPED_SUFFIXES = frozenset(
-    ".png .jpg .jpeg .gif .webp .svg .ico .bmp .tif .tiff .css .js .mjs .json .xml .rss .atom .zip .gz .tgz .rar .7z "
-    ".exe .dmg .pkg .deb .rpm .apk .iso .mp3 .mp4 .m4a .wav .ogg .webm .mov .avi .woff .woff2 .ttf .otf .eot".split()
-)
+SKIPPED_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".ico", ".bmp", ".tif", ".tiff", ".css", ".js", ".mjs",
+    ".json", ".xml", ".rss", ".atom", ".zip", ".gz", ".tgz", ".rar", ".7z", ".exe", ".dmg", ".pkg", ".deb", ".rpm",
+    ".apk", ".iso", ".mp3", ".mp4", ".m4a", ".wav", ".ogg", ".webm", ".mov", ".avi", ".woff", ".woff2", ".ttf",
+    ".otf", ".eot",
+})  # fmt: skip
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
