@@ -310,6 +310,9 @@ PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # Web sources may not reach private network addresses (SSRF) unless this is on, or the source allows it.
 PARLEY_ALLOW_PRIVATE_URLS = env_bool("PARLEY_ALLOW_PRIVATE_URLS", False)
+# Called with each source as its ingestion progresses (the knowledge library imports nothing of Parley's): pushes
+# the progress to the administrators' dashboards. Empty: nobody is told.
+KNOWLEDGE_PROGRESS_CALLBACK = "chatbot.bots.progress.source_progress_publish"
 
 CELERY_BEAT_SCHEDULE = {
     "resync-web-sources": {"task": "knowledge.tasks.resync_due_sources", "schedule": 600.0},

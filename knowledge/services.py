@@ -114,6 +114,7 @@ def source_delete(*, source: Source) -> None:
 def source_ingest(*, source: Source, on_progress: Callable[[Source], None] | None = None) -> IngestReport:
     """Ingest (or re-sync) one source now. Failures of single documents are recorded on them; the rest goes on."""
     Source.objects.filter(id=source.id).update(status=Source.Status.RUNNING, error="")
+    source.status, source.error = Source.Status.RUNNING, ""  # as progress reports show it
     try:
         if source.kind == Source.Kind.FILE:
             report = _ingest_file(source, on_progress)

@@ -334,6 +334,22 @@ class CrawlSession:
         return rules
 
 
+def url_address_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why fetching `url` would be refused for the address its host resolves to, or None (also when the host
+    does not resolve now: ingestion will say so). For a form to refuse an intranet address at once."""
+    try:
+        parts = _parse_http_url(url)
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.host, parts.port or 80, type=socket.SOCK_STREAM)}
+    except (FetchError, socket.gaierror, UnicodeError):
+        return None
+    try:
+        for address in addresses:
+            _check_address(address, host=parts.host, allow_private=allow_private)
+    except _ForbiddenAddressError as error:
+        return str(error)
+    return None
+
+
 class _ForbiddenAddressError(Exception):
     pass
 
