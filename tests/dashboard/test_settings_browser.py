@@ -1,12 +1,13 @@
-"""The bot's settings and knowledge without JSON, in real Chromium: an administrator builds a lead form with buttons
-and checkboxes and sees it in the widget, sets business hours, uploads a .zip of documents, and crawls a small
-local website that has no sitemap (private addresses allowed for that source), the progress arriving live.
+"""The bot's settings and knowledge without JSON, and the first pages a new user sees on a phone, in real
+Chromium: an administrator builds a lead form with buttons and checkboxes and sees it in the widget, sets business
+hours, uploads a .zip of documents, and crawls a small local website that has no sitemap (private addresses allowed
+for that source), the progress arriving live; the home page, the widget and the dashboard fit a 390 px phone.
 
 Parley is a real Daphne process with a real Celery worker (ingestion); the website is a local HTTP server started
 by the test. Without Debian's Chromium the tests skip (fail with PARLEY_REQUIRE_BROWSER=1).
 
-PARLEY_SCREENSHOTS=1 also writes docs/screenshots/dashboard-lead-form-builder.png, -business-hours.png,
--knowledge-bulk.png and lead-form-built.png.
+PARLEY_SCREENSHOTS=1 also writes docs/screenshots/dashboard-lead-form-builder.png, dashboard-business-hours.png,
+dashboard-knowledge-bulk.png, lead-form-built.png, home-phone-open.png and dashboard-phone.png.
 """
 
 import io
@@ -20,10 +21,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from chatbot.bots.services import bot_create
+from chatbot.bots.services import DEMO_BOT_SLUG, bot_create
+from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Bot
-from devtools.browser import chromium
+from devtools.browser import chromium, eventually
 from devtools.pytest_plugin import start_celery_worker, start_daphne
 from devtools.stack import ServerProcess
 from knowledge.models import Document, Source
@@ -50,6 +52,7 @@ def stack(browser, django_db_blocker, tmp_path_factory):
         env.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # Playwright's loop in this thread; ORM calls are plain sync
         try:
             bot = bot_create(slug="acme", name="Acme Outdoor", color="#0f766e", greeting="Hi! Ask me anything.")
+            bot_create(slug=DEMO_BOT_SLUG, name="Parley demo", greeting="Hi! Ask me about Parley.")
             staff_member_save(username="alan", role="admin", display_name="Alan", password=PASSWORD)
             guarded = {"DJANGO_ALLOW_ASYNC_UNSAFE": ""}
             with ThreadPoolExecutor(2) as pool:
@@ -253,3 +256,57 @@ def test_it_crawls_a_small_local_site_with_no_sitemap(stack, staff):
     assert titles == {"Acme home", "Shipping", "Norway", "Returns"}  # not the excluded form, nor robots' private page
     assert "/sitemap.xml" not in site.page_requests()
     assert staff.problems == []
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+
+
+def _inside_viewport(page, locator) -> None:
+    """Wholly on screen (once its opening animation has ended)."""
+
+    def inside():
+        box = locator.bounding_box()
+        return (
+            box
+            and box["x"] >= 0
+            and box["x"] + box["width"] <= 390
+            and box["y"] >= 0
+            and box["y"] + box["height"] <= 844
+        )
+
+    eventually(inside, timeout_s=5, what=f"{locator} inside the 390 x 844 screen: {locator.bounding_box()}")
+
+
+def test_it_fits_a_390px_phone(browser, stack):
+    """The home page with its snippet, the launcher, the panel Parley.open() draws, and the conversation table."""
+    from playwright.sync_api import expect
+
+    conversation_resume_or_start(
+        bot=stack["bot"], visitor_id="phone-visitor", page_url="https://www.acme.test/" + "very-long-path/" * 12,
+        referrer="",
+    )  # fmt: skip
+    context = browser.new_context(**PHONE)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{stack['url']}/")
+        expect(page.locator("pre.snippet")).to_contain_text("/widget.js")
+        launcher = page.locator("button.l")
+        expect(launcher).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        _inside_viewport(page, launcher)
+        page.evaluate("window.Parley.open()")
+        panel = page.locator(".o .p")
+        expect(panel).to_be_visible()
+        _inside_viewport(page, panel)
+        shot(page, "home-phone-open")
+
+        page.goto(f"{stack['url']}/dashboard/login/")
+        page.fill("input[name=username]", "alan")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("table.list tbody tr").first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, "dashboard-phone", full_page=True)
+    finally:
+        context.close()
