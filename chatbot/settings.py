@@ -71,7 +71,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 HOST = env_str("HOST", "127.0.0.1")
 PORT = env_int("PORT", 8000)
 # The public address of this instance (what the embed snippet points at), e.g. https://chat.example.com
-SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
+# Unset: where this instance serves on this machine (`manage.py up` also follows its --port).
+SITE_URL = env_str("SITE_URL", f"http://localhost:{PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",
