@@ -24,7 +24,7 @@ from django.core.management import call_command
 from chatbot.bots.services import DEMO_BOT_SLUG, bot_create
 from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
-from chatbot.models import Bot
+from chatbot.models import Bot, Conversation, Message
 from devtools.browser import chromium, eventually
 from devtools.pytest_plugin import start_celery_worker, start_daphne
 from devtools.stack import ServerProcess
@@ -43,6 +43,20 @@ def browser(django_db_setup) -> Iterator:
         yield launched
 
 
+def _conversation_with_markdown(bot):
+    """A conversation on a long page address (the phone's conversation table) with a Markdown answer."""
+    conversation = conversation_resume_or_start(
+        bot=bot, visitor_id="markdown-visitor", page_url="https://www.acme.test/" + "very-long-path/" * 12, referrer=""
+    )
+    question = Message.objects.create(conversation=conversation, role="visitor", text="How do returns work? **now**")
+    Message.objects.create(
+        conversation=conversation, role="bot", in_reply_to=question, status="complete",
+        text="Returns are **free**:\n\n- print the label\n- drop the parcel [1]",
+    )  # fmt: skip
+    Conversation.objects.filter(id=conversation.id).update(last_message_at=question.created_at)
+    return conversation
+
+
 @pytest.fixture(scope="module")
 def stack(browser, django_db_blocker, tmp_path_factory):
     logs = tmp_path_factory.mktemp("settings-logs")
@@ -53,6 +67,7 @@ def stack(browser, django_db_blocker, tmp_path_factory):
         try:
             bot = bot_create(slug="acme", name="Acme Outdoor", color="#0f766e", greeting="Hi! Ask me anything.")
             bot_create(slug=DEMO_BOT_SLUG, name="Parley demo", greeting="Hi! Ask me about Parley.")
+            conversation = _conversation_with_markdown(bot)
             staff_member_save(username="alan", role="admin", display_name="Alan", password=PASSWORD)
             guarded = {"DJANGO_ALLOW_ASYNC_UNSAFE": ""}
             with ThreadPoolExecutor(2) as pool:
@@ -65,7 +80,7 @@ def stack(browser, django_db_blocker, tmp_path_factory):
                         started.append(future.result())
             if len(started) < 2:
                 raise RuntimeError(f"Daphne or the worker did not start; logs in {logs}")
-            yield {"url": started[0].url, "bot": bot, "site": site}
+            yield {"url": started[0].url, "bot": bot, "site": site, "conversation": conversation}
         finally:
             for server in started:
                 server.stop()
@@ -281,10 +296,6 @@ def test_it_fits_a_390px_phone(browser, stack):
     """The home page with its snippet, the launcher, the panel Parley.open() draws, and the conversation table."""
     from playwright.sync_api import expect
 
-    conversation_resume_or_start(
-        bot=stack["bot"], visitor_id="phone-visitor", page_url="https://www.acme.test/" + "very-long-path/" * 12,
-        referrer="",
-    )  # fmt: skip
     context = browser.new_context(**PHONE)
     try:
         page = context.new_page()
@@ -305,8 +316,36 @@ def test_it_fits_a_390px_phone(browser, stack):
         page.fill("input[name=username]", "alan")
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
-        expect(page.locator("table.list tbody tr").first).to_be_visible()
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        expect(page.locator("#conversation-list tbody tr", has_text="How do returns work")).to_be_visible()
+        # Once the page's scripts have run (they reformat the dates), the table scrolls inside itself.
+        eventually(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, what="a page 390 px wide")
         shot(page, "dashboard-phone", full_page=True)
     finally:
         context.close()
+
+
+def test_the_transcript_renders_markdown_like_the_widget_and_dates_like_live_rows(stack, staff):
+    from playwright.sync_api import expect
+
+    conversation = stack["conversation"]
+    staff.goto(f"{stack['url']}/dashboard/conversations/{conversation.id}/")
+    answer = staff.locator(".msg-bot .msg-text")
+    expect(answer.locator("strong")).to_have_text("free")
+    expect(answer.locator("li")).to_have_count(2)
+    assert "**" not in answer.inner_text()
+    expect(staff.locator(".msg-visitor .msg-text")).to_have_text("How do returns work? **now**")  # typed, not Markdown
+    # Server-rendered times are shown as the live ones are: the browser's formatter, in the reader's time zone.
+    time = staff.locator(".msg-visitor time")
+    expected = staff.evaluate(
+        "iso => new Date(iso).toLocaleString([], {hour: '2-digit', minute: '2-digit', second: '2-digit'})",
+        time.get_attribute("datetime"),
+    )
+    expect(time).to_have_text(expected)
+    staff.goto(f"{stack['url']}/dashboard/")
+    row_time = staff.locator(f"tr[data-conversation-id='{conversation.id}'] time")
+    expected = staff.evaluate(
+        "iso => new Date(iso).toLocaleString([], {day: '2-digit', month: 'short', hour: '2-digit', minute: '2-digit'})",
+        row_time.get_attribute("datetime"),
+    )
+    expect(row_time).to_have_text(expected)
+    assert staff.problems == []
