@@ -237,6 +237,7 @@ def test_it_uploads_a_zip_and_the_progress_arrives_live(stack, staff, tmp_path):
     # Ready without a reload: the worker's progress reaches the page over the dashboard socket.
     expect(rows.locator(".status[data-status=ready]")).to_have_count(2, timeout=90_000)
     expect(rows.first.locator(".synced time")).to_be_visible()
+    expect(rows.first.locator(".allow-private")).to_be_hidden()  # offered only for a private address refused
     assert Document.objects.filter(source__title__startswith="help-centre.zip", status="indexed").count() == 2
     assert staff.problems == []
 
