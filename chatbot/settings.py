@@ -71,7 +71,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 HOST = env_str("HOST", "127.0.0.1")
 PORT = env_int("PORT", 8000)
 # The public address of this instance (what the embed snippet points at), e.g. https://chat.example.com
-SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
+# Unset: where this instance serves on this machine (`manage.py up` also follows its --port).
+SITE_URL = env_str("SITE_URL", f"http://localhost:{PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",
@@ -314,6 +315,9 @@ PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # Web sources may not reach private network addresses (SSRF) unless this is on, or the source allows it.
 PARLEY_ALLOW_PRIVATE_URLS = env_bool("PARLEY_ALLOW_PRIVATE_URLS", False)
+# Called with each source as its ingestion progresses (the knowledge library imports nothing of Parley's): pushes
+# the progress to the administrators' dashboards. Empty: nobody is told.
+KNOWLEDGE_PROGRESS_CALLBACK = "chatbot.bots.progress.source_progress_publish"
 
 CELERY_BEAT_SCHEDULE = {
     "resync-web-sources": {"task": "knowledge.tasks.resync_due_sources", "schedule": 600.0},

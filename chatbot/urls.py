@@ -1,13 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chatbot.bots.views import demo_page
+from chatbot.bots.views import demo_page, favicon
 from chatbot.chat import widget
 from chatbot.dashboard.views import leads as leads_views
 from chatbot.ops import views as ops_views
 
 urlpatterns = [
     path("", demo_page, name="home"),
+    path("favicon.ico", favicon, name="favicon"),
     path("widget.js", widget.widget_loader, name="widget-loader"),
     path("chat/<str:public_id>/", widget.chat_page, name="chat-page"),
     path("healthz", ops_views.healthz, name="healthz"),

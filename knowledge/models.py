@@ -29,6 +29,7 @@ class Source(models.Model):
         FILE = "file", "Uploaded file"
         URL = "url", "Web page"
         SITEMAP = "sitemap", "Sitemap"
+        SITE = "site", "Website"
         FAQ = "faq", "Q&A entry"
 
     class Status(models.TextChoices):
@@ -54,6 +55,10 @@ class Source(models.Model):
         default=False, help_text="Allow fetching from private network addresses (intranet sites)."
     )
     max_pages = models.PositiveIntegerField(default=500)
+    # Website sources (knowledge/crawl.py): how many links away from the start page, and which paths.
+    max_depth = models.PositiveIntegerField(default=5)
+    include_patterns = models.JSONField(default=list, blank=True, help_text='Paths to crawl, e.g. "/docs/*".')
+    exclude_patterns = models.JSONField(default=list, blank=True, help_text='Paths to skip, e.g. "/blog/*".')
     resync_every_hours = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: never re-sync.")
     last_synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -85,6 +90,8 @@ class Document(models.Model):
     etag = models.CharField(max_length=500, blank=True)
     last_modified = models.CharField(max_length=100, blank=True)
     sitemap_lastmod = models.CharField(max_length=100, blank=True)
+    # A crawled page's links, so a page answering 304 Not Modified on a re-sync still leads to the pages after it.
+    links = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

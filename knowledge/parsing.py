@@ -444,7 +444,10 @@ def _parse_csv(text: str, *, fallback_title: str, limits: ParseLimits, filename:
                 if value.strip()
             ]
             if pairs:
-                sections.append(Section(heading_path=(f"Row {row_number}",), text="\n".join(pairs)))
+                # The row's first value names it (an FAQ's question, a product's name) unless it is long text.
+                first = next((value.strip() for value in row if value.strip()), "")
+                heading = " ".join(first.split()) if len(first) <= 120 else f"Row {row_number}"
+                sections.append(Section(heading_path=(heading,), text="\n".join(pairs)))
     except csv.Error as error:
         raise DocumentParseError(
             f"“{filename}” could not be read as CSV: {error}.",

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from knowledge.chunking import chunk_document
+from knowledge.crawl import CrawlScope, KnownPage, SiteCrawler
 from knowledge.embeddings import get_embedder
 from knowledge.models import Chunk, Document, KnowledgeBase, Source
 from knowledge.parsing import DocumentParseError, parse_document
@@ -69,6 +70,31 @@ def source_add_url(
     )
 
 
+def source_add_site(
+    *,
+    knowledge_base: KnowledgeBase,
+    url: str,
+    max_pages: int = 500,
+    max_depth: int = 5,
+    include_patterns: list[str] | None = None,
+    exclude_patterns: list[str] | None = None,
+    resync_every_hours: int | None = None,
+    **fields,
+) -> Source:
+    """A website, crawled from `url` through its same-host links (knowledge/crawl.py)."""
+    return Source.objects.create(
+        knowledge_base=knowledge_base,
+        kind=Source.Kind.SITE,
+        url=url,
+        max_pages=max_pages,
+        max_depth=max_depth,
+        include_patterns=list(include_patterns or []),
+        exclude_patterns=list(exclude_patterns or []),
+        resync_every_hours=resync_every_hours,
+        **fields,
+    )
+
+
 def source_add_faq(*, knowledge_base: KnowledgeBase, question: str, answer: str) -> Source:
     return Source.objects.create(
         knowledge_base=knowledge_base, kind=Source.Kind.FAQ, title=question[:500], question=question, answer=answer
@@ -88,6 +114,7 @@ def source_delete(*, source: Source) -> None:
 def source_ingest(*, source: Source, on_progress: Callable[[Source], None] | None = None) -> IngestReport:
     """Ingest (or re-sync) one source now. Failures of single documents are recorded on them; the rest goes on."""
     Source.objects.filter(id=source.id).update(status=Source.Status.RUNNING, error="")
+    source.status, source.error = Source.Status.RUNNING, ""  # as progress reports show it
     try:
         if source.kind == Source.Kind.FILE:
             report = _ingest_file(source, on_progress)
@@ -98,6 +125,8 @@ def source_ingest(*, source: Source, on_progress: Callable[[Source], None] | Non
     except (FetchError, OSError) as error:
         Source.objects.filter(id=source.id).update(status=Source.Status.FAILED, error=str(error))
         source.refresh_from_db()
+        if on_progress is not None:
+            on_progress(source)
         return IngestReport(failures=[(source.url or str(source), str(error))])
     all_failed = report.documents > 0 and len(report.failures) == report.documents
     Source.objects.filter(id=source.id).update(
@@ -106,6 +135,8 @@ def source_ingest(*, source: Source, on_progress: Callable[[Source], None] | Non
         last_synced_at=timezone.now(),
     )
     source.refresh_from_db()
+    if on_progress is not None:
+        on_progress(source)  # the final status and "last synced", for a page that shows them live
     return report
 
 
@@ -156,6 +187,8 @@ def _fetch_limits(source: Source) -> FetchLimits:
 
 
 def _ingest_web(source: Source, on_progress) -> IngestReport:
+    if source.kind == Source.Kind.SITE:
+        return _ingest_site(source, on_progress)
     report = IngestReport()
     with CrawlSession(start_url=source.url, limits=_fetch_limits(source)) as crawl:
         if source.kind == Source.Kind.URL:
@@ -179,6 +212,62 @@ def _ingest_web(source: Source, on_progress) -> IngestReport:
         gone = [document.id for key, document in existing.items() if key not in listed]
         if gone:
             report.removed = Document.objects.filter(id__in=gone).delete()[1].get("knowledge.Document", 0)
+    return report
+
+
+def _ingest_site(source: Source, on_progress) -> IngestReport:
+    """Crawl the site breadth-first; pages no longer reachable from the start page leave the knowledge base."""
+    report = IngestReport()
+    existing = {document.key: document for document in source.documents.all()}
+
+    def known(url: str) -> KnownPage | None:
+        document = existing.get(url)
+        if document is None or not document.content_hash:
+            return None  # never indexed (or failed): fetch it whole
+        return KnownPage(etag=document.etag, last_modified=document.last_modified, links=tuple(document.links))
+
+    scope = CrawlScope(
+        max_depth=source.max_depth,
+        include=tuple(source.include_patterns or ()),
+        exclude=tuple(source.exclude_patterns or ()),
+    )
+    reached: set[str] = set()
+    with CrawlSession(start_url=source.url, limits=_fetch_limits(source)) as crawl:
+        crawler = SiteCrawler(crawl=crawl, start_url=source.url, scope=scope, max_pages=source.max_pages, known=known)
+        _progress(source, total=1, done=0, on_progress=on_progress)
+        for done, page in enumerate(crawler.pages(), start=1):
+            if done == 1 and isinstance(page.result, FetchError):
+                raise page.result  # the start page itself: the whole source failed, and nothing is removed
+            if page.index:
+                reached.add(page.url)
+                report.add(_site_page_index(source, page, known=existing.get(page.url)))
+            _progress(source, total=max(crawler.discovered, done), done=done, on_progress=on_progress)
+    gone = [document.id for key, document in existing.items() if key not in reached]
+    if gone:
+        report.removed = Document.objects.filter(id__in=gone).delete()[1].get("knowledge.Document", 0)
+    return report
+
+
+def _site_page_index(source: Source, page, *, known: Document | None) -> IngestReport:
+    if isinstance(page.result, FetchError):
+        _document_failed(source=source, key=page.url, url=page.url, error=str(page.result))
+        return IngestReport(documents=1, failures=[(page.url, str(page.result))])
+    links = list(page.links)
+    if isinstance(page.result, NotModified):
+        Document.objects.filter(id=known.id).update(links=links)
+        return IngestReport(documents=1, unchanged=1, chunks=known.chunk_count)
+    fetched = page.result
+    report = document_index(
+        source=source,
+        key=page.url,
+        url=fetched.url,
+        filename=fetched.url.rstrip("/").rsplit("/", 1)[-1] or fetched.url,
+        data=fetched.content,
+        content_type=fetched.content_type,
+        etag=fetched.etag or "",
+        last_modified=fetched.last_modified or "",
+    )
+    Document.objects.filter(source=source, key=page.url).update(links=links)
     return report
 
 
@@ -315,7 +404,7 @@ def sources_due_for_resync(*, now=None) -> list[Source]:
     now = now or timezone.now()
     due = []
     for source in Source.objects.filter(
-        kind__in=[Source.Kind.URL, Source.Kind.SITEMAP], resync_every_hours__isnull=False
+        kind__in=[Source.Kind.URL, Source.Kind.SITEMAP, Source.Kind.SITE], resync_every_hours__isnull=False
     ).exclude(status=Source.Status.RUNNING):
         if source.last_synced_at is None or source.last_synced_at + timedelta(hours=source.resync_every_hours) <= now:
             due.append(source)

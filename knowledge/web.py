@@ -288,6 +288,10 @@ class CrawlSession:
         except _ForbiddenAddressError as error:
             raise FetchError(str(error), reason="forbidden_address", url=url) from error
 
+    def host_allowed(self, url: str) -> bool:
+        """Whether the crawl may visit `url`'s host (the start host, or any with same_host_only off)."""
+        return self._host_allowed(url)
+
     def _host_allowed(self, url: str) -> bool:
         if not self.limits.same_host_only:
             return True
@@ -299,6 +303,10 @@ class CrawlSession:
 
     def _describe_allowed_hosts(self) -> str:
         return ", ".join(sorted(self._allowed_hosts))
+
+    def robots_allow(self, url: str) -> bool:
+        """Whether the site's robots.txt lets the crawler fetch `url` (always, with respect_robots_txt off)."""
+        return not self.limits.respect_robots_txt or self._robots_allow(url)
 
     def _robots_allow(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -324,6 +332,22 @@ class CrawlSession:
         if isinstance(response, FetchedPage):
             rules.parse(response.content.decode("utf-8", errors="replace").splitlines())
         return rules
+
+
+def url_address_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why fetching `url` would be refused for the address its host resolves to, or None (also when the host
+    does not resolve now: ingestion will say so). For a form to refuse an intranet address at once."""
+    try:
+        parts = _parse_http_url(url)
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.host, parts.port or 80, type=socket.SOCK_STREAM)}
+    except (FetchError, socket.gaierror, UnicodeError):
+        return None
+    try:
+        for address in addresses:
+            _check_address(address, host=parts.host, allow_private=allow_private)
+    except _ForbiddenAddressError as error:
+        return str(error)
+    return None
 
 
 class _ForbiddenAddressError(Exception):

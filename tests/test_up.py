@@ -94,6 +94,8 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
         assert report["database"] == "ok" and report["redis"] == "ok"
         status, body = _get(f"http://127.0.0.1:{port}/")
         assert status == 200 and b"Parley" in body
+        # SITE_URL unset: the snippets point where this `up` serves, not at port 8000.
+        assert f"http://localhost:{port}/widget.js".encode() in body
         reply = asyncio.run(_echo(f"ws://127.0.0.1:{port}/ws/echo/"))
         assert reply == {"type": "echo", "payload": {"hello": "parley"}}
         children = psutil.Process(up.pid).children(recursive=True)
@@ -104,6 +106,8 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
     assert took < 10, output
     assert up.returncode == 0, output
     assert "created the demo bot" in output
+    assert f"dashboard: http://localhost:{port}/dashboard/" in output
+    assert "no staff account yet: create one with `python manage.py createsuperuser`" in output
     for line_prefix in ("web ", "worker ", "beat "):
         assert any(line.startswith(line_prefix) for line in output.splitlines()), output
     leftover = [p for p in _processes_of(data_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

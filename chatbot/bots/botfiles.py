@@ -36,6 +36,15 @@ _TYPES: dict[str, tuple[type, ...]] = {
 SOURCE_FIELDS = {
     Source.Kind.URL: ["url", "title", "resync_every_hours", "same_host_only", "max_pages"],
     Source.Kind.SITEMAP: ["url", "title", "resync_every_hours", "same_host_only", "max_pages"],
+    Source.Kind.SITE: [
+        "url",
+        "title",
+        "resync_every_hours",
+        "max_pages",
+        "max_depth",
+        "include_patterns",
+        "exclude_patterns",
+    ],
     Source.Kind.FAQ: ["question", "answer"],
     Source.Kind.FILE: ["title"],
 }
@@ -114,12 +123,27 @@ def bot_config_validate(document: Any) -> list[str]:
     for index, source in enumerate(document.get("sources", [])):
         if not isinstance(source, dict) or source.get("kind") not in SOURCE_FIELDS:
             problems.append(f"sources[{index}] has an unknown kind.")
-        elif source["kind"] in (Source.Kind.URL, Source.Kind.SITEMAP) and not str(source.get("url", "")).startswith(
-            ("http://", "https://")
-        ):
+        elif source["kind"] in (Source.Kind.URL, Source.Kind.SITEMAP, Source.Kind.SITE) and not str(
+            source.get("url", "")
+        ).startswith(("http://", "https://")):
             problems.append(f"sources[{index}] needs an http(s) url.")
+        elif source["kind"] == Source.Kind.SITE:
+            problems += _site_problems(source, index=index)
         elif source["kind"] == Source.Kind.FAQ and not (source.get("question") and source.get("answer")):
             problems.append(f"sources[{index}] needs a question and an answer.")
+    return problems
+
+
+def _site_problems(source: dict, *, index: int) -> list[str]:
+    problems = []
+    for name, least in (("max_pages", 1), ("max_depth", 0)):
+        value = source.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            problems.append(f"sources[{index}].{name} must be a whole number of at least {least}.")
+    for name in ("include_patterns", "exclude_patterns"):
+        value = source.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(pattern, str) for pattern in value):
+            problems.append(f'sources[{index}].{name} must be a list of path patterns such as "/docs/*".')
     return problems
 
 

@@ -1,12 +1,15 @@
 """A bot's knowledge sources: adding them (then ingested by a worker once committed), re-syncing them, and adding
 files and folders from the command line (`manage.py ingest`)."""
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.core.files.base import ContentFile
+from django.db import transaction
 
 from chatbot.models import Bot
 from knowledge import services as knowledge
+from knowledge.archives import ArchiveError, archive_documents, is_zip
 from knowledge.models import KnowledgeBase, Source
 from knowledge.tasks import source_ingest_after_commit
 
@@ -21,16 +24,77 @@ def source_add_and_ingest(*, bot: Bot, kind: str, **fields) -> Source:
         source = knowledge.source_add_faq(knowledge_base=base, question=fields["question"], answer=fields["answer"])
     elif kind == Source.Kind.FILE:
         source = knowledge.source_add_file(knowledge_base=base, filename=fields["filename"], data=fields["data"])
+    elif kind == Source.Kind.SITE:
+        source = knowledge.source_add_site(
+            knowledge_base=base,
+            url=fields["url"],
+            **{name: value for name, value in fields.items() if name in SITE_FIELDS and value is not None},
+        )
     else:
         source = knowledge.source_add_url(
             knowledge_base=base,
             url=fields["url"],
             sitemap=kind == Source.Kind.SITEMAP,
             resync_every_hours=fields.get("resync_every_hours"),
-            **{name: fields[name] for name in ("title", "same_host_only", "max_pages") if fields.get(name) is not None},
+            **{
+                name: fields[name]
+                for name in ("title", "same_host_only", "max_pages", "allow_private_addresses")
+                if fields.get(name) is not None
+            },
         )
     source_ingest_after_commit(source)
     return source
+
+
+SITE_FIELDS = (
+    "title", "max_pages", "max_depth", "include_patterns", "exclude_patterns", "resync_every_hours",
+    "allow_private_addresses",
+)  # fmt: skip
+
+
+@dataclass
+class UploadReport:
+    added: list[Source] = field(default_factory=list)
+    updated: list[Source] = field(default_factory=list)
+    # One sentence per file or archive member left out, saying why.
+    refused: list[str] = field(default_factory=list)
+
+
+@transaction.atomic
+def sources_add_uploads(*, bot: Bot, uploads: list[tuple[str, bytes]]) -> UploadReport:
+    """Add uploaded files, unpacking .zip archives, and queue their ingestion once committed. A file whose title
+    the knowledge base already has (the same name, or the same path in an archive of the same name) is replaced,
+    and re-ingested change-aware, instead of added twice."""
+    report = UploadReport()
+    documents: list[tuple[str, str, bytes]] = []  # (title, file name, data)
+    for filename, data in uploads:
+        name = Path(filename).name
+        if not is_zip(filename=name, data=data):
+            documents.append((name, name, data))
+            continue
+        try:
+            contents = archive_documents(data=data, filename=name)
+        except ArchiveError as error:
+            report.refused.append(str(error))
+            continue
+        report.refused += [f"“{name} › {path}” was left out: {why}." for path, why in contents.refused]
+        if not contents.documents and not contents.refused:
+            report.refused.append(f"“{name}” holds no document.")
+        documents += [(f"{name} › {m.path}", Path(m.path).name, m.data) for m in contents.documents]
+    base = bot.knowledge_base
+    for title, filename, data in documents:
+        existing = Source.objects.filter(knowledge_base=base, kind=Source.Kind.FILE, title=title).first()
+        if existing is None:
+            source = knowledge.source_add_file(knowledge_base=base, filename=filename, data=data, title=title)
+            report.added.append(source)
+        else:
+            existing.file.delete(save=False)
+            existing.file.save(filename, ContentFile(data), save=True)
+            Source.objects.filter(id=existing.id).update(status=Source.Status.PENDING, documents_done=0)
+            source = existing
+            report.updated.append(source)
+        source_ingest_after_commit(source)
+    return report
 
 
 def source_resync(*, source: Source) -> None:
@@ -56,6 +120,20 @@ def source_for_url(*, knowledge_base: KnowledgeBase, url: str, sitemap: bool, re
     return existing or knowledge.source_add_url(
         knowledge_base=knowledge_base, url=url, sitemap=sitemap, resync_every_hours=resync_hours
     )
+
+
+def source_for_site(*, knowledge_base: KnowledgeBase, url: str, resync_hours: int | None, **limits) -> Source:
+    """The knowledge base's website source starting at `url` (its limits updated), or a new one."""
+    existing = Source.objects.filter(knowledge_base=knowledge_base, kind=Source.Kind.SITE, url=url).first()
+    limits = {name: value for name, value in limits.items() if value is not None}
+    if existing is None:
+        return knowledge.source_add_site(
+            knowledge_base=knowledge_base, url=url, resync_every_hours=resync_hours, **limits
+        )
+    if limits:
+        Source.objects.filter(id=existing.id).update(**limits)
+        existing.refresh_from_db()
+    return existing
 
 
 def source_for_file(*, knowledge_base: KnowledgeBase, file_path: Path) -> Source:

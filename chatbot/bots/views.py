@@ -1,6 +1,7 @@
 """The instance's home page: what this instance is, with the demo bot's widget on it."""
 
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
 from chatbot.bots.services import DEMO_BOT_SLUG
@@ -12,3 +13,9 @@ from chatbot.models import Bot
 def demo_page(request):
     bot = Bot.objects.filter(slug=DEMO_BOT_SLUG).first()
     return render(request, "home.html", {"demo_bot": bot, "snippet": embed_snippet(bot) if bot else ""})
+
+
+@require_GET
+def favicon(request):
+    """Browsers ask for /favicon.ico on every page that names no icon (an embedding site's, a JSON view)."""
+    return redirect(static("parley/favicon.svg"), permanent=True)

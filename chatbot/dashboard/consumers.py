@@ -22,6 +22,7 @@ from chatbot.realtime.protocol import (
     dashboard_error_frame,
     dashboard_handoff_frame,
     dashboard_message_frame,
+    dashboard_source_frame,
     pong_frame,
     watching_frame,
 )
@@ -126,6 +127,9 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
 
     async def dashboard_handoff(self, event):
         await self.send_frame(dashboard_handoff_frame(event))
+
+    async def dashboard_source(self, event):
+        await self.send_frame(dashboard_source_frame(event))
 
     # --- the watched conversation's events (the same the visitor's widget gets) ---
 

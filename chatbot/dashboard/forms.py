@@ -123,11 +123,45 @@ class BotForm(forms.ModelForm):
         return value
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files from one input (Django's documented pattern): a list of uploaded files."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
+        super().__init__(**kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, list | tuple):
+            return [super(MultipleFileField, self).clean(item, initial) for item in data if item]
+        return [super().clean(data, initial)] if data else []
+
+
 class SourceForm(forms.Form):
-    kind = forms.ChoiceField(choices=[("file", "Upload"), ("url", "Web page"), ("sitemap", "Sitemap"), ("faq", "FAQ")])
-    file = forms.FileField(required=False)
-    url = forms.URLField(required=False, max_length=2000)
-    resync_every_hours = forms.IntegerField(required=False, min_value=1)
+    kind = forms.ChoiceField(
+        choices=[("file", "Upload"), ("site", "Website"), ("url", "Web page"), ("sitemap", "Sitemap"), ("faq", "FAQ")]
+    )
+    file = MultipleFileField(
+        required=False, label="Files", help_text="PDF, Word, HTML, Markdown, text or CSV; several at once, or a .zip."
+    )
+    url = forms.URLField(required=False, max_length=2000, label="Address")
+    max_pages = forms.IntegerField(required=False, min_value=1, max_value=10_000, initial=500, label="At most pages")
+    max_depth = forms.IntegerField(
+        required=False, min_value=0, max_value=50, initial=5, label="At most links away from the start page"
+    )
+    include_patterns = LinesField(
+        label="Only these paths", help_text="One pattern per line, e.g. /docs/*; empty: the whole site."
+    )
+    exclude_patterns = LinesField(label="Never these paths", help_text="One pattern per line, e.g. /blog/*.")
+    allow_private_addresses = forms.BooleanField(
+        required=False,
+        label="Allow private network addresses",
+        help_text="For a site on your own network (intranet); refused otherwise, to protect the internal network.",
+    )
+    resync_every_hours = forms.IntegerField(required=False, min_value=1, label="Re-sync every (hours)")
     question = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     answer = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
 
@@ -136,8 +170,11 @@ class SourceForm(forms.Form):
         kind = data.get("kind")
         if kind == "file" and not data.get("file"):
             self.add_error("file", "Choose a file to upload.")
-        if kind in ("url", "sitemap") and not data.get("url"):
-            self.add_error("url", "Give the page's or the sitemap's address.")
+        if kind in ("url", "sitemap", "site") and not data.get("url"):
+            self.add_error("url", "Give the address of the page, the sitemap or the site's start page.")
+        for name in ("include_patterns", "exclude_patterns"):
+            if any(not pattern.startswith(("/", "*")) for pattern in data.get(name, [])):
+                self.add_error(name, "A pattern is a path: start it with / (or *), e.g. /docs/*.")
         if kind == "faq" and not (data.get("question", "").strip() and data.get("answer", "").strip()):
             self.add_error("answer", "An FAQ entry needs a question and an answer.")
         return data

@@ -24,6 +24,11 @@ urlpatterns = [
     path("bots/<slug:slug>/knowledge/progress/", bots.knowledge_progress, name="knowledge-progress"),
     path("bots/<slug:slug>/sources/<int:source_id>/resync/", bots.source_resync, name="source-resync"),
     path("bots/<slug:slug>/sources/<int:source_id>/delete/", bots.source_remove, name="source-delete"),
+    path(
+        "bots/<slug:slug>/sources/<int:source_id>/allow-private/",
+        bots.source_allow_private,
+        name="source-allow-private",
+    ),
     path("bots/<slug:slug>/export/", bots.bot_export, name="bot-export"),
     # A bot's leads pages (bots/<slug>/leads/) are chatbot.dashboard.views.leads, routed in chatbot/urls.py.
     path("leads/", staff.leads_index, name="leads"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from datetime import date
 from typing import IO, Any
@@ -32,9 +33,35 @@ def leads_filter(
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 
 
+def lead_fields_display(*, lead: Lead) -> list[tuple[str, str]]:
+    """The lead's form fields for a person to read: (label, value), in the form's order, with the labels of the
+    bot's form. Email and name have their own places, consent its text and time: they are not repeated here."""
+    try:
+        form = lead_form_parse(config=lead.bot.lead_form, language=language_of(bot=lead.bot))
+    except LeadFormInvalid:
+        form = None
+    fields = {f.name: f for f in form.fields} if form else {}
+    shown = []
+    for name in [*fields, *(key for key in lead.data if key not in fields)]:
+        field = fields.get(name)
+        if name not in lead.data or name in ("email", "name") or (field and field.type in ("email", "name", "consent")):
+            continue
+        value = lead.data[name]
+        if isinstance(value, bool):
+            value = "Yes" if value else "No"
+        shown.append((field.label if field else name.replace("_", " ").capitalize(), str(value)))
+    return shown
+
+
+# Digits and phone punctuation only: no function can be called, so "+33 1 23 45 67 89" is written as typed.
+_NUMBER_LIKE = re.compile(r"^[+\-]?[0-9 ().\-/]+$")
+
+
 def _csv_safe(value: Any) -> str:
     """Spreadsheets run cells starting with = + - @ as formulas: a visitor could type one into the form."""
     text = "" if value is None else str(value)
+    if _NUMBER_LIKE.match(text):
+        return text
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

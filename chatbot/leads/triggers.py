@@ -64,12 +64,17 @@ def lead_form_on_hello(*, conversation: Conversation) -> LeadFormFrame | None:
 
 
 def lead_form_after_visitor_message(*, conversation: Conversation) -> LeadFormFrame | None:
-    """After the visitor's Nth message (`triggers.after_messages`)."""
+    """After the visitor's Nth message to the bot (`triggers.after_messages`); never while staff have taken the
+    conversation over."""
     form = lead_form_for(conversation=conversation)
     if form is None:
         return None
     after = form.triggers.get("after_messages") or 0
-    if not after or conversation.messages.filter(role=Message.Role.VISITOR).count() < after:
+    # While staff have the conversation the visitor is talking to them: no form then, and what the visitor said to
+    # them does not count. The messages that count are those the bot answered (each has a reply in_reply_to it).
+    if not after or Conversation.objects.filter(pk=conversation.pk, taken_over_by__isnull=False).exists():
+        return None
+    if conversation.messages.filter(role=Message.Role.BOT, in_reply_to__isnull=False).count() < after:
         return None
     return _offer(conversation, form, "after_messages", again=False)
 

@@ -549,3 +549,36 @@ def watching_frame(*, conversation_id: str) -> WatchingFrame:
 
 def dashboard_error_frame(message: str) -> DashboardErrorFrame:
     return DashboardErrorFrame(type="error", message=message)
+
+
+# --- knowledge ingestion progress (worker → administrators' dashboards) ---
+
+
+class SourceProgress(TypedDict):
+    id: int
+    knowledge_base_id: int
+    status: str
+    status_label: str
+    done: int
+    total: int
+    error: str
+    private_address_refused: bool  # the page offers to allow private addresses for this source
+    last_synced_at: str | None
+
+
+class SourceEvent(TypedDict):
+    type: Literal["dashboard.source"]
+    source: SourceProgress
+
+
+class DashboardSourceFrame(TypedDict):
+    type: Literal["source"]
+    source: SourceProgress
+
+
+def source_event(*, source: SourceProgress) -> SourceEvent:
+    return SourceEvent(type="dashboard.source", source=source)
+
+
+def dashboard_source_frame(event: SourceEvent) -> DashboardSourceFrame:
+    return DashboardSourceFrame(type="source", source=event["source"])

@@ -46,11 +46,11 @@
     "border-radius:10px;background:#dc2626;color:#fff;font:700 12px/20px system-ui,sans-serif;text-align:center}" +
     ".b[hidden]{display:none}" +
     ".p{position:fixed;bottom:88px;" + (left ? "left" : "right") + ":20px;width:380px;height:600px;" +
-    "max-height:calc(100% - 108px);border-radius:16px;overflow:hidden;background:#fff;" +
+    "max-width:calc(100vw - 40px);max-height:calc(100% - 108px);border-radius:16px;overflow:hidden;background:#fff;" +
     "box-shadow:0 12px 40px rgba(0,0,0,.22);visibility:hidden;opacity:0;transform:translateY(12px);" +
     "transition:opacity .18s,transform .18s,visibility 0s .18s}" +
     ".o .p{visibility:visible;opacity:1;transform:none;transition:opacity .18s,transform .18s}" +
-    ".n .p{inset:0;width:100%;height:100%;max-height:none;border-radius:0}" +
+    ".n .p{inset:0;width:100%;height:100%;max-width:none;max-height:none;border-radius:0}" +
     ".n.o .l{display:none}" +
     "iframe{display:block;width:100%;height:100%;border:0}" +
     // Nothing shows until the chat page says it is ready: a site the bot does not allow (or a Parley that is
@@ -94,7 +94,9 @@
   }
 
   function layout() {
-    var narrow = Math.min(window.innerWidth, screen.width || Infinity) < 640;
+    // The viewport's own width too: a host page wider than the screen makes innerWidth the page's.
+    var viewport = document.documentElement.clientWidth || Infinity;
+    var narrow = Math.min(window.innerWidth, viewport, screen.width || Infinity) < 640;
     root.firstChild.className = (isOpen ? "o" : "") + (narrow ? " n" : "") + (frameReady ? " r" : "");
   }
 

@@ -295,9 +295,17 @@ def test_it_turns_each_csv_row_into_a_section_with_column_names():
 
     assert document.title == "products"
     assert document.sections == [
-        Section(heading_path=("Row 1",), text="Product: Kettle\nPrice: 25\nNotes: Boils in 2 minutes"),
-        Section(heading_path=("Row 2",), text="Product: Toaster\nPrice: 30"),
+        Section(heading_path=("Kettle",), text="Product: Kettle\nPrice: 25\nNotes: Boils in 2 minutes"),
+        Section(heading_path=("Toaster",), text="Product: Toaster\nPrice: 30"),
     ]
+
+
+def test_an_faq_csv_row_is_titled_by_its_question():
+    data = b"question,answer\nDo you ship to Norway?,Yes: five working days.\n" + b"x" * 130 + b",long\n"
+
+    document = parse_document(data=data, filename="faq.csv")
+
+    assert [section.heading_path for section in document.sections] == [("Do you ship to Norway?",), ("Row 2",)]
 
 
 def test_it_refuses_a_csv_with_too_many_rows():

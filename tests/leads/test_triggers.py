@@ -78,6 +78,24 @@ def test_it_offers_the_form_after_the_nth_visitor_message_once(lead_bot):
     assert lead_form_after_visitor_message(conversation=fresh(conversation)) is None
 
 
+def test_no_form_after_n_messages_while_staff_have_the_conversation_and_replies_to_them_do_not_count(lead_bot):
+    from chatbot.chat.staff import conversation_hand_back, conversation_take_over
+    from chatbot.dashboard.services import staff_member_save
+
+    agent = staff_member_save(username="alan", role="agent", bots=[lead_bot], password="correct-horse").user
+    conversation = visit(lead_bot)
+    say(conversation, "Question 1")
+    conversation_take_over(conversation=fresh(conversation), user=agent)
+    for n in range(4):
+        say(conversation, f"Reply {n} to the agent")
+        assert lead_form_after_visitor_message(conversation=fresh(conversation)) is None
+    conversation_hand_back(conversation=fresh(conversation), user=agent)
+    say(conversation, "Question 2")
+    assert lead_form_after_visitor_message(conversation=fresh(conversation)) is None  # 2 to the bot, not 6
+    say(conversation, "Question 3")
+    assert lead_form_after_visitor_message(conversation=fresh(conversation))["reason"] == "after_messages"
+
+
 def test_it_offers_the_form_when_nobody_can_take_over_even_after_a_dismissal(lead_bot):
     conversation = visit(lead_bot)
     lead_form_dismiss(conversation=conversation)

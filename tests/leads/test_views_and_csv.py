@@ -65,6 +65,15 @@ def test_a_formula_typed_into_the_form_is_not_run_by_a_spreadsheet(lead_bot):
     assert row["message"] == "'+1 cmd"
 
 
+def test_phone_numbers_are_written_as_typed_and_formulas_next_to_them_stay_guarded(lead_bot):
+    capture(lead_bot, phone="+33 1 23 45 67 89", message="+33 1 23 45 67 89 -- call me =1+1")
+    out = io.StringIO()
+    leads_csv_write(bot=lead_bot, leads=leads_filter(bot=lead_bot), out=out)
+    [row] = rows(out.getvalue())
+    assert row["phone"] == "+33 1 23 45 67 89"
+    assert row["message"] == "'+33 1 23 45 67 89 -- call me =1+1"
+
+
 def test_ids_parley_generated_are_written_exactly_even_when_they_start_like_a_formula(lead_bot):
     conversation = Conversation.objects.create(id="-fphTSSRya1mujKJzyyj_A", bot=lead_bot, visitor_id="visitor-1")
     lead_capture(conversation=conversation, fields=GOOD)
@@ -156,6 +165,21 @@ def test_the_list_shows_leads_with_their_delivery_and_the_detail_every_attempt(c
     assert "utm_campaign=spring" in detail
     assert "<td>OK</td>" in detail
     assert acme_lead.bot.crm_webhook_secret not in detail
+
+
+def test_the_lead_pages_are_dashboard_pages_that_read_like_the_form(client, acme_lead):
+    client.force_login(staff("boss", role="admin"))
+    page = client.get(reverse("leads-list", args=["acme"])).content.decode()
+    assert 'href="/dashboard/quality/"' in page  # the dashboard's navigation
+    detail = client.get(reverse("lead-detail", args=["acme", acme_lead.id])).content.decode()
+    assert 'href="/dashboard/quality/"' in detail
+    # Each field once, under the label of the bot's form; consent as its text and time, not "True".
+    assert "<dt>Team size</dt><dd>11-50</dd>" in detail
+    assert detail.count("<dt>Email</dt>") == 1 and detail.count("<dt>Name</dt>") == 1
+    assert "<dt>email</dt>" not in detail and "<dt>consent</dt>" not in detail and "True" not in detail
+    assert "Given <time" in detail
+    link = reverse("dashboard:transcript", args=[acme_lead.conversation_id])
+    assert f'<a href="{link}">Open the conversation</a>' in detail
 
 
 def test_the_csv_export_page_applies_the_filters(client, acme_lead):

@@ -2,6 +2,7 @@
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -9,16 +10,19 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from chatbot.bots import botfiles
+from chatbot.bots.progress import source_progress
 from chatbot.bots.services import bot_create
-from chatbot.bots.sources import source_add_and_ingest
+from chatbot.bots.sources import source_add_and_ingest, sources_add_uploads
 from chatbot.bots.sources import source_resync as bot_source_resync
 from chatbot.chat.widget import embed_snippet
 from chatbot.dashboard.forms import BotForm, ImportForm, SourceForm
 from chatbot.dashboard.permissions import admin_required
 from chatbot.dashboard.views.common import render_page
+from chatbot.leads.form import TEXT as LEAD_FORM_TEXTS
 from chatbot.models import Bot
 from knowledge.models import Source
 from knowledge.services import source_delete
+from knowledge.web import url_address_problem
 
 
 @require_GET
@@ -37,7 +41,12 @@ def bot_new(request):
         bot = bot_create(slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], **fields)
         messages.success(request, f"Bot “{bot.name}” created. Add knowledge next.")
         return redirect("dashboard:bot-knowledge", bot.slug)
-    return render_page(request, "dashboard/bot_form.html", {"form": form, "bot": None}, section="bots")
+    return render_page(
+        request,
+        "dashboard/bot_form.html",
+        {"form": form, "bot": None, "lead_form_texts": LEAD_FORM_TEXTS},
+        section="bots",
+    )
 
 
 @admin_required
@@ -51,7 +60,7 @@ def bot_edit(request, slug: str):
     return render_page(
         request,
         "dashboard/bot_form.html",
-        {"form": form, "bot": bot, "snippet": embed_snippet(bot)},
+        {"form": form, "bot": bot, "snippet": embed_snippet(bot), "lead_form_texts": LEAD_FORM_TEXTS},
         section="bots",
     )
 
@@ -63,18 +72,8 @@ def bot_knowledge(request, slug: str):
     if request.method == "POST":
         if bot.knowledge_base_id is None:
             messages.error(request, "This bot has no knowledge base.")
-        elif form.is_valid():
-            data = form.cleaned_data
-            if data["kind"] == "file":
-                upload = data["file"]
-                source_add_and_ingest(bot=bot, kind="file", filename=upload.name, data=upload.read())
-            elif data["kind"] == "faq":
-                source_add_and_ingest(bot=bot, kind="faq", question=data["question"], answer=data["answer"])
-            else:
-                source_add_and_ingest(
-                    bot=bot, kind=data["kind"], url=data["url"], resync_every_hours=data["resync_every_hours"]
-                )
-            messages.success(request, "Source added; ingestion has started.")
+        elif form.is_valid() and (added := _source_add(request, bot, form)):
+            messages.success(request, added)
             return redirect("dashboard:bot-knowledge", bot.slug)
     sources = bot.knowledge_base.sources.all() if bot.knowledge_base_id else Source.objects.none()
     return render_page(
@@ -83,6 +82,40 @@ def bot_knowledge(request, slug: str):
         {"bot": bot, "form": form, "sources": sources, "approved_answers": bot.approved_answers.all()},
         section="bots",
     )
+
+
+def _source_add(request, bot: Bot, form: SourceForm) -> str | None:
+    """Add what the form describes; the success message, or None when nothing was added (errors on the form or
+    in messages)."""
+    data = form.cleaned_data
+    kind = data["kind"]
+    if kind == "file":
+        report = sources_add_uploads(bot=bot, uploads=[(upload.name, upload.read()) for upload in data["file"]])
+        for problem in report.refused:
+            messages.error(request, problem)
+        count = len(report.added) + len(report.updated)
+        if not count:
+            form.add_error("file", "No document was added.")
+            return None
+        return f"{count} document(s) added; ingestion has started." if count > 1 else "Ingestion has started."
+    if kind == "faq":
+        source_add_and_ingest(bot=bot, kind="faq", question=data["question"], answer=data["answer"])
+        return "FAQ entry added; ingestion has started."
+    allow_private = data["allow_private_addresses"] or settings.PARLEY_ALLOW_PRIVATE_URLS
+    problem = url_address_problem(data["url"], allow_private=allow_private)
+    if problem:
+        # Refused now, with the whole reason, rather than a source that fails a moment later.
+        form.add_error(
+            "url",
+            f"{problem} For a site on your own network, tick “Allow private network addresses” "
+            "(or set PARLEY_ALLOW_PRIVATE_URLS=1 for the whole instance).",
+        )
+        return None
+    limits = {"allow_private_addresses": data["allow_private_addresses"]}
+    if kind == "site":
+        limits |= {name: data[name] for name in ("max_pages", "max_depth", "include_patterns", "exclude_patterns")}
+    source_add_and_ingest(bot=bot, kind=kind, url=data["url"], resync_every_hours=data["resync_every_hours"], **limits)
+    return "Website added; the crawl has started." if kind == "site" else "Source added; ingestion has started."
 
 
 def _source_of(bot: Bot, source_id: int) -> Source:
@@ -94,21 +127,7 @@ def _source_of(bot: Bot, source_id: int) -> Source:
 def knowledge_progress(request, slug: str):
     bot = get_object_or_404(Bot, slug=slug)
     sources = bot.knowledge_base.sources.all() if bot.knowledge_base_id else []
-    return JsonResponse(
-        {
-            "sources": [
-                {
-                    "id": s.id,
-                    "status": s.status,
-                    "status_label": s.get_status_display(),
-                    "done": s.documents_done,
-                    "total": s.documents_total,
-                    "error": s.error,
-                }
-                for s in sources
-            ]
-        }
-    )
+    return JsonResponse({"sources": [source_progress(source) for source in sources]})
 
 
 @require_POST
@@ -117,6 +136,18 @@ def source_resync(request, slug: str, source_id: int):
     bot = get_object_or_404(Bot, slug=slug)
     bot_source_resync(source=_source_of(bot, source_id))
     messages.success(request, "Re-sync started.")
+    return redirect("dashboard:bot-knowledge", bot.slug)
+
+
+@require_POST
+@admin_required
+def source_allow_private(request, slug: str, source_id: int):
+    """The per-source flag for an intranet site, from the row that failed on a private address; then re-sync."""
+    bot = get_object_or_404(Bot, slug=slug)
+    source = _source_of(bot, source_id)
+    Source.objects.filter(id=source.id).update(allow_private_addresses=True)
+    bot_source_resync(source=source)
+    messages.success(request, "Private network addresses allowed for this source; re-sync started.")
     return redirect("dashboard:bot-knowledge", bot.slug)
 
 

@@ -12,12 +12,13 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from chatbot.dashboard.permissions import is_admin, leads_visible, staff_required
-from chatbot.leads.export import leads_csv_write, leads_filter
+from chatbot.dashboard.views.common import render_page
+from chatbot.leads.export import lead_fields_display, leads_csv_write, leads_filter
 from chatbot.models import Bot, LeadDelivery
 from chatbot.privacy.services import visitor_data_delete as visitor_data_delete_all
 
@@ -56,7 +57,7 @@ def leads_list(request, slug: str):
         Prefetch("deliveries", queryset=LeadDelivery.objects.order_by("channel", "-created_at"))
     )
     page = Paginator(selected, LEADS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(
+    return render_page(
         request,
         "leads/list.html",
         {
@@ -66,6 +67,7 @@ def leads_list(request, slug: str):
             "query": request.GET.urlencode(),
             "can_delete": is_admin(request.user),
         },
+        section="leads",
     )
 
 
@@ -86,10 +88,17 @@ def lead_detail(request, slug: str, lead_id: int):
     bot = _bot_for(request, slug)
     lead = get_object_or_404(bot.leads.select_related("conversation"), pk=lead_id)
     deliveries = lead.deliveries.prefetch_related("attempt_log").order_by("channel", "-created_at")
-    return render(
+    return render_page(
         request,
         "leads/detail.html",
-        {"bot": bot, "lead": lead, "deliveries": deliveries, "can_delete": is_admin(request.user)},
+        {
+            "bot": bot,
+            "lead": lead,
+            "fields": lead_fields_display(lead=lead),
+            "deliveries": deliveries,
+            "can_delete": is_admin(request.user),
+        },
+        section="leads",
     )
 
 

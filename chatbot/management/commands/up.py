@@ -6,10 +6,12 @@ import sys
 import threading
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from chatbot.bots.services import bot_demo_documentation_sources, bot_ensure_demo
+from chatbot.models import StaffMember
 from chatbot.ops import embedded
 from chatbot.ops.supervisor import ProcessGroup
 
@@ -26,6 +28,17 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+def _site_url(*, host: str, port: int) -> str:
+    if os.environ.get("SITE_URL"):
+        return settings.SITE_URL
+    local = host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "")
+    return f"http://{'localhost' if local else host}:{port}"
+
+
+def _staff_exists() -> bool:
+    return get_user_model().objects.filter(is_superuser=True, is_active=True).exists() or StaffMember.objects.exists()
+
+
 class Command(BaseCommand):
     help = "Start Parley: migrate, load the demo bot, then run the web server, a Celery worker and Celery beat."
 
@@ -37,6 +50,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, concurrency: int, no_beat: bool, **options):
         _check_port_free(host, port)
+        site_url = _site_url(host=host, port=port)
+        # Snippets, lead emails and the demo bot's allowed origin use SITE_URL: unless it was set, it is where this
+        # `up` serves (--port or PORT), in this process and in its children.
+        settings.SITE_URL = site_url
         stop_requested = threading.Event()
 
         def request_stop(signum, frame):
@@ -57,6 +74,13 @@ class Command(BaseCommand):
             if created:
                 self._ingest_demo_documentation(group, bot)
             group.log("parley", f"serving on http://{host}:{port}/ (Ctrl-C stops everything)")
+            group.log("parley", f"dashboard: {site_url}/dashboard/")
+            if not _staff_exists():
+                group.log(
+                    "parley",
+                    "no staff account yet: create one with `python manage.py createsuperuser` "
+                    "(or add agents with `python manage.py createstaff`)",
+                )
             while not stop_requested.wait(0.2):
                 exited = group.first_exited()
                 if exited is not None:
@@ -77,7 +101,12 @@ class Command(BaseCommand):
         metrics_dir = settings.PARLEY_DATA_DIR / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
-        return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PYTHONUNBUFFERED": "1"}
+        return {
+            **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "PYTHONUNBUFFERED": "1",
+            "SITE_URL": settings.SITE_URL,
+        }
 
     def _ingest_demo_documentation(self, group: ProcessGroup, bot) -> None:
         from knowledge.tasks import ingest_source

@@ -1,8 +1,10 @@
 // The conversation list: new conversations and messages move to the top without a reload.
+import { localiseTimes, timeElement } from "./dates.js";
 import { onFrame } from "./live.js";
 
 const table = document.getElementById("conversation-list");
 const body = table.querySelector("tbody");
+localiseTimes(body); // the rows the server rendered, formatted as the live ones
 
 function cell(text, className) {
   const td = document.createElement("td");
@@ -22,12 +24,7 @@ function row(c) {
   const tr = document.createElement("tr");
   tr.dataset.conversationId = c.id;
   const when = cell("");
-  const time = document.createElement("time");
-  time.dateTime = c.last_message_at;
-  time.textContent = new Date(c.last_message_at).toLocaleString([], {
-    day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit",
-  });
-  when.append(time);
+  when.append(timeElement(c.last_message_at));
   const preview = cell("");
   const link = document.createElement("a");
   link.href = c.url;

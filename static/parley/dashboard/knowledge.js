@@ -1,7 +1,11 @@
-// Knowledge sources: the add form shows the fields of the chosen kind; ingestion progress updates live.
+// Knowledge sources: the add form shows the fields of the chosen kind; ingestion progress arrives live over the
+// dashboard socket ("source" frames, docs/protocol.md), with one read of the progress URL on load and on every
+// (re)connection for what happened before the socket was listening.
+import { localiseTimes, timeElement } from "./dates.js";
+import { onFrame, onOpen } from "./live.js";
+
 const form = document.getElementById("source-form");
 const table = document.getElementById("sources");
-const POLL_MS = 1500;
 
 function showKind() {
   const kind = form.querySelector("input[name=kind]:checked")?.value;
@@ -18,29 +22,35 @@ for (const confirmed of document.querySelectorAll("form.confirm")) {
   });
 }
 
-function busy() {
-  return [...table.querySelectorAll(".status")].some((s) => ["pending", "running"].includes(s.dataset.status));
+function show(source) {
+  const row = table.querySelector(`tr[data-source-id="${source.id}"]`);
+  if (!row) return;
+  const status = row.querySelector(".status");
+  status.dataset.status = source.status;
+  status.querySelector(".status-label").textContent = source.status_label;
+  const error = status.querySelector(".source-error");
+  error.textContent = source.error || "";
+  error.hidden = !source.error;
+  status.querySelector(".allow-private").hidden = !source.private_address_refused;
+  const bar = row.querySelector("progress");
+  bar.max = source.total || 1;
+  bar.value = source.done;
+  row.querySelector(".progress-text").textContent = `${source.done}/${source.total}`;
+  if (source.last_synced_at) row.querySelector(".synced").replaceChildren(timeElement(source.last_synced_at));
 }
 
-async function poll() {
+async function refresh() {
   try {
     const response = await fetch(table.dataset.progressUrl, { credentials: "same-origin" });
     const { sources } = await response.json();
-    for (const source of sources) {
-      const row = table.querySelector(`tr[data-source-id="${source.id}"]`);
-      if (!row) continue;
-      const status = row.querySelector(".status");
-      status.dataset.status = source.status;
-      status.textContent = source.status_label + (source.error ? ` — ${source.error.slice(0, 80)}` : "");
-      const bar = row.querySelector("progress");
-      bar.max = source.total || 1;
-      bar.value = source.done;
-      row.querySelector(".progress-text").textContent = `${source.done}/${source.total}`;
-    }
+    sources.forEach(show);
   } catch {
-    // The next poll tries again.
+    // The socket's frames keep the page current; the next connection reads again.
   }
-  if (busy()) setTimeout(poll, POLL_MS);
 }
 
-if (busy()) setTimeout(poll, POLL_MS);
+onFrame((frame) => {
+  if (frame.type === "source") show(frame.source);
+});
+onOpen(refresh);
+localiseTimes(table);

@@ -12,6 +12,12 @@ export function onFrame(listener) {
   listeners.add(listener);
 }
 
+// Called each time the socket (re)connects: a page reads then what it may have missed while it was not listening.
+const openListeners = new Set();
+export function onOpen(listener) {
+  openListeners.add(listener);
+}
+
 // `lastMessageId` gives the id of the newest message the page shows: the server sends what came after it, so a
 // message saved while the page reloaded or the socket reconnected is not missed.
 export function watch(conversationId, lastMessageId = () => null) {
@@ -45,6 +51,7 @@ function connect() {
     if (watched) sendWatch();
     clearInterval(pingTimer);
     pingTimer = setInterval(() => send({ type: "ping" }), PING_MS);
+    for (const listener of openListeners) listener();
   });
   socket.addEventListener("message", (event) => {
     let frame;
