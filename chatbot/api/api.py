@@ -39,6 +39,7 @@ def rate_limited(request: HttpRequest, error: RateLimited) -> JsonResponse:
 def invalid(request: HttpRequest, error: ValidationError) -> JsonResponse:
     errors: dict[str, list[str]] = {}
     for problem in error.errors:
-        location = [str(part) for part in problem.get("loc", ()) if part not in ("body", "query", "path", "form")]
+        # ("body", "<parameter>", "temperature") → "temperature"; the parameter's name means nothing to a caller.
+        location = [str(part) for part in problem.get("loc", ())][2:] or [str(p) for p in problem.get("loc", ())][-1:]
         errors.setdefault(".".join(location) or "request", []).append(problem.get("msg", "invalid"))
     return JsonResponse({"detail": "The request is not valid.", "errors": errors}, status=400)

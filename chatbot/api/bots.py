@@ -6,7 +6,7 @@ import json
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from ninja import Router
+from ninja import Router, Status
 
 from chatbot.answers.approved import approved_answer_add, approved_answer_delete
 from chatbot.api.auth import bot_of, bots_of
@@ -59,7 +59,7 @@ def bot_update(request, slug: str, changes: BotPatch):
         errors = {
             field: [error["message"] for error in errors] for field, errors in form.errors.get_json_data().items()
         }
-        return 400, {"detail": "The settings are not valid.", "errors": errors}
+        return Status(400, {"detail": "The settings are not valid.", "errors": errors})
     with transaction.atomic():
         bot = form.save()
     return bot_out(bot)
@@ -78,11 +78,11 @@ def approved_answers_list(request, slug: str):
 def approved_answer_create(request, slug: str, body: ApprovedAnswerIn):
     bot = bot_of(request, slug, write=True)
     approved = approved_answer_add(bot=bot, question=body.question, answer=body.answer, add_faq=body.add_faq)
-    return 201, approved
+    return Status(201, approved)
 
 
 @router.delete("/bots/{slug}/approved-answers/{answer_id}", response={204: None, 403: Error, 404: Error})
 def approved_answer_remove(request, slug: str, answer_id: int):
     bot = bot_of(request, slug, write=True)
     approved_answer_delete(approved_answer=get_object_or_404(ApprovedAnswer, id=answer_id, bot=bot))
-    return 204, None
+    return Status(204, None)

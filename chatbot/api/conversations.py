@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from ninja import Query, Router
+from ninja import Query, Router, Status
 from ninja.errors import HttpError
 
 from chatbot.api.auth import bots_of, conversation_of
@@ -95,4 +95,4 @@ def staff_reply(request, conversation_id: str, body: StaffReplyIn):
     except (chat_staff.ConversationTakenByOther, chat_staff.ConversationNotTakenOver):
         raise HttpError(409, "Another staff member has taken this conversation over.") from None
     [payload] = [m for m in conversation_history(conversation=conversation, limit=5) if m["id"] == message.id]
-    return 201, payload
+    return Status(201, payload)

@@ -4,7 +4,7 @@ file), re-syncing and removing them. Ingestion runs in a worker; poll a source f
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from ninja import File, Router, UploadedFile
+from ninja import File, Router, Status, UploadedFile
 from ninja.errors import HttpError
 
 from chatbot.api.auth import bot_of
@@ -34,6 +34,19 @@ def sources_list(request, slug: str):
     return list(_knowledge_bot(request, slug).knowledge_base.sources.order_by("-created_at"))
 
 
+# Before the routes with a {source_id}: Django tries the URL patterns in order.
+@router.post(
+    "/bots/{slug}/sources/upload",
+    response={202: SourceOut, 400: Error, 403: Error, 404: Error, 409: Error},
+    summary="Upload a file (PDF, DOCX, HTML, Markdown, text, CSV)",
+)
+def source_upload(request, slug: str, file: File[UploadedFile]):
+    bot = _knowledge_bot(request, slug, write=True)
+    if file.size > MAX_UPLOAD_BYTES:
+        raise HttpError(400, f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
+    return Status(202, source_add_and_ingest(bot=bot, kind="file", filename=file.name, data=file.read()))
+
+
 @router.get("/bots/{slug}/sources/{source_id}", response={200: SourceOut, 404: Error, 409: Error})
 def source_read(request, slug: str, source_id: int):
     return _source_of(_knowledge_bot(request, slug), source_id)
@@ -49,7 +62,7 @@ def source_create(request, slug: str, body: SourceIn):
     if body.kind == "faq":
         if not body.question.strip() or not body.answer.strip():
             raise HttpError(400, "An FAQ entry needs a question and an answer.")
-        return 202, source_add_and_ingest(bot=bot, kind="faq", question=body.question, answer=body.answer)
+        return Status(202, source_add_and_ingest(bot=bot, kind="faq", question=body.question, answer=body.answer))
     if not body.url.startswith(("http://", "https://")):
         raise HttpError(400, "Give the http(s) address of the page, sitemap or site.")
     if body.kind == "site" and "site" not in Source.Kind.values:
@@ -57,19 +70,7 @@ def source_create(request, slug: str, body: SourceIn):
     source = source_add_and_ingest(
         bot=bot, kind=body.kind, url=body.url, resync_every_hours=body.resync_every_hours, max_pages=body.max_pages
     )
-    return 202, source
-
-
-@router.post(
-    "/bots/{slug}/sources/upload",
-    response={202: SourceOut, 400: Error, 403: Error, 404: Error, 409: Error},
-    summary="Upload a file (PDF, DOCX, HTML, Markdown, text, CSV)",
-)
-def source_upload(request, slug: str, file: File[UploadedFile]):
-    bot = _knowledge_bot(request, slug, write=True)
-    if file.size > MAX_UPLOAD_BYTES:
-        raise HttpError(400, f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
-    return 202, source_add_and_ingest(bot=bot, kind="file", filename=file.name, data=file.read())
+    return Status(202, source)
 
 
 @router.post("/bots/{slug}/sources/{source_id}/resync", response={202: SourceOut, 403: Error, 404: Error, 409: Error})
@@ -77,10 +78,10 @@ def source_resync_start(request, slug: str, source_id: int):
     source = _source_of(_knowledge_bot(request, slug, write=True), source_id)
     source_resync(source=source)
     source.refresh_from_db()
-    return 202, source
+    return Status(202, source)
 
 
 @router.delete("/bots/{slug}/sources/{source_id}", response={204: None, 403: Error, 404: Error, 409: Error})
 def source_remove(request, slug: str, source_id: int):
     source_delete(source=_source_of(_knowledge_bot(request, slug, write=True), source_id))
-    return 204, None
+    return Status(204, None)

@@ -4,7 +4,7 @@ and a subscription's recent deliveries."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from ninja import Router
+from ninja import Router, Status
 from ninja.errors import HttpError
 
 from chatbot.api.auth import bot_of, bots_of, reaches_all_bots, writable
@@ -77,8 +77,8 @@ def webhook_create(request, body: WebhookIn):
     try:
         subscription = subscription_create(bot=bot, url=body.url, events=body.events, description=body.description)
     except SubscriptionInvalid as invalid:
-        return 400, {"detail": str(invalid), "errors": {k: [v] for k, v in invalid.problems.items()}}
-    return 201, {**subscription_out(subscription), "secret": subscription.secret}
+        return Status(400, {"detail": str(invalid), "errors": {k: [v] for k, v in invalid.problems.items()}})
+    return Status(201, {**subscription_out(subscription), "secret": subscription.secret})
 
 
 @router.get("/webhooks/{subscription_id}", response={200: WebhookOut, 404: Error})
@@ -90,7 +90,7 @@ def webhook_read(request, subscription_id: int):
 def webhook_remove(request, subscription_id: int):
     writable(request)
     subscription_delete(subscription=_subscription_of(request, subscription_id))
-    return 204, None
+    return Status(204, None)
 
 
 @router.get(
