@@ -440,6 +440,7 @@ class ConversationRow(TypedDict):
     last_message_at: str
     handoff_requested: bool
     taken_over_by: str | None
+    taken_over_by_id: int | None  # the dashboard of that staff member notifies them of the visitor's messages
 
 
 class DashboardMessage(TypedDict):
