@@ -211,3 +211,19 @@ def test_the_api_refuses_internal_addresses_unknown_events_and_other_bots(acme_a
     assert acme_api.get(f"/webhooks/{other.id}").status_code == 404
     assert api.get(f"/webhooks/{other.id}").status_code == 200
     assert json.loads(api.get("/webhooks").content)[0]["bot"] is None
+
+
+@pytest.mark.django_db(transaction=True)  # the answer gives its database connection back while the model streams
+def test_the_bots_finished_answer_is_a_message_created_event(acme, receiver, sim):
+    from chatbot.answers.pipeline import answer_generate
+    from tests.chatbot import question_ask
+
+    sim.configure(script_text="We ship to the EU.")
+    subscribe(receiver, bot=acme, events=["message.created"])
+    bot_message = question_ask(acme, "Do you ship abroad?")
+    answer_generate(message_id=bot_message.id, coalesce_interval_s=0)
+    webhook_deliveries_send_due()
+    assert [(e["message"]["role"], e["message"]["status"]) for e in received(receiver)] == [
+        ("visitor", "complete"), ("bot", "complete"),
+    ]  # fmt: skip
+    assert received(receiver)[1]["message"]["text"] == "We ship to the EU."
