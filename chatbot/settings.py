@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -87,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "csp",
+    # The REST API (chatbot/api); listed for its browsable docs' bundled templates and static files (no CDN).
+    "ninja",
     "chatbot",
     "knowledge",
     "inference",
@@ -285,8 +288,45 @@ CONTENT_SECURITY_POLICY = {
 # HSTS preload is a commitment for the whole domain: the operator opts in with SECURE_HSTS_PRELOAD=1.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
+
+# Email: EMAIL_URL, parsed by dj-email-url: smtp://user:pass@host:25, smtp+tls://…:587 (STARTTLS),
+# smtp+ssl://…:465, submission://… (STARTTLS, 587), console://. Unset, emails are printed to the console (the lead's
+# page says so). EMAIL_BACKEND alone still selects a backend, as before EMAIL_URL existed.
+def email_url_parse(url: str) -> dict:
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    # dj-email-url knows smtp and submission; smtp+tls and smtp+ssl are the spellings most providers document.
+    if scheme in ("smtp+tls", "smtp+starttls"):
+        parsed = dj_email_url.parse(f"submission://{rest}")
+    elif scheme == "smtp+ssl":
+        parsed = dj_email_url.parse(f"smtp://{rest}")
+        parsed.update(EMAIL_USE_SSL=True, EMAIL_USE_TLS=False)
+        if ":" not in rest.rsplit("@", 1)[-1].split("/", 1)[0]:
+            parsed["EMAIL_PORT"] = 465
+    else:
+        parsed = dj_email_url.parse(url)
+    if "EMAIL_BACKEND" not in parsed:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL has an unknown scheme {scheme!r}: use smtp, smtp+tls, smtp+ssl, submission or console"
+        )
+    return parsed
+
+
+EMAIL_URL = env_str("EMAIL_URL")
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+if EMAIL_URL:
+    _email = email_url_parse(EMAIL_URL)
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST, EMAIL_PORT = _email["EMAIL_HOST"] or "localhost", _email["EMAIL_PORT"] or 25
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_USER"] or "", _email["EMAIL_HOST_PASSWORD"] or ""
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _email["EMAIL_USE_TLS"], _email["EMAIL_USE_SSL"]
+    EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or env_int("EMAIL_TIMEOUT_S", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "parley@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# The REST API (/api/v1/, docs/api.md): requests per minute per API key, and how long `ask` waits for an answer.
+API_REQUESTS_PER_MINUTE_PER_KEY = env_int("API_REQUESTS_PER_MINUTE_PER_KEY", 120)
+API_ASK_TIMEOUT_S = env_float("API_ASK_TIMEOUT_S", 120.0)
 
 LOGGING = {
     "version": 1,
@@ -322,6 +362,7 @@ KNOWLEDGE_PROGRESS_CALLBACK = "chatbot.bots.progress.source_progress_publish"
 CELERY_BEAT_SCHEDULE = {
     "resync-web-sources": {"task": "knowledge.tasks.resync_due_sources", "schedule": 600.0},
     "resend-due-lead-deliveries": {"task": "chatbot.leads_tasks.lead_deliveries_resend_due", "schedule": 30.0},
+    "resend-due-webhook-deliveries": {"task": "chatbot.webhooks_tasks.webhook_deliveries_resend_due", "schedule": 30.0},
     "purge-expired-leads": {"task": "chatbot.leads_tasks.leads_purge_expired", "schedule": 3600.0},
     # Answers left streaming by a killed worker with no visitor watching, or never started (chatbot.answers.watchdog).
     "finalise-lost-answers": {

@@ -464,3 +464,29 @@ def _parse_lastmod(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+# --- the same address checks for other outbound requests (event webhooks) --------------------------------------
+
+
+def address_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why a request to `url` would be refused (not an http(s) URL, an unknown host, an internal address), or None."""
+    try:
+        parts = _parse_http_url(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        for info in socket.getaddrinfo(parts.host, port, type=socket.SOCK_STREAM):
+            _check_address(info[4][0], host=parts.host, allow_private=allow_private)
+    except FetchError as error:
+        return str(error)
+    except socket.gaierror:
+        return f"The host of {url} could not be found."
+    except _ForbiddenAddressError as error:
+        return str(error)
+    return None
+
+
+def address_checked_transport(*, allow_private: bool) -> httpx.HTTPTransport:
+    """An httpx transport that checks every address it connects to (as the crawler's does: no DNS rebinding)."""
+    transport = httpx.HTTPTransport(retries=0)
+    transport._pool._network_backend = _AddressCheckingBackend(allow_private=allow_private)
+    return transport

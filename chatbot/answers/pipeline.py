@@ -26,6 +26,7 @@ from chatbot.models import ApprovedAnswer, Bot, Message
 from chatbot.ops import metrics
 from chatbot.realtime.protocol import done_event, error_event, token_event, typing_event
 from chatbot.realtime.relay import relay
+from chatbot.webhooks.events import message_created_emit
 from inference.prompts import Turn
 from knowledge.embeddings import QueryEmbedding, get_embedder
 from knowledge.retrieval import SearchResult, chunk_search
@@ -131,6 +132,11 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
         relay().group_send(group, error_event(outcome.error_code, outcome.error_message))
     if approved is not None:
         approved_answer_use(approved_answer=approved)
+    try:
+        message_created_emit(bot=bot, message_id=message.id)
+    except Exception:
+        # Saved and sent: a webhook that could not be queued must not turn the answer into a failure.
+        logger.exception("could not queue the message.created webhooks of message %s", message.id)
     try:
         lead_form_after_answer(conversation=conversation, question=question, outcome=outcome)
     except Exception:

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import transaction
 
-from chatbot.models import Bot
+from chatbot.models import Bot, new_webhook_secret
 from knowledge.services import knowledge_base_create
 
 DEMO_BOT_SLUG = "demo"
@@ -58,3 +58,17 @@ def bot_demo_documentation_sources(*, bot: Bot) -> list:
         for path in paths
         if path.is_file()
     ]
+
+
+# Which secrets of a bot can be rotated from its dashboard page, and the field each one lives in.
+ROTATABLE_SECRETS = {"webhook": "crm_webhook_secret", "identity": "identity_secret"}
+
+
+def bot_secret_rotate(*, bot: Bot, which: str) -> str:
+    """A new webhook secret (signs the bot's lead webhook) or identity secret (verifies its logged-in visitors);
+    the old one stops working at once. Returns the new secret."""
+    field = ROTATABLE_SECRETS[which]
+    secret = new_webhook_secret()
+    Bot.objects.filter(id=bot.id).update(**{field: secret})
+    setattr(bot, field, secret)
+    return secret

@@ -8,6 +8,7 @@ from chatbot.chat.staff_feed import dashboard_message_notify
 from chatbot.models import Bot, Conversation, Message, staff_display_name
 from chatbot.realtime.presence import staff_online
 from chatbot.realtime.protocol import Citation, MessagePayload
+from chatbot.webhooks.events import conversation_started_emit, feedback_negative_emit, message_created_emit
 
 
 class ConversationBusy(Exception):
@@ -26,7 +27,7 @@ def conversation_resume_or_start(
     conversation = Conversation.objects.filter(bot=bot, visitor_id=visitor_id).order_by("-last_message_at").first()
     if conversation is not None:
         return conversation
-    return Conversation.objects.create(
+    conversation = Conversation.objects.create(
         bot=bot,
         visitor_id=visitor_id,
         page_url=_clip_url(page_url),
@@ -34,6 +35,8 @@ def conversation_resume_or_start(
         language=(language or "")[:8],
         user_agent=(user_agent or "")[:500],
     )
+    conversation_started_emit(conversation=conversation)
+    return conversation
 
 
 def message_payload(message: Message) -> MessagePayload:
@@ -100,6 +103,7 @@ def message_receive(
             # Queued before the dashboards are told: the visitor is waiting for this one.
             transaction.on_commit(lambda: answer_message.delay(bot_message.id))
     transaction.on_commit(lambda: _dashboard_notify(visitor_message.id, bot_id=conversation.bot_id))
+    message_created_emit(bot=conversation.bot, message_id=visitor_message.id)
     return visitor_message, bot_message
 
 
@@ -113,6 +117,8 @@ def _dashboard_notify(message_id: int, *, bot_id: int) -> None:
 
 def message_feedback(*, conversation: Conversation, message_id: int, value: str) -> bool:
     updated = conversation.messages.filter(id=message_id, role=Message.Role.BOT).update(feedback=value)
+    if updated == 1 and value == Message.Feedback.DOWN:
+        feedback_negative_emit(bot=conversation.bot, message_id=message_id)
     return updated == 1
 
 

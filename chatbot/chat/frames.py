@@ -45,11 +45,34 @@ def is_error(value) -> bool:
 
 
 @dataclass(frozen=True)
+class HelloIdentityValues:
+    user_id: str
+    user_hash: str
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
 class HelloValues:
     visitor_token: str | None
     page_url: str
     referrer: str
     language: str
+    # The host site's logged-in user, not yet verified (chatbot.chat.identity); None when hello carried none.
+    identity: HelloIdentityValues | None = None
+
+
+def _identity_read(value) -> HelloIdentityValues | None:
+    if not isinstance(value, dict):
+        return None
+
+    def text(name: str, limit: int) -> str:
+        item = value.get(name)
+        return item[:limit] if isinstance(item, str) else ""
+
+    return HelloIdentityValues(
+        user_id=text("user_id", 256), user_hash=text("user_hash", 128), email=text("email", 254), name=text("name", 200)
+    )
 
 
 def hello_read(frame: dict) -> HelloValues:
@@ -59,6 +82,7 @@ def hello_read(frame: dict) -> HelloValues:
         page_url=str(frame.get("page_url") or ""),
         referrer=str(frame.get("referrer") or ""),
         language=str(frame.get("lang") or ""),
+        identity=_identity_read(frame.get("identity")),
     )
 
 

@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from chatbot.chat.conversations import conversation_request_handoff
 from chatbot.chat.staff_feed import dashboard_handoff_notify
+from chatbot.chat.tasks import handoff_email_after_commit
 from chatbot.models import Conversation, Message
 from chatbot.realtime.presence import staff_online
 from chatbot.realtime.protocol import HandoffStatus
+from chatbot.webhooks.events import handoff_requested_emit
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -190,13 +192,16 @@ def handoff_request(*, conversation: Conversation) -> HandoffOutcome:
     """Record the visitor's wish for a person and tell the dashboards at once. "requested" when someone can come
     (staff online, within business hours); otherwise "unavailable", and the widget offers the lead form."""
     conversation = Conversation.objects.select_related("bot").get(pk=conversation.pk)
+    first_request = conversation.handoff_requested_at is None
     conversation_request_handoff(conversation=conversation)
     if conversation.taken_over_by_id is not None:
         status = "requested"
     else:
         status = "requested" if staff_available(conversation=conversation) else "unavailable"
-    dashboard_handoff_notify(
-        conversation=conversation, status=status, summary=conversation_summary(conversation=conversation)
-    )
+    summary = conversation_summary(conversation=conversation)
+    dashboard_handoff_notify(conversation=conversation, status=status, summary=summary)
+    handoff_requested_emit(conversation=conversation, status=status, summary=summary)
+    if first_request and conversation.taken_over_by_id is None:
+        handoff_email_after_commit(conversation_id=conversation.id, summary=summary)
     language = (conversation.language or conversation.bot.language or "en").split("-")[0]
     return HandoffOutcome(status=status, message=MESSAGES[status].get(language, MESSAGES[status]["en"]))

@@ -13,6 +13,12 @@ from chatbot.answers.stops import answer_request_stop
 from chatbot.chat import conversations
 from chatbot.chat.frames import HelloValues, MessageValues
 from chatbot.chat.handoff import handoff_request, human_requested
+from chatbot.chat.identity import (
+    conversation_identity_save,
+    identity_clean,
+    identity_verify,
+    visitor_id_of_user,
+)
 from chatbot.chat.origins import origin_allowed
 from chatbot.chat.visitors import visitor_token_issue, visitor_token_read
 from chatbot.leads.capture import lead_capture
@@ -82,10 +88,22 @@ class SessionStarted:
 
 
 def chat_session_start(*, bot: Bot, hello: HelloValues, user_agent: str) -> SessionStarted:
-    """The visitor's conversation (resumed through their token, or new), as `ready`, and the lead form if it is due."""
+    """The visitor's conversation (resumed through their token, or new), as `ready`, and the lead form if it is due.
+    A verified user of the host site (chatbot.chat.identity) resumes their conversation on any device."""
     visitor_id = None
     if hello.visitor_token:
         visitor_id = visitor_token_read(token=hello.visitor_token, bot_public_id=bot.public_id)
+    identity, verified = None, None
+    if hello.identity is not None:
+        verified = identity_verify(bot=bot, user_id=hello.identity.user_id, user_hash=hello.identity.user_hash)
+        if verified:
+            identity = identity_clean(
+                user_id=hello.identity.user_id, name=hello.identity.name, email=hello.identity.email
+            )
+            visitor_id = visitor_id_of_user(identity.user_id)
+    if identity is None and visitor_id is not None and visitor_id.startswith("user:"):
+        # The user logged out of the host site: whoever uses this browser now must not see their conversation.
+        visitor_id = None
     token, visitor_id = visitor_token_issue(bot_public_id=bot.public_id, visitor_id=visitor_id)
     conversation = conversations.conversation_resume_or_start(
         bot=bot,
@@ -95,6 +113,8 @@ def chat_session_start(*, bot: Bot, hello: HelloValues, user_agent: str) -> Sess
         language=hello.language,
         user_agent=user_agent,
     )
+    if identity is not None:
+        conversation_identity_save(conversation=conversation, identity=identity)
     history = conversations.conversation_history(conversation=conversation)
     frames: list[ServerFrame] = [
         ready_frame(
@@ -103,6 +123,8 @@ def chat_session_start(*, bot: Bot, hello: HelloValues, user_agent: str) -> Sess
             messages=history,
             bot_name=bot.name,
             greeting=bot.greeting,
+            identity=None if verified is None else "verified" if verified else "rejected",
+            visitor={"name": conversation.visitor_name, "email": conversation.visitor_email} if verified else None,
         )
     ]
     if lead_form := lead_form_on_hello(conversation=conversation):

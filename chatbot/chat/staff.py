@@ -16,6 +16,7 @@ from chatbot.realtime.protocol import (
     staff_message_frame,
 )
 from chatbot.realtime.relay import relay
+from chatbot.webhooks.events import message_created_emit
 
 logger = logging.getLogger(__name__)
 
@@ -78,4 +79,5 @@ def staff_message_send(*, conversation: Conversation, user, text: str) -> Messag
     frame = staff_message_frame(message_id=message.id, name=staff_display_name(user), text=text)
     transaction.on_commit(lambda: _visitor_send(conversation=conversation, frame=frame))
     transaction.on_commit(lambda: dashboard_message_notify(message_id=message.id))
+    message_created_emit(bot=conversation.bot, message_id=message.id)
     return message

@@ -45,6 +45,7 @@ def conversation_row(conversation: Conversation, *, preview: str | None = None) 
         last_message_at=conversation.last_message_at.isoformat(),
         handoff_requested=conversation.handoff_requested_at is not None,
         taken_over_by=staff_display_name(conversation.taken_over_by) if conversation.taken_over_by else None,
+        taken_over_by_id=conversation.taken_over_by_id,
     )
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chatbot.dashboard.views import analytics, auth, bots, conversations, quality, staff
+from chatbot.dashboard.views import analytics, auth, bots, conversations, integrations, quality, staff
 
 app_name = "dashboard"
 
@@ -32,6 +32,12 @@ urlpatterns = [
     path("bots/<slug:slug>/export/", bots.bot_export, name="bot-export"),
     # A bot's leads pages (bots/<slug>/leads/) are chatbot.dashboard.views.leads, routed in chatbot/urls.py.
     path("leads/", staff.leads_index, name="leads"),
+    path("bots/<slug:slug>/secrets/<str:which>/rotate/", integrations.bot_secret_rotate_view, name="bot-secret-rotate"),
+    path("integrations/", integrations.integrations, name="integrations"),
+    path("integrations/keys/", integrations.api_key_new, name="api-key-new"),
+    path("integrations/keys/<int:key_id>/revoke/", integrations.api_key_revoke_view, name="api-key-revoke"),
+    path("integrations/webhooks/", integrations.webhook_new, name="webhook-new"),
+    path("integrations/webhooks/<int:subscription_id>/delete/", integrations.webhook_remove, name="webhook-delete"),
     path("staff/", staff.staff, name="staff"),
     path("staff/new/", staff.staff_edit, name="staff-new"),
     path("staff/<int:member_id>/", staff.staff_edit, name="staff-edit"),

@@ -10,9 +10,11 @@ from urllib.parse import parse_qsl, urlsplit
 from django.db import connection, transaction
 from django.utils import timezone
 
+from chatbot.leads.delivery import lead_data
 from chatbot.leads.form import form_text, language_of, lead_fields_validate, lead_form_for
 from chatbot.leads.tasks import lead_deliver
 from chatbot.models import Bot, Conversation, Lead, LeadDelivery
+from chatbot.webhooks.events import webhook_event_emit
 
 DEDUPE_WINDOW = timedelta(days=1)
 
@@ -113,6 +115,12 @@ def lead_capture(*, conversation: Conversation, fields: dict, now: datetime | No
         Lead.objects.filter(pk=lead.pk).update(created_at=now)
         lead.created_at = now
     ids = _deliveries_schedule(lead, now=now)
+    # Subscriptions to lead events get the same lead as the bot's CRM webhook (which is their built-in one).
+    webhook_event_emit(
+        bot=bot,
+        event="lead.created" if created else "lead.updated",
+        data=lambda: {"lead": lead_data(lead=lead, version=lead.updated_at)},
+    )
     Conversation.objects.filter(pk=conversation.pk).update(lead_form_reason="")
     transaction.on_commit(lambda: [lead_deliver.delay(delivery_id) for delivery_id in ids])
     return LeadCaptureResult(lead=lead, created=created, message=form.saved_message)

@@ -3,110 +3,72 @@ each retried with backoff until it arrives (or for GIVE_UP_AFTER), each attempt 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import httpx
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from chatbot.models import Lead, LeadDelivery, LeadDeliveryAttempt
+from chatbot.webhooks.delivery import (  # noqa: F401  (re-exported: receivers and tests read them here)
+    BACKOFF_FIRST,
+    BACKOFF_MAX,
+    CLAIM_LEASE,
+    GIVE_UP_AFTER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WEBHOOK_TIMEOUT_S,
+    Sent,
+    deliveries_due,
+    delivery_backoff,
+    delivery_claim,
+    delivery_result_record,
+    webhook_post,
+    webhook_signature,
+    webhook_signature_verify,
+)
 
 logger = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-Parley-Signature"
-TIMESTAMP_HEADER = "X-Parley-Timestamp"
-WEBHOOK_TIMEOUT_S = 10.0
-# While one worker sends a delivery, nobody else may: the claim holds the row this long (longer than a send).
-CLAIM_LEASE = timedelta(minutes=2)
-BACKOFF_FIRST = timedelta(seconds=30)
-BACKOFF_MAX = timedelta(hours=1)
-# A CRM that is down for a long weekend still gets every lead; after this a delivery is marked failed.
-GIVE_UP_AFTER = timedelta(days=7)
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
 
-def delivery_backoff(*, attempts: int) -> timedelta:
-    """How long to wait after the `attempts`th failed attempt: 30 s, 1 min, 2 min, … at most an hour."""
-    # The exponent is capped: a CRM down for a week means about 170 attempts, and 2**170 seconds overflows.
-    return min(BACKOFF_FIRST * 2 ** min(max(attempts - 1, 0), 20), BACKOFF_MAX)
-
-
-def webhook_signature(*, secret: str, timestamp: str, body: bytes) -> str:
-    """`sha256=<hex>`: HMAC-SHA256 with the bot's webhook secret over `<timestamp>.<raw body>`."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return f"sha256={mac.hexdigest()}"
-
-
-def webhook_signature_verify(
-    *, secret: str, timestamp: str, body: bytes, signature: str, tolerance_s: int = 300, now: float | None = None
-) -> bool:
-    """What a receiver does (the reference for docs/leads.md): a fresh timestamp and a matching signature."""
-    try:
-        age = abs((now if now is not None else time.time()) - int(timestamp))
-    except ValueError:
-        return False
-    expected = webhook_signature(secret=secret, timestamp=timestamp, body=body)
-    return age <= tolerance_s and hmac.compare_digest(expected, signature)
+def lead_data(*, lead: Lead, version: datetime) -> dict:
+    """The lead as webhooks carry it (the CRM webhook and `lead.*` event subscriptions alike)."""
+    return {
+        "id": lead.id,
+        "version": version.isoformat(),
+        "bot": lead.bot.slug,
+        "email": lead.email,
+        "name": lead.name,
+        "fields": lead.data,
+        "page_url": lead.page_url,
+        "referrer": lead.referrer,
+        "utm": lead.utm,
+        "consent": {"text": lead.consent_text, "at": lead.consent_at.isoformat() if lead.consent_at else None},
+        "conversation_id": lead.conversation_id,
+        "created_at": lead.created_at.isoformat(),
+        "updated_at": lead.updated_at.isoformat(),
+    }
 
 
 def lead_payload(*, lead: Lead, event: str, version: datetime) -> dict:
-    return {
-        "event": event,
-        "lead": {
-            "id": lead.id,
-            "version": version.isoformat(),
-            "bot": lead.bot.slug,
-            "email": lead.email,
-            "name": lead.name,
-            "fields": lead.data,
-            "page_url": lead.page_url,
-            "referrer": lead.referrer,
-            "utm": lead.utm,
-            "consent": {"text": lead.consent_text, "at": lead.consent_at.isoformat() if lead.consent_at else None},
-            "conversation_id": lead.conversation_id,
-            "created_at": lead.created_at.isoformat(),
-            "updated_at": lead.updated_at.isoformat(),
-        },
-    }
+    return {"event": event, "lead": lead_data(lead=lead, version=version)}
 
 
-@dataclass
-class _Sent:
-    succeeded: bool
-    response_code: int | None = None
-    error: str = ""
-
-
-def _send_webhook(*, delivery: LeadDelivery, payload: dict) -> _Sent:
+def _send_webhook(*, delivery: LeadDelivery, payload: dict) -> Sent:
     bot = delivery.lead.bot
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Parley-Webhook/1",
-        "X-Parley-Event": payload["event"],
+    # Set by administrators in the bot's settings: it may point at an intranet CRM (never at link-local addresses).
+    return webhook_post(
+        url=bot.crm_webhook_url,
+        secret=bot.crm_webhook_secret,
+        event=payload["event"],
         # The same for every attempt of one version: a receiver can drop a repeat after a worker crash.
-        "X-Parley-Delivery": f"{delivery.id}-{int(delivery.lead_version.timestamp() * 1_000_000)}",
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: webhook_signature(secret=bot.crm_webhook_secret, timestamp=timestamp, body=body),
-    }
-    try:
-        response = httpx.post(
-            bot.crm_webhook_url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False
-        )
-    except httpx.HTTPError as error:
-        return _Sent(False, error=f"{type(error).__name__}: {error}"[:500])
-    if 200 <= response.status_code < 300:
-        return _Sent(True, response.status_code)
-    return _Sent(False, response.status_code, f"HTTP {response.status_code}: {response.text[:300]}")
+        delivery_key=f"{delivery.id}-{int(delivery.lead_version.timestamp() * 1_000_000)}",
+        payload=payload,
+        allow_private=True,
+    )
 
 
 def _email_body(lead: Lead, event: str) -> str:
@@ -119,10 +81,13 @@ def _email_body(lead: Lead, event: str) -> str:
         lines.append(f"Consent ({lead.consent_at:%Y-%m-%d %H:%M %Z}): {lead.consent_text}")
     path = reverse("lead-detail", kwargs={"slug": lead.bot.slug, "lead_id": lead.id})
     lines += ["", f"In Parley: {settings.SITE_URL}{path}"]
+    if lead.conversation_id:
+        conversation = reverse("dashboard:transcript", args=[lead.conversation_id])
+        lines.append(f"The conversation: {settings.SITE_URL}{conversation}")
     return "\n".join(lines)
 
 
-def _send_email(*, delivery: LeadDelivery, payload: dict) -> _Sent:
+def _send_email(*, delivery: LeadDelivery, payload: dict) -> Sent:
     lead = delivery.lead
     subject = f"[{lead.bot.name}] {'Updated' if payload['event'] == 'lead.updated' else 'New'} lead: "
     subject += lead.name or lead.email or f"#{lead.id}"
@@ -136,29 +101,22 @@ def _send_email(*, delivery: LeadDelivery, payload: dict) -> _Sent:
     try:
         message.send()
     except Exception as error:  # SMTP and backend errors have no common base class
-        return _Sent(False, error=f"{type(error).__name__}: {error}"[:500])
-    return _Sent(True)
+        return Sent(False, error=f"{type(error).__name__}: {error}"[:500])
+    return Sent(True, to_console=settings.EMAIL_BACKEND == CONSOLE_EMAIL_BACKEND)
 
 
 def _claim(delivery_id: int, now: datetime) -> tuple[LeadDelivery, dict] | None:
-    """Take a due delivery for this worker: counted as an attempt and hidden from others for CLAIM_LEASE."""
-    with transaction.atomic():
-        delivery = (
-            LeadDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("lead__bot")
-            .filter(id=delivery_id, status=LeadDelivery.Status.PENDING, next_attempt_at__lte=now)
-            .first()
-        )
-        if delivery is None:
-            return None
-        delivery.attempts += 1
-        delivery.next_attempt_at = now + CLAIM_LEASE
-        delivery.save(update_fields=["attempts", "next_attempt_at"])
-        earlier = LeadDelivery.objects.filter(
-            lead_id=delivery.lead_id, channel=delivery.channel, status=LeadDelivery.Status.DELIVERED
-        ).exists()
-        event = "lead.updated" if earlier else "lead.created"
-        return delivery, lead_payload(lead=delivery.lead, event=event, version=delivery.lead_version)
+    """Take a due delivery for this worker (chatbot.webhooks.delivery.delivery_claim), with what it carries."""
+    delivery = delivery_claim(
+        queryset=LeadDelivery.objects.select_related("lead__bot"), delivery_id=delivery_id, now=now
+    )
+    if delivery is None:
+        return None
+    earlier = LeadDelivery.objects.filter(
+        lead_id=delivery.lead_id, channel=delivery.channel, status=LeadDelivery.Status.DELIVERED
+    ).exists()
+    event = "lead.updated" if earlier else "lead.created"
+    return delivery, lead_payload(lead=delivery.lead, event=event, version=delivery.lead_version)
 
 
 def lead_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> bool | None:
@@ -171,32 +129,20 @@ def lead_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> b
     delivery, payload = claimed
     send = _send_webhook if delivery.channel == LeadDelivery.Channel.WEBHOOK else _send_email
     sent = send(delivery=delivery, payload=payload)
-    with transaction.atomic():
-        attempt = LeadDeliveryAttempt.objects.create(
-            delivery_id=delivery.id, succeeded=sent.succeeded, response_code=sent.response_code, error=sent.error
-        )
-        LeadDeliveryAttempt.objects.filter(id=attempt.id).update(attempted_at=now)
+    delivery_result_record(
+        delivery=delivery,
+        attempt_model=LeadDeliveryAttempt,
+        sent=sent,
+        now=now,
         # Only if the lead was not updated meanwhile: otherwise the row now carries a newer version, due at once.
-        same_version = LeadDelivery.objects.filter(id=delivery.id, lead_version=delivery.lead_version)
-        if sent.succeeded:
-            same_version.update(status=LeadDelivery.Status.DELIVERED, delivered_at=now, next_attempt_at=None)
-        elif now - delivery.created_at >= GIVE_UP_AFTER:
-            same_version.update(status=LeadDelivery.Status.FAILED, next_attempt_at=None)
-            logger.error("gave up delivering lead %s by %s", delivery.lead_id, delivery.channel)
-        else:
-            same_version.update(next_attempt_at=now + delivery_backoff(attempts=delivery.attempts))
-    if not sent.succeeded:
-        logger.warning("lead delivery %s (%s) failed: %s", delivery.id, delivery.channel, sent.error)
+        same_version=LeadDelivery.objects.filter(id=delivery.id, lead_version=delivery.lead_version),
+        what=f"lead {delivery.lead_id} by {delivery.channel} (delivery {delivery.id})",
+    )
     return sent.succeeded
 
 
 def lead_deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    now = now or timezone.now()
-    return list(
-        LeadDelivery.objects.filter(status=LeadDelivery.Status.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at")
-        .values_list("id", flat=True)[:limit]
-    )
+    return deliveries_due(queryset=LeadDelivery.objects.all(), now=now or timezone.now(), limit=limit)
 
 
 def lead_deliveries_send_due(*, now: datetime | None = None) -> dict[int, bool | None]:

@@ -4,10 +4,20 @@ migrations). Import them from here: `from chatbot.models import Bot`."""
 from chatbot.models.answers import ApprovedAnswer
 from chatbot.models.bots import Bot, new_public_id, new_webhook_secret
 from chatbot.models.conversations import Conversation, Message, new_conversation_id
+from chatbot.models.integrations import (
+    WEBHOOK_EVENTS,
+    ApiKey,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookSubscription,
+    new_subscription_secret,
+)
 from chatbot.models.leads import Lead, LeadDelivery, LeadDeliveryAttempt
 from chatbot.models.staff import StaffMember, staff_display_name
 
 __all__ = [
+    "WEBHOOK_EVENTS",
+    "ApiKey",
     "ApprovedAnswer",
     "Bot",
     "Conversation",
@@ -16,8 +26,12 @@ __all__ = [
     "LeadDeliveryAttempt",
     "Message",
     "StaffMember",
+    "WebhookDelivery",
+    "WebhookDeliveryAttempt",
+    "WebhookSubscription",
     "new_conversation_id",
     "new_public_id",
+    "new_subscription_secret",
     "new_webhook_secret",
     "staff_display_name",
 ]

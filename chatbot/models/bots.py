@@ -58,6 +58,8 @@ class Bot(models.Model):
     # Signs webhook deliveries (HMAC-SHA256). Generated per bot; never exported.
     crm_webhook_secret = models.CharField(max_length=128, blank=True, default=new_webhook_secret)
     lead_retention_days = models.PositiveIntegerField(default=365)
+    # Verified visitors (docs/widget.md): the host site signs a logged-in user's id with it (HMAC-SHA256).
+    identity_secret = models.CharField(max_length=128, blank=True, default=new_webhook_secret)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

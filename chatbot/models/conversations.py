@@ -23,6 +23,10 @@ class Conversation(models.Model):
     language = models.CharField(max_length=8, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     handoff_requested_at = models.DateTimeField(null=True, blank=True)
+    # A verified visitor (the host site signed their user id): the name and email the host site gave.
+    visitor_verified = models.BooleanField(default=False)
+    visitor_name = models.CharField(max_length=200, blank=True)
+    visitor_email = models.EmailField(blank=True)
     # Lead form (chatbot.leads.triggers): why it was last offered (shown again on reconnect), whether it was dismissed.
     lead_form_reason = models.CharField(max_length=20, blank=True)
     lead_form_dismissed_at = models.DateTimeField(null=True, blank=True)

@@ -48,6 +48,8 @@ class LeadDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # An email "delivered" by Django's console backend (EMAIL_URL unset) was only printed: the lead's page says so.
+    delivered_to_console = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

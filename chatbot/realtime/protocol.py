@@ -60,6 +60,15 @@ class MessagePayload(TypedDict):
 # --- client → server ---
 
 
+class HelloIdentity(TypedDict):
+    """A logged-in user of the host site (docs/widget.md, "Verified visitors")."""
+
+    user_id: str
+    user_hash: str  # hex HMAC-SHA256 of user_id with the bot's identity secret
+    email: NotRequired[str]
+    name: NotRequired[str]
+
+
 class HelloFrame(TypedDict):
     type: Literal["hello"]
     protocol: NotRequired[int]
@@ -67,6 +76,7 @@ class HelloFrame(TypedDict):
     page_url: NotRequired[str]
     referrer: NotRequired[str]
     lang: NotRequired[str]
+    identity: NotRequired[HelloIdentity]
 
 
 class MessageFrame(TypedDict):
@@ -110,6 +120,11 @@ class BotInfo(TypedDict):
     greeting: str
 
 
+class VisitorInfo(TypedDict):
+    name: str
+    email: str
+
+
 class ReadyFrame(TypedDict):
     type: Literal["ready"]
     protocol: int
@@ -117,6 +132,9 @@ class ReadyFrame(TypedDict):
     conversation_id: str
     messages: list[MessagePayload]
     bot: BotInfo
+    # Only when hello had an identity: "rejected" (hash missing or forged: ignored) or "verified" (with `visitor`).
+    identity: NotRequired[Literal["verified", "rejected"]]
+    visitor: NotRequired[VisitorInfo]
 
 
 class AckFrame(TypedDict):
@@ -238,9 +256,16 @@ ServerFrame = (
 
 
 def ready_frame(
-    *, visitor_token: str, conversation_id: str, messages: list[MessagePayload], bot_name: str, greeting: str
+    *,
+    visitor_token: str,
+    conversation_id: str,
+    messages: list[MessagePayload],
+    bot_name: str,
+    greeting: str,
+    identity: Literal["verified", "rejected"] | None = None,
+    visitor: VisitorInfo | None = None,
 ) -> ReadyFrame:
-    return ReadyFrame(
+    frame = ReadyFrame(
         type="ready",
         protocol=PROTOCOL_VERSION,
         visitor_token=visitor_token,
@@ -248,6 +273,11 @@ def ready_frame(
         messages=messages,
         bot=BotInfo(name=bot_name, greeting=greeting),
     )
+    if identity is not None:
+        frame["identity"] = identity
+    if visitor is not None:
+        frame["visitor"] = visitor
+    return frame
 
 
 def ack_frame(*, client_id: str, message_id: int, answer: bool) -> AckFrame:
@@ -410,6 +440,7 @@ class ConversationRow(TypedDict):
     last_message_at: str
     handoff_requested: bool
     taken_over_by: str | None
+    taken_over_by_id: int | None  # the dashboard of that staff member notifies them of the visitor's messages
 
 
 class DashboardMessage(TypedDict):

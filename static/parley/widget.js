@@ -1,7 +1,8 @@
 /*
  * Parley chat widget loader. Customers paste:
  *   <script src="https://HOST/widget.js" data-bot="PUBLIC_ID" async></script>
- * Optional: data-lang="en|fr|de", data-position="right|left", data-open (open on load).
+ * Optional: data-lang="en|fr|de", data-position="right|left", data-open (open on load), and a
+ * verified user: data-user-id, data-user-hash, data-email, data-name or Parley.identify() (docs/widget.md).
  *
  * Classic script, no dependencies; the only global it defines is window.Parley.
  * Everything it draws lives in a shadow root under an element whose inline
@@ -26,6 +27,12 @@
   var left = script.getAttribute("data-position") === "left";
   var openAttr = script.getAttribute("data-open");
   var startOpen = openAttr !== null && openAttr !== "false";
+  // Sent only in the iframe's #fragment and by postMessage: never in a URL to a server.
+  function identityOf(o) {
+    return o && o.id ? { user_id: "" + o.id, user_hash: "" + (o.hash || ""), email: o.email || "", name: o.name || "" } : null;
+  }
+  var identity = identityOf({ id: script.getAttribute("data-user-id"), hash: script.getAttribute("data-user-hash"),
+    email: script.getAttribute("data-email"), name: script.getAttribute("data-name") });
 
   var TEXT = {
     en: ["Open chat", "Close chat", "Chat"],
@@ -84,12 +91,13 @@
   function frameSrc() {
     var q = "embed=1&lang=" + encodeURIComponent(lang) + "&page=" + encodeURIComponent(location.href) +
       "&ref=" + encodeURIComponent(document.referrer);
-    return ORIGIN + "/chat/" + encodeURIComponent(bot) + "/?" + q;
+    return ORIGIN + "/chat/" + encodeURIComponent(bot) + "/?" + q +
+      (identity ? "#identity=" + encodeURIComponent(JSON.stringify(identity)) : "");
   }
 
-  function post(type) {
+  function post(type, data) {
     if (frame && frame.contentWindow && frameReady) {
-      frame.contentWindow.postMessage({ type: type, focus: wantFocus }, ORIGIN);
+      frame.contentWindow.postMessage(data || { type: type, focus: wantFocus }, ORIGIN);
     }
   }
 
@@ -127,6 +135,7 @@
       if (typeof d.name === "string") frame.title = d.name.slice(0, 80) + " – " + TEXT[2];
       setUnread(d.unread);
       post(isOpen ? "parley:open" : "parley:hidden");
+      post(0, { type: "parley:identify", identity: identity });
     } else if (d.type === "parley:unread") {
       setUnread(d.unread);
     } else if (d.type === "parley:close") {
@@ -196,6 +205,10 @@
     open: function () { setOpen(true); },
     close: function () { setOpen(false); },
     toggle: function () { setOpen(!isOpen); },
+    identify: function (user) { // null: logged out
+      identity = identityOf(user);
+      post(0, { type: "parley:identify", identity: identity });
+    },
   };
 
   if (document.body) init();

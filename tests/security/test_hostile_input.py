@@ -438,8 +438,8 @@ def _harm(text: str, rules: str) -> list[str]:
 
 def _routes(values: dict | None = None) -> list[tuple[str, str]]:
     """(name, path) of every dashboard and leads route, with made-up ids (or those in `values`)."""
-    values = values or {"conversation_id": "c0nv", "slug": "acme", "source_id": "1", "answer_id": "1",
-                        "member_id": "1", "lead_id": "1"}  # fmt: skip
+    values = {"conversation_id": "c0nv", "slug": "acme", "source_id": "1", "answer_id": "1", "member_id": "1",
+              "lead_id": "1", "which": "identity", "key_id": "1", "subscription_id": "1", **(values or {})}  # fmt: skip
     found = []
 
     def walk(patterns, prefix=""):
@@ -487,7 +487,8 @@ def test_access_logged_in_users_who_are_not_staff_are_refused(acme, outsider, na
 
 
 ADMIN_ONLY = ["bots", "bot-new", "bot-import", "bot-edit", "bot-knowledge", "knowledge-progress", "source-resync",
-              "source-delete", "bot-export", "staff", "staff-new", "staff-edit"]  # fmt: skip
+              "source-delete", "bot-export", "staff", "staff-new", "staff-edit", "integrations", "api-key-new",
+              "api-key-revoke", "webhook-new", "webhook-delete", "bot-secret-rotate"]  # fmt: skip
 
 
 @pytest.mark.django_db

@@ -21,7 +21,7 @@ function el(tag, className, text) {
 }
 
 export class LeadForm {
-  /** frame: a `lead_form` frame. hooks: {onSubmit(fields) -> bool (sent), onDismiss()} */
+  /** frame: a `lead_form` frame. hooks: {onSubmit(fields) -> bool (sent), onDismiss(), prefill: {name, email}} */
   constructor(frame, hooks) {
     this.hooks = hooks;
     this.id = `lead-${++formCount}`;
@@ -92,6 +92,9 @@ export class LeadForm {
     }
     control.id = controlId;
     control.name = field.name;
+    // A verified visitor's name and email (docs/widget.md) fill the form; the visitor can still change them.
+    const known = this.hooks.prefill?.[field.type];
+    if ((field.type === "name" || field.type === "email") && typeof known === "string") control.value = known;
     if (field.required) control.setAttribute("aria-required", "true");
     // A checkbox goes before its label; the error follows both.
     if (field.type === "consent") wrap.append(control, label, error);

@@ -1,7 +1,7 @@
 // Boots the chat page: reads the config the template embedded (#parley-config), wires the
 // connection to the message list and composer, and, when embedded, talks to widget.js.
 
-import { Connection, tokenStore } from "./connection.js";
+import { Connection, PROTOCOL, tokenStore } from "./connection.js";
 import { setLanguage, t } from "./i18n.js";
 import { MessageList } from "./messages.js";
 import { Composer, MAX_CHARS, charCount } from "./composer.js";
@@ -49,6 +49,31 @@ closeButton.setAttribute("aria-label", t("close"));
 closeButton.title = t("close");
 document.getElementById("messages").setAttribute("aria-label", t("messages"));
 
+// --- a verified visitor (docs/widget.md): the host page's logged-in user ------------------------
+// From the loader: in this page's #fragment (never sent to a server in a URL), or later by parley:identify.
+function identityFrom(value) {
+  if (!value || typeof value !== "object" || typeof value.user_id !== "string" || !value.user_id) return null;
+  const text = (v) => (typeof v === "string" ? v : "");
+  return { user_id: value.user_id, user_hash: text(value.user_hash), email: text(value.email), name: text(value.name) };
+}
+
+let identity = null;
+try {
+  const fragment = new URLSearchParams(window.location.hash.slice(1)).get("identity");
+  identity = fragment ? identityFrom(JSON.parse(fragment)) : null;
+} catch {
+  identity = null; // a mangled fragment: anonymous
+}
+let verifiedVisitor = null; // {name, email} from `ready`, for the lead form
+
+function identify(value) {
+  const next = identityFrom(value);
+  if (JSON.stringify(next) === JSON.stringify(identity)) return;
+  identity = next;
+  // Say hello again on the open socket: the server switches to that user's conversation (or an anonymous one).
+  connection.sendRaw({ type: "hello", protocol: PROTOCOL, visitor_token: connection.tokens.get(), ...helloFields() });
+}
+
 // --- embedding --------------------------------------------------------------------------------
 let visible = !config.embed;
 let unread = 0;
@@ -63,6 +88,7 @@ const bridge = new HostBridge(config.embed ? resolveParentOrigin(config.parentOr
   "parley:hidden": () => {
     visible = false;
   },
+  "parley:identify": (data) => identify(data.identity),
 });
 document.body.classList.toggle("is-embed", bridge.active);
 closeButton.hidden = !bridge.active;
@@ -119,6 +145,7 @@ function showLeadForm(frame) {
   // One the visitor is filling in stays as it is; a new offer only brings it back into view.
   if (leadForm?.open) return keepLeadFormLast();
   leadForm = new LeadForm(frame, {
+    prefill: verifiedVisitor,
     onSubmit: (fields) => connection.send({ type: "lead_submit", fields }),
     onDismiss: () => {
       connection.send({ type: "lead_dismiss" });
@@ -163,6 +190,13 @@ function showStatus(status) {
 
 const handlers = {
   ready(frame) {
+    verifiedVisitor = frame.identity === "verified" ? frame.visitor || null : null;
+    if (frame.identity === "rejected") {
+      console.warn(
+        "Parley: the visitor's identity was not verified (data-user-hash must be the hex HMAC-SHA256 of " +
+          "data-user-id, keyed with the bot's identity secret); chatting as an anonymous visitor.",
+      );
+    }
     if (frame.bot?.name) bot.name = frame.bot.name;
     if (typeof frame.bot?.greeting === "string") bot.greeting = frame.bot.greeting;
     const unsent = list.takePending(); // sent before the connection dropped, never acknowledged
@@ -227,14 +261,19 @@ const handlers = {
   },
 };
 
-const connection = new Connection({
-  url: new URL(config.wsPath, window.location.href.replace(/^http/, "ws")).href,
-  tokens: tokenStore(bot.publicId),
-  hello: () => ({
+function helloFields() {
+  return {
     page_url: params.get("page") || (bridge.active ? "" : window.location.href),
     referrer: params.get("ref") ?? document.referrer,
     lang,
-  }),
+    ...(identity ? { identity } : {}),
+  };
+}
+
+const connection = new Connection({
+  url: new URL(config.wsPath, window.location.href.replace(/^http/, "ws")).href,
+  tokens: tokenStore(bot.publicId),
+  hello: () => helloFields(),
   onFrame: (frame) => handlers[frame.type]?.(frame),
   onStatus: showStatus,
 });
