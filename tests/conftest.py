@@ -1,6 +1,8 @@
 import pytest
 
 from chatbot.bots.services import bot_create
+from chatbot.realtime.connections import sync_client
+from chatbot.realtime.keys import PRESENCE_ADMINS_KEY
 from devtools.pytest_plugin import django_db_setup  # noqa: F401  (see below)
 from devtools.tgi_simulator import TGISimulator
 from inference.client import forget_endpoint
@@ -8,6 +10,16 @@ from tests.chatbot import stop_requests_forget
 
 # django_db_setup: the plugin's template-database fixture. From the plugin it loses to pytest-django's own (that
 # plugin registers later); from a conftest it wins.
+
+
+@pytest.fixture(autouse=True)
+def _nobody_online():
+    """Presence lives in Redis, across tests and test runs (a dashboard socket counts for a minute): start each test
+    with nobody online, so that a handoff request from a test finds nobody unless the test opens a dashboard."""
+    client = sync_client()
+    keys = list(client.scan_iter(PRESENCE_ADMINS_KEY.rsplit(":", 1)[0] + ":*"))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture

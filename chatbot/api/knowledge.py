@@ -65,10 +65,22 @@ def source_create(request, slug: str, body: SourceIn):
         return Status(202, source_add_and_ingest(bot=bot, kind="faq", question=body.question, answer=body.answer))
     if not body.url.startswith(("http://", "https://")):
         raise HttpError(400, "Give the http(s) address of the page, sitemap or site.")
-    if body.kind == "site" and "site" not in Source.Kind.values:
-        raise HttpError(400, 'The "site" kind (crawling a whole site) is not supported yet: add a sitemap instead.')
+    site = (
+        {
+            "max_depth": body.max_depth,
+            "include_patterns": body.include_patterns or None,
+            "exclude_patterns": body.exclude_patterns or None,
+        }
+        if body.kind == "site"
+        else {}
+    )
     source = source_add_and_ingest(
-        bot=bot, kind=body.kind, url=body.url, resync_every_hours=body.resync_every_hours, max_pages=body.max_pages
+        bot=bot,
+        kind=body.kind,
+        url=body.url,
+        resync_every_hours=body.resync_every_hours,
+        max_pages=body.max_pages,
+        **site,
     )
     return Status(202, source)
 

@@ -266,6 +266,9 @@ class SourceIn(Schema):
     url: str = Field("", max_length=2000)
     resync_every_hours: int | None = Field(None, ge=1)
     max_pages: int | None = Field(None, ge=1, le=10_000, description="site and sitemap: at most this many pages.")
+    max_depth: int | None = Field(None, ge=0, le=50, description="site: at most this many links from the start page.")
+    include_patterns: list[str] = Field(default_factory=list, description="site: only paths matching one of these.")
+    exclude_patterns: list[str] = Field(default_factory=list, description="site: never paths matching these.")
     question: str = ""
     answer: str = ""
 

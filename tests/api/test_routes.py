@@ -270,12 +270,14 @@ def test_it_refuses_bad_sources_with_a_clear_message(api, acme):
     assert unknown.status_code == 400 and "kind" in unknown.json()["errors"]
 
 
-def test_a_site_source_is_refused_until_the_crawler_exists(api, acme):
-    if "site" in Source.Kind.values:
-        pytest.skip("the site crawler exists in this branch")
-    response = api.post("/bots/acme/sources", {"kind": "site", "url": "https://www.acme.test/"})
-    assert response.status_code == 400
-    assert "not supported yet" in response.json()["detail"]
+def test_it_adds_a_site_to_crawl_with_its_limits(api, acme):
+    body = {"kind": "site", "url": "https://www.acme.test/", "max_pages": 40, "max_depth": 2,
+            "include_patterns": ["/docs/*"], "exclude_patterns": ["/docs/old/*"]}  # fmt: skip
+    response = api.post("/bots/acme/sources", body)
+    assert response.status_code == 202, response.json()
+    source = Source.objects.get(id=response.json()["id"])
+    assert (source.kind, source.url, source.max_pages, source.max_depth) == ("site", "https://www.acme.test/", 40, 2)
+    assert (source.include_patterns, source.exclude_patterns) == (["/docs/*"], ["/docs/old/*"])
 
 
 def test_it_resyncs_and_removes_a_source(api, acme):

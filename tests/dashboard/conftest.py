@@ -10,18 +10,8 @@ from chatbot.asgi import application
 from chatbot.bots.services import bot_create
 from chatbot.chat.conversations import conversation_resume_or_start
 from chatbot.dashboard.services import staff_member_save
-from chatbot.realtime.connections import sync_client
 
 PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture(autouse=True)
-def _nobody_online():
-    """Presence lives in Redis, across tests: start each test with nobody online."""
-    client = sync_client()
-    keys = list(client.scan_iter("parley:presence:*"))
-    if keys:
-        client.delete(*keys)
 
 
 @pytest.fixture
