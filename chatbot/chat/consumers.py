@@ -41,6 +41,19 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
     counted_connection = False
     answers: SocketAnswers | None = None
 
+    async def __call__(self, scope, receive, send):
+        # However the consumer ends (a crash, or cancelled by Daphne's close timeout without `disconnect`), its
+        # address's connection count is given back: a leaked count locks the address out of the chat.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.connection_release()
+
+    async def connection_release(self) -> None:
+        if self.counted_connection:
+            self.counted_connection = False
+            await session.chat_socket_release(client_ip=self.client_ip)
+
     async def connect(self):
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
         self.client_ip = (self.scope.get("client") or ["unknown"])[0]
@@ -67,8 +80,7 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             self.answers.stop()
         if self.conversation is not None:
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
-        if self.counted_connection:
-            await session.chat_socket_release(client_ip=self.client_ip)
+        await self.connection_release()
 
     # --- frames from the widget ---
 

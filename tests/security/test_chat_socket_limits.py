@@ -1,0 +1,82 @@
+"""The chat socket's per-address limits, through real websocket clients on the real ASGI application (Redis,
+PostgreSQL): a hostile frame cannot leak an address's connection count, and refusals do not keep it alive."""
+
+import asyncio
+
+import pytest
+
+from chatbot.bots.services import bot_create
+from chatbot.realtime.connections import async_client
+from chatbot.realtime.keys import connections_key
+
+from .test_hostile_input import ORIGIN, _addresses, _alive, _ready, _refused, _socket
+
+ws = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def acme(db):
+    return bot_create(slug="acme", name="Acme Support", allowed_origins=[ORIGIN])
+
+
+DEEP = "[" * 20000
+
+
+def _fresh_ip() -> str:
+    return f"10.88.{next(_addresses) % 250}.{next(_addresses) % 250}"
+
+
+async def _open_count(ip: str) -> int:
+    return int(await async_client().get(connections_key(ip)) or 0)
+
+
+@ws
+async def test_it_answers_a_frame_too_deep_to_parse_with_bad_frame_and_the_socket_lives_on(acme):
+    communicator, _ = await _ready(acme, ip=_fresh_ip())
+    for frame in (DEEP, '{"type": "ping", "x": ' + "[" * 500 + "]" * 500 + "}"):
+        await communicator.send_to(text_data=frame)
+        reply = await communicator.receive_json_from(timeout=10)
+        assert (reply["type"], reply["code"]) == ("error", "bad_frame")
+        await _alive(communicator)
+    await communicator.disconnect()
+
+
+@ws
+async def test_it_keeps_an_address_able_to_chat_after_many_hostile_frames(acme, settings):
+    settings.CHAT_CONNECTIONS_PER_IP = 3
+    ip = _fresh_ip()
+    for _ in range(10):  # each of these killed its consumer and kept its slot: three were enough to lock out
+        communicator, _ = await _ready(acme, ip=ip)
+        await communicator.send_to(text_data=DEEP)
+        await communicator.receive_json_from(timeout=10)
+        await communicator.disconnect()
+    assert await _open_count(ip) == 0
+    sockets = [(await _ready(acme, ip=ip))[0] for _ in range(3)]
+    for communicator in sockets:
+        await communicator.disconnect()
+
+
+@ws
+async def test_it_gives_the_slot_back_when_a_socket_is_cut_short_without_its_disconnect(acme):
+    ip = _fresh_ip()
+    communicator, _ = await _ready(acme, ip=ip)
+    assert await _open_count(ip) == 1
+    # What Daphne does to an application that outlives its close timeout: cancel it; `disconnect` never runs.
+    communicator.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await communicator.future
+    assert await _open_count(ip) == 0
+
+
+@ws
+async def test_it_does_not_keep_a_full_addresss_count_alive_by_refusing_it(acme, settings):
+    settings.CHAT_CONNECTIONS_PER_IP = 2
+    ip = _fresh_ip()
+    sockets = [(await _ready(acme, ip=ip))[0] for _ in range(2)]
+    await async_client().expire(connections_key(ip), 100)
+    for _ in range(5):
+        assert await _refused(_socket(acme, ip=ip)) == ("rate_limited", 4429)
+    assert 0 < await async_client().ttl(connections_key(ip)) <= 100
+    for communicator in sockets:
+        await communicator.disconnect()
+    assert await _open_count(ip) == 0
