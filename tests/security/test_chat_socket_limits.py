@@ -22,8 +22,11 @@ def acme(db):
 DEEP = "[" * 20000
 
 
-def _fresh_ip() -> str:
-    return f"10.88.{next(_addresses) % 250}.{next(_addresses) % 250}"
+async def _fresh_ip() -> str:
+    """An address no socket has used: Redis outlives a test run, and the counter repeats its addresses."""
+    ip = f"10.88.{next(_addresses) % 250}.{next(_addresses) % 250}"
+    await async_client().delete(connections_key(ip))
+    return ip
 
 
 async def _open_count(ip: str) -> int:
@@ -32,7 +35,7 @@ async def _open_count(ip: str) -> int:
 
 @ws
 async def test_it_answers_a_frame_too_deep_to_parse_with_bad_frame_and_the_socket_lives_on(acme):
-    communicator, _ = await _ready(acme, ip=_fresh_ip())
+    communicator, _ = await _ready(acme, ip=await _fresh_ip())
     for frame in (DEEP, '{"type": "ping", "x": ' + "[" * 500 + "]" * 500 + "}"):
         await communicator.send_to(text_data=frame)
         reply = await communicator.receive_json_from(timeout=10)
@@ -44,7 +47,7 @@ async def test_it_answers_a_frame_too_deep_to_parse_with_bad_frame_and_the_socke
 @ws
 async def test_it_keeps_an_address_able_to_chat_after_many_hostile_frames(acme, settings):
     settings.CHAT_CONNECTIONS_PER_IP = 3
-    ip = _fresh_ip()
+    ip = await _fresh_ip()
     for _ in range(10):  # each of these killed its consumer and kept its slot: three were enough to lock out
         communicator, _ = await _ready(acme, ip=ip)
         await communicator.send_to(text_data=DEEP)
@@ -58,7 +61,7 @@ async def test_it_keeps_an_address_able_to_chat_after_many_hostile_frames(acme, 
 
 @ws
 async def test_it_gives_the_slot_back_when_a_socket_is_cut_short_without_its_disconnect(acme):
-    ip = _fresh_ip()
+    ip = await _fresh_ip()
     communicator, _ = await _ready(acme, ip=ip)
     assert await _open_count(ip) == 1
     # What Daphne does to an application that outlives its close timeout: cancel it; `disconnect` never runs.
@@ -71,7 +74,7 @@ async def test_it_gives_the_slot_back_when_a_socket_is_cut_short_without_its_dis
 @ws
 async def test_it_does_not_keep_a_full_addresss_count_alive_by_refusing_it(acme, settings):
     settings.CHAT_CONNECTIONS_PER_IP = 2
-    ip = _fresh_ip()
+    ip = await _fresh_ip()
     sockets = [(await _ready(acme, ip=ip))[0] for _ in range(2)]
     await async_client().expire(connections_key(ip), 100)
     for _ in range(5):
