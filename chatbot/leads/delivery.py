@@ -19,11 +19,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chatbot.models import Lead, LeadDelivery, LeadDeliveryAttempt
+from knowledge.web import ForbiddenAddressError, address_checked_client
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Parley-Signature"
 TIMESTAMP_HEADER = "X-Parley-Timestamp"
+WEBHOOK_USER_AGENT = "Parley-Webhook/1"
 WEBHOOK_TIMEOUT_S = 10.0
 # While one worker sends a delivery, nobody else may: the claim holds the row this long (longer than a send).
 CLAIM_LEASE = timedelta(minutes=2)
@@ -91,22 +93,29 @@ def _send_webhook(*, delivery: LeadDelivery, payload: dict) -> _Sent:
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": "Parley-Webhook/1",
         "X-Parley-Event": payload["event"],
         # The same for every attempt of one version: a receiver can drop a repeat after a worker crash.
         "X-Parley-Delivery": f"{delivery.id}-{int(delivery.lead_version.timestamp() * 1_000_000)}",
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: webhook_signature(secret=bot.crm_webhook_secret, timestamp=timestamp, body=body),
     }
+    # The same address rules as web sources: a webhook must not reach into the network Parley runs in.
+    client = address_checked_client(
+        allow_private=settings.PARLEY_ALLOW_PRIVATE_URLS, timeout_s=WEBHOOK_TIMEOUT_S, user_agent=WEBHOOK_USER_AGENT
+    )
     try:
-        response = httpx.post(
-            bot.crm_webhook_url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False
-        )
+        with client:
+            response = client.post(bot.crm_webhook_url, content=body, headers=headers)
+    except ForbiddenAddressError as error:
+        return _Sent(False, error=f"Refused: {error}"[:500])
     except httpx.HTTPError as error:
+        if isinstance(error.__cause__ or error.__context__, ForbiddenAddressError):
+            return _Sent(False, error=f"Refused: {error.__cause__ or error.__context__}"[:500])
         return _Sent(False, error=f"{type(error).__name__}: {error}"[:500])
     if 200 <= response.status_code < 300:
         return _Sent(True, response.status_code)
-    return _Sent(False, response.status_code, f"HTTP {response.status_code}: {response.text[:300]}")
+    # The status only: the body is whatever the target answered, shown to staff (an internal page, a secret).
+    return _Sent(False, response.status_code, f"HTTP {response.status_code}")
 
 
 def _email_body(lead: Lead, event: str) -> str:
