@@ -6,11 +6,13 @@ import json
 import logging
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from django.conf import settings
 
 from chatbot.chat import conversations, frames, session
 from chatbot.chat.answer_watch import SocketAnswers
 from chatbot.leads.triggers import lead_form_dismiss
 from chatbot.models import Bot, Conversation
+from chatbot.realtime import limits
 from chatbot.realtime.async_db import SocketEventsDispatch, db_async
 from chatbot.realtime.channel_layer import ChannelReleasedOnExit
 from chatbot.realtime.protocol import (
@@ -29,7 +31,27 @@ logger = logging.getLogger(__name__)
 
 
 class EchoConsumer(ChannelReleasedOnExit, AsyncJsonWebsocketConsumer):
-    """Answers each JSON frame with itself: a liveness probe for the websocket path through proxies."""
+    """Answers each JSON frame with itself: a liveness probe for the websocket path through proxies. Only for
+    pages of this site (the routing checks the Origin), and counted with the address's chat sockets: each one
+    holds a channel in Redis."""
+
+    counted_connection = False
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.counted_connection:
+                self.counted_connection = False
+                await limits.connections_close(ip=self.client_ip)
+
+    async def connect(self):
+        self.client_ip = (self.scope.get("client") or ["unknown"])[0]
+        if not await limits.connections_open(ip=self.client_ip, limit=settings.CHAT_CONNECTIONS_PER_IP):
+            await self.close(code=session.CLOSE_TOO_MANY)
+            return
+        self.counted_connection = True
+        await self.accept()
 
     async def receive_json(self, content, **kwargs):
         await self.send_json(echo_frame(content))
@@ -58,10 +80,12 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
         self.client_ip = (self.scope.get("client") or ["unknown"])[0]
         self.user_agent = headers.get("user-agent", "")
+        # Two Host headers name no host for sure: such a socket is not on one of our own pages.
+        host = headers.get("host", "") if [key for key, _ in self.scope["headers"]].count(b"host") == 1 else ""
         admitted = await session.chat_socket_admit(
             public_id=self.scope["url_route"]["kwargs"]["public_id"],
             origin=headers.get("origin", ""),
-            host=headers.get("host", ""),
+            host=host,
             client_ip=self.client_ip,
         )
         # A refusal is sent after accepting: a browser sees neither an HTTP status nor a close code sent during
