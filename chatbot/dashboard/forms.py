@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from chatbot.chat.handoff import business_hours_validate
+from chatbot.chat.origins import origin_normalise, origin_problem
 from chatbot.leads.form import LeadFormInvalid, lead_form_parse
 from chatbot.models import Bot, StaffMember
 
@@ -103,10 +104,11 @@ class BotForm(forms.ModelForm):
 
     def clean_allowed_origins(self):
         value = self.cleaned_data["allowed_origins"]
-        bad = [origin for origin in value if not origin.startswith(("http://", "https://"))]
-        if bad:
-            raise forms.ValidationError(f"Not an origin: {', '.join(bad)} (start with https://).")
-        return value
+        # Each one becomes a source of the chat page's CSP: a space or a "*" there would let any site frame it.
+        problems = [problem for origin in value if (problem := origin_problem(origin))]
+        if problems:
+            raise forms.ValidationError(problems)
+        return list(dict.fromkeys(origin_normalise(origin) for origin in value))
 
     def clean_business_hours(self):
         value = self.cleaned_data["business_hours"]
