@@ -116,10 +116,14 @@ def daphne_server(transactional_db, tmp_path) -> Iterator[ServerProcess]:
 
 
 def _migrations_fingerprint() -> str:
+    """Of every installed app's migrations, ours and third-party ones (a newly installed app brings its tables)."""
+    from django.apps import apps
+
     digest = hashlib.sha256()
-    for path in sorted(BASE_DIR.glob("*/migrations/*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for app in sorted(apps.get_app_configs(), key=lambda config: config.label):
+        for path in sorted(Path(app.path).glob("migrations/*.py")):
+            digest.update(f"{app.label}/{path.name}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -5,7 +5,7 @@ from chatbot.models.answers import ApprovedAnswer
 from chatbot.models.bots import Bot, new_public_id, new_webhook_secret
 from chatbot.models.conversations import Conversation, Message, new_conversation_id
 from chatbot.models.leads import Lead, LeadDelivery, LeadDeliveryAttempt
-from chatbot.models.staff import StaffMember, staff_display_name
+from chatbot.models.staff import StaffMember, staff_colleague_name, staff_display_name
 
 __all__ = [
     "ApprovedAnswer",
@@ -19,5 +19,6 @@ __all__ = [
     "new_conversation_id",
     "new_public_id",
     "new_webhook_secret",
+    "staff_colleague_name",
     "staff_display_name",
 ]
