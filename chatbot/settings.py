@@ -315,6 +315,13 @@ LOGGING = {
 CHAT_MESSAGES_PER_MINUTE_PER_VISITOR = env_int("CHAT_MESSAGES_PER_MINUTE_PER_VISITOR", 12)
 CHAT_MESSAGES_PER_MINUTE_PER_IP = env_int("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60)
 CHAT_CONNECTIONS_PER_IP = env_int("CHAT_CONNECTIONS_PER_IP", 50)
+# What one address (maybe a whole office) may set off (chatbot/chat/address_limits.py): new visitors, each a
+# conversation; leads, each an email and a webhook; requests for a person, each an alert on every dashboard.
+CHAT_NEW_VISITORS_PER_MINUTE_PER_IP = env_int("CHAT_NEW_VISITORS_PER_MINUTE_PER_IP", 20)
+CHAT_LEADS_PER_HOUR_PER_IP = env_int("CHAT_LEADS_PER_HOUR_PER_IP", 20)
+CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP = env_int("CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP", 20)
+# A conversation alerts the dashboards of a handoff request at most once in this many seconds.
+HANDOFF_ALERT_INTERVAL_S = env_int("HANDOFF_ALERT_INTERVAL_S", 300)
 
 # /metrics (Prometheus). When set, scrapers must send "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN")

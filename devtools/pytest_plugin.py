@@ -25,6 +25,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests never reach a real model server unless a test starts the simulator and says so.
 os.environ["TGI_URL"] = ""
+# Every test's visitors come from a handful of addresses (127.0.0.1 for the browser tests), in one Redis that outlives
+# the run: the per-address limits on what visitors set off are lifted, except in the tests of those limits.
+for _limit in (
+    "CHAT_NEW_VISITORS_PER_MINUTE_PER_IP",
+    "CHAT_LEADS_PER_HOUR_PER_IP",
+    "CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP",
+):
+    os.environ.setdefault(_limit, "1000000")
 # Several test runs may share the embedded servers (a developer's and an editor's): each gets its own database.
 os.environ.setdefault("PARLEY_TEST_DATABASE_NAME", f"test_parley_{os.getpid()}")
 embedded.configure_environment()

@@ -8,7 +8,7 @@ import logging
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
-from chatbot.chat import conversations, frames, session
+from chatbot.chat import address_limits, conversations, frames, session
 from chatbot.chat.answer_watch import SocketAnswers
 from chatbot.leads.triggers import lead_form_dismiss
 from chatbot.models import Bot, Conversation
@@ -127,11 +127,17 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             await self.send_error("server_error", "Something went wrong on our side. Please try again.", retryable=True)
 
     async def on_hello(self, frame: dict) -> None:
+        hello = frames.hello_read(frame)
+        if self.conversation is None and await address_limits.new_visitor_limited(
+            bot=self.bot, visitor_token=hello.visitor_token, client_ip=self.client_ip
+        ):
+            await self.send_error(
+                "rate_limited", "Too many new chats from your network. Please try again in a minute.", retryable=True
+            )
+            return
         if self.conversation is not None:
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
-        started = await db_async(session.chat_session_start)(
-            bot=self.bot, hello=frames.hello_read(frame), user_agent=self.user_agent
-        )
+        started = await db_async(session.chat_session_start)(bot=self.bot, hello=hello, user_agent=self.user_agent)
         self.conversation = started.conversation
         await self.channel_layer.group_add(self.conversation.group_name, self.channel_name)
         await self.send_frames(started.frames)
@@ -172,6 +178,9 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             await self.send_error("not_found", "That answer is not part of this conversation.")
 
     async def on_handoff_request(self, frame: dict) -> None:
+        if await address_limits.handoff_request_limited(client_ip=self.client_ip):
+            await self.send_error("rate_limited", "Please wait a little before asking again.", retryable=True)
+            return
         await self.send_frames(await db_async(session.visitor_handoff_request)(conversation=self.conversation))
 
     async def on_lead_submit(self, frame: dict) -> None:
@@ -179,7 +188,9 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         if frames.is_error(fields):
             await self.send_frame(fields)
             return
-        if await session.lead_submit_limited(visitor_id=self.conversation.visitor_id):
+        if await session.lead_submit_limited(
+            visitor_id=self.conversation.visitor_id
+        ) or await address_limits.lead_submit_limited_for_address(client_ip=self.client_ip):
             await self.send_error("rate_limited", "Please wait a moment before sending the form again.", retryable=True)
             return
         reply = await db_async(session.visitor_lead_submit)(conversation=self.conversation, fields=fields)

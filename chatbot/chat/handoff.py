@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.utils import timezone
 
 from chatbot.chat.conversations import conversation_request_handoff
 from chatbot.chat.staff_feed import dashboard_handoff_notify
 from chatbot.models import Conversation, Message
+from chatbot.realtime.limits import once_per
 from chatbot.realtime.presence import staff_online
 from chatbot.realtime.protocol import HandoffStatus
 
@@ -195,8 +197,10 @@ def handoff_request(*, conversation: Conversation) -> HandoffOutcome:
         status = "requested"
     else:
         status = "requested" if staff_available(conversation=conversation) else "unavailable"
-    dashboard_handoff_notify(
-        conversation=conversation, status=status, summary=conversation_summary(conversation=conversation)
-    )
+    # Every dashboard alerts on this: once per conversation per HANDOFF_ALERT_INTERVAL_S, however often it is asked.
+    if once_per(scope="handoff-alert", identity=conversation.id, interval_s=settings.HANDOFF_ALERT_INTERVAL_S):
+        dashboard_handoff_notify(
+            conversation=conversation, status=status, summary=conversation_summary(conversation=conversation)
+        )
     language = (conversation.language or conversation.bot.language or "en").split("-")[0]
     return HandoffOutcome(status=status, message=MESSAGES[status].get(language, MESSAGES[status]["en"]))

@@ -3,7 +3,7 @@
 import time
 
 from chatbot.realtime import keys
-from chatbot.realtime.connections import async_client
+from chatbot.realtime.connections import async_client, sync_client
 
 CONNECTIONS_TTL_S = 3600
 
@@ -37,6 +37,12 @@ if count > 0 then
 end
 return count
 """
+
+
+def once_per(*, scope: str, identity: str, interval_s: int) -> bool:
+    """True the first time for `identity` within `interval_s` (then False until it passes): one alert per
+    conversation per few minutes, however often it is asked for. Synchronous: called from database threads."""
+    return bool(sync_client().set(keys.once_key(scope, identity), 1, nx=True, ex=interval_s))
 
 
 async def connections_open(*, ip: str, limit: int) -> bool:
