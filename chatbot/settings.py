@@ -308,6 +308,8 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; lockouts come at WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -320,6 +322,9 @@ CHAT_CONNECTIONS_PER_IP = env_int("CHAT_CONNECTIONS_PER_IP", 50)
 CHAT_NEW_VISITORS_PER_MINUTE_PER_IP = env_int("CHAT_NEW_VISITORS_PER_MINUTE_PER_IP", 20)
 CHAT_LEADS_PER_HOUR_PER_IP = env_int("CHAT_LEADS_PER_HOUR_PER_IP", 20)
 CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP = env_int("CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP", 20)
+# An open dashboard socket checks its staff member's access again this often (a change made in the dashboard closes
+# it at once; one made elsewhere, such as the admin site, within this time).
+DASHBOARD_ACCESS_RECHECK_S = env_float("DASHBOARD_ACCESS_RECHECK_S", 30.0)
 # A conversation alerts the dashboards of a handoff request at most once in this many seconds.
 HANDOFF_ALERT_INTERVAL_S = env_int("HANDOFF_ALERT_INTERVAL_S", 300)
 
