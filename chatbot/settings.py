@@ -328,6 +328,9 @@ DASHBOARD_ACCESS_RECHECK_S = env_float("DASHBOARD_ACCESS_RECHECK_S", 30.0)
 # A conversation alerts the dashboards of a handoff request at most once in this many seconds.
 HANDOFF_ALERT_INTERVAL_S = env_int("HANDOFF_ALERT_INTERVAL_S", 300)
 
+# /healthz asks the workers (a broadcast ping) and the model server at most once per this many seconds per process.
+HEALTHZ_CACHE_S = env_float("HEALTHZ_CACHE_S", 5.0)
+
 # /metrics (Prometheus). When set, scrapers must send "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 # Where every process writes its metric samples for /metrics to add up (prometheus_client's multiprocess mode);

@@ -1,6 +1,7 @@
 import pytest
 
 from chatbot.bots.services import bot_create
+from chatbot.ops.health import health_cache_clear
 from devtools.pytest_plugin import django_db_setup  # noqa: F401  (see below)
 from devtools.tgi_simulator import TGISimulator
 from inference.client import forget_endpoint
@@ -8,6 +9,12 @@ from tests.chatbot import stop_requests_forget
 
 # django_db_setup: the plugin's template-database fixture. From the plugin it loses to pytest-django's own (that
 # plugin registers later); from a conftest it wins.
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health_reports():
+    """/healthz keeps what the workers and the model server said for a few seconds: not from one test to the next."""
+    health_cache_clear()
 
 
 @pytest.fixture
