@@ -1,7 +1,8 @@
 # Image for the web (Daphne), worker and beat services of compose.yaml.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
+# DEBUG off, whatever starts the image: its debug pages would show settings and code to anyone.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 DEBUG=0
 WORKDIR /app
 
 # A CPU build of torch first: the default wheel on Linux pulls gigabytes of CUDA the app does not use.

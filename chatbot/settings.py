@@ -6,6 +6,7 @@ Celery app fill in DATABASE_URL and REDIS_URL with embedded servers first when t
 """
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,13 +59,36 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: debug pages show settings and code. `manage.py up` (and so `make run`) turns it on by itself
+# only when it serves on a loopback address and DEBUG is unset, and says so (chatbot/ops/devmode.py).
+DEBUG = env_bool("DEBUG", False)
 PARLEY_DATA_DIR = Path(env_str("PARLEY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
-_DEV_SECRET_KEY = "parley-development-only-secret-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else "")
+
+def _data_dir_secret_key(*, create: bool) -> str:
+    """The random key kept in the data directory (readable by its owner only), made by the first process that runs
+    with DEBUG on and no SECRET_KEY: a laptop's `make run`. Never a published constant: whoever knows the key can
+    forge visitor tokens and sessions."""
+    path = PARLEY_DATA_DIR / "secret_key"
+    if not path.exists() and create:
+        PARLEY_DATA_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as key_file:
+                key_file.write(secrets.token_urlsafe(50))
+        except FileExistsError:  # another process of the same `up` made it first
+            pass
+    return path.read_text().strip() if path.exists() else ""
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _data_dir_secret_key(create=DEBUG)
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when DEBUG is off (a long random string: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    )
+# Error reports (and debug pages, where DEBUG is on) hide settings that hold credentials: Django's own list plus
+# service addresses, which carry passwords (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CACHES, CHANNEL_LAYERS).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "chatbot.ops.reporting.CredentialsHiddenFilter"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

@@ -8,6 +8,7 @@ real Daphne server, both pointed at the test database.
 
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from devtools.stack import BASE_DIR, ServerProcess
 TEST_DATA_DIR = Path(os.environ.get("PARLEY_TEST_DATA_DIR") or BASE_DIR / "var" / "test").resolve()
 
 os.environ["PARLEY_DATA_DIR"] = str(TEST_DATA_DIR)
+# The servers tests start run as `make run` does on a laptop (DEBUG on: static files from the source folders), with
+# a key of this run's own; production settings are tested as such (tests/security/test_production_settings.py).
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

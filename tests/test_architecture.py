@@ -45,6 +45,7 @@ ENVIRONMENT_READERS = {
     "chatbot/asgi.py",
     "chatbot/celery.py",
     "chatbot/ops/embedded.py",  # finds or starts the embedded servers before settings are read
+    "chatbot/ops/devmode.py",  # whether `up` runs with DEBUG on, decided before settings are read
     "chatbot/management/commands/up.py",  # the environment of the processes it starts
     "chatbot/management/commands/createstaff.py",  # a password given to the command, not configuration
     "knowledge/embeddings.py",  # sets the Hugging Face libraries' offline switches for the packaged model

@@ -89,3 +89,8 @@ def test_docker_compose_parses_it():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_image_runs_with_debug_off_whatever_starts_it():
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    assert re.search(r"^ENV .*\bDEBUG=0\b", dockerfile, flags=re.M)
