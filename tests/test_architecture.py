@@ -24,7 +24,8 @@ ALLOWED = {
     "chatbot.privacy": {"chatbot.models"},
     "chatbot.answers": {"chatbot.models", "chatbot.realtime", "chatbot.ops", "chatbot.leads"},
     "chatbot.chat": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.leads"},
-    "chatbot.bots": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.chat"},
+    # leads: a bot's settings form checks the lead form with the leads domain's parser (chatbot.bots.forms).
+    "chatbot.bots": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.chat", "chatbot.leads"},
     "chatbot.dashboard": {
         "chatbot.models",
         "chatbot.realtime",
