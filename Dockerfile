@@ -18,7 +18,9 @@ COPY manage.py ./
 COPY templates templates
 COPY static static
 COPY docs docs
-RUN DEBUG=0 SECRET_KEY=build-only DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost \
+# Collected into the image, not under /data: the data volume mounted there at run time would hide them.
+ENV STATIC_ROOT=/app/static-collected
+RUN SECRET_KEY=build-only DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost \
     python manage.py collectstatic --no-input
 
 RUN useradd --system --uid 1000 parley && mkdir -p /data && chown parley /data

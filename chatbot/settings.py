@@ -272,7 +272,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = PARLEY_DATA_DIR / "static"
+# Where collectstatic writes (and, with DEBUG off, where pages are served from: the manifest of hashed names). The
+# image collects at build time, outside the data volume mounted over /data at run time.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(PARLEY_DATA_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = PARLEY_DATA_DIR / "media"
 MEDIA_URL = "/media/"
