@@ -11,6 +11,10 @@ def main() -> None:
 
     if len(sys.argv) < 2 or sys.argv[1] not in {"down", "help", "--help", "-h", "version", "--version"}:
         configure_environment()
+    if sys.argv[1:2] == ["up"]:
+        from chatbot.ops.devmode import up_debug_default
+
+        up_debug_default(sys.argv[2:])
 
     from django.core.management import execute_from_command_line
 

@@ -28,6 +28,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -65,6 +66,8 @@ def summary(values: list[float]) -> dict:
 def start_services(data_dir: Path) -> None:
     os.environ["PARLEY_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
+    # DEBUG is off by default, and then settings need a key: a throwaway one for this run.
+    os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(16))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.pop("DATABASE_URL", None)

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import secrets
 import sys
 from collections import Counter
 from pathlib import Path
@@ -39,6 +40,8 @@ def main() -> None:
     arguments = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+    # DEBUG is off by default, and then settings need a key: a throwaway one for this run.
+    os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(16))
     from chatbot.ops.embedded import configure_environment
 
     configure_environment()

@@ -135,6 +135,9 @@ class Stack:
             "CHAT_CONNECTIONS_PER_IP": "100000",
             "CHAT_MESSAGES_PER_MINUTE_PER_IP": "1000000",
             "CHAT_MESSAGES_PER_MINUTE_PER_VISITOR": "1000",
+            "CHAT_NEW_VISITORS_PER_MINUTE_PER_IP": "1000000",
+            "CHAT_LEADS_PER_HOUR_PER_IP": "1000000",
+            "CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP": "1000000",
         }
         self.processes_start(workers=workers, daphnes=daphnes, worker_concurrency=worker_concurrency)
 

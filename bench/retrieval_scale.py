@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import statistics
 import tempfile
@@ -373,6 +374,8 @@ def main() -> None:
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
+    # DEBUG is off by default, and then settings need a key: a throwaway one for this run.
+    os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(16))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from chatbot.ops import embedded
 

@@ -6,6 +6,8 @@ Celery app fill in DATABASE_URL and REDIS_URL with embedded servers first when t
 """
 
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -58,13 +60,36 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: debug pages show settings and code. `manage.py up` (and so `make run`) turns it on by itself
+# only when it serves on a loopback address and DEBUG is unset, and says so (chatbot/ops/devmode.py).
+DEBUG = env_bool("DEBUG", False)
 PARLEY_DATA_DIR = Path(env_str("PARLEY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
-_DEV_SECRET_KEY = "parley-development-only-secret-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else "")
+
+def _data_dir_secret_key(*, create: bool) -> str:
+    """The random key kept in the data directory (readable by its owner only), made by the first process that runs
+    with DEBUG on and no SECRET_KEY: a laptop's `make run`. Never a published constant: whoever knows the key can
+    forge visitor tokens and sessions."""
+    path = PARLEY_DATA_DIR / "secret_key"
+    if not path.exists() and create:
+        PARLEY_DATA_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as key_file:
+                key_file.write(secrets.token_urlsafe(50))
+        except FileExistsError:  # another process of the same `up` made it first
+            pass
+    return path.read_text().strip() if path.exists() else ""
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _data_dir_secret_key(create=DEBUG)
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when DEBUG is off (a long random string: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    )
+# Error reports (and debug pages, where DEBUG is on) hide settings that hold credentials: Django's own list plus
+# service addresses, which carry passwords (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CACHES, CHANNEL_LAYERS).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "chatbot.ops.reporting.CredentialsHiddenFilter"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -90,6 +115,7 @@ INSTALLED_APPS = [
     "csp",
     # The REST API (chatbot/api); listed for its browsable docs' bundled templates and static files (no CDN).
     "ninja",
+    "axes",
     "chatbot",
     "knowledge",
     "inference",
@@ -105,6 +131,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatbot.urls"
@@ -235,6 +263,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+# Sign-in throttling (django-axes, for the dashboard and the admin): after LOGIN_FAILURES_LIMIT failed attempts for
+# one account, or from one address, that account or address cannot sign in for LOGIN_LOCKOUT_MINUTES (each further
+# attempt restarts the wait). The address is the connection's (Daphne's --proxy-headers behind a proxy), never a
+# header a client could forge.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURES_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "dashboard/locked_out.html"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -242,7 +280,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = PARLEY_DATA_DIR / "static"
+# Where collectstatic writes (and, with DEBUG off, where pages are served from: the manifest of hashed names). The
+# image collects at build time, outside the data volume mounted over /data at run time.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(PARLEY_DATA_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = PARLEY_DATA_DIR / "media"
 MEDIA_URL = "/media/"
@@ -339,6 +379,8 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; lockouts come at WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -346,6 +388,19 @@ LOGGING = {
 CHAT_MESSAGES_PER_MINUTE_PER_VISITOR = env_int("CHAT_MESSAGES_PER_MINUTE_PER_VISITOR", 12)
 CHAT_MESSAGES_PER_MINUTE_PER_IP = env_int("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60)
 CHAT_CONNECTIONS_PER_IP = env_int("CHAT_CONNECTIONS_PER_IP", 50)
+# What one address (maybe a whole office) may set off (chatbot/chat/address_limits.py): new visitors, each a
+# conversation; leads, each an email and a webhook; requests for a person, each an alert on every dashboard.
+CHAT_NEW_VISITORS_PER_MINUTE_PER_IP = env_int("CHAT_NEW_VISITORS_PER_MINUTE_PER_IP", 20)
+CHAT_LEADS_PER_HOUR_PER_IP = env_int("CHAT_LEADS_PER_HOUR_PER_IP", 20)
+CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP = env_int("CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP", 20)
+# An open dashboard socket checks its staff member's access again this often (a change made in the dashboard closes
+# it at once; one made elsewhere, such as the admin site, within this time).
+DASHBOARD_ACCESS_RECHECK_S = env_float("DASHBOARD_ACCESS_RECHECK_S", 30.0)
+# A conversation alerts the dashboards of a handoff request at most once in this many seconds.
+HANDOFF_ALERT_INTERVAL_S = env_int("HANDOFF_ALERT_INTERVAL_S", 300)
+
+# /healthz asks the workers (a broadcast ping) and the model server at most once per this many seconds per process.
+HEALTHZ_CACHE_S = env_float("HEALTHZ_CACHE_S", 5.0)
 
 # /metrics (Prometheus). When set, scrapers must send "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN")

@@ -8,6 +8,7 @@ real Daphne server, both pointed at the test database.
 
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +21,23 @@ from devtools.stack import BASE_DIR, ServerProcess
 TEST_DATA_DIR = Path(os.environ.get("PARLEY_TEST_DATA_DIR") or BASE_DIR / "var" / "test").resolve()
 
 os.environ["PARLEY_DATA_DIR"] = str(TEST_DATA_DIR)
+# The servers tests start run as `make run` does on a laptop (DEBUG on: static files from the source folders), with
+# a key of this run's own; production settings are tested as such (tests/security/test_production_settings.py).
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests never reach a real model server unless a test starts the simulator and says so.
 os.environ["TGI_URL"] = ""
+# Every test's visitors come from a handful of addresses (127.0.0.1 for the browser tests), in one Redis that outlives
+# the run: the per-address limits on what visitors set off are lifted, except in the tests of those limits.
+for _limit in (
+    "CHAT_NEW_VISITORS_PER_MINUTE_PER_IP",
+    "CHAT_LEADS_PER_HOUR_PER_IP",
+    "CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP",
+):
+    os.environ.setdefault(_limit, "1000000")
 # Several test runs may share the embedded servers (a developer's and an editor's): each gets its own database.
 os.environ.setdefault("PARLEY_TEST_DATABASE_NAME", f"test_parley_{os.getpid()}")
 embedded.configure_environment()
@@ -116,10 +129,14 @@ def daphne_server(transactional_db, tmp_path) -> Iterator[ServerProcess]:
 
 
 def _migrations_fingerprint() -> str:
+    """Of every installed app's migrations, ours and third-party ones (a newly installed app brings its tables)."""
+    from django.apps import apps
+
     digest = hashlib.sha256()
-    for path in sorted(BASE_DIR.glob("*/migrations/*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for app in sorted(apps.get_app_configs(), key=lambda config: config.label):
+        for path in sorted(Path(app.path).glob("migrations/*.py")):
+            digest.update(f"{app.label}/{path.name}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -234,15 +234,15 @@ class CrawlSession:
                 if content is None:
                     raise self._too_large(url)
                 return response.status_code, dict(response.headers.items()), content, str(response.url)
-        except _ForbiddenAddressError as error:
+        except ForbiddenAddressError as error:
             raise FetchError(str(error), reason="forbidden_address", url=url) from error
         except httpx.TimeoutException as error:
             raise FetchError(
                 f"{url} did not answer within {self.limits.timeout_seconds:g} seconds.", reason="timeout", url=url
             ) from error
         except httpx.HTTPError as error:
-            if isinstance(error.__cause__, _ForbiddenAddressError) or isinstance(
-                error.__context__, _ForbiddenAddressError
+            if isinstance(error.__cause__, ForbiddenAddressError) or isinstance(
+                error.__context__, ForbiddenAddressError
             ):
                 raise FetchError(str(error), reason="forbidden_address", url=url) from error
             raise FetchError(f"{url} could not be reached: {error}.", reason="network", url=url) from error
@@ -254,19 +254,12 @@ class CrawlSession:
 
     def _http(self) -> httpx.Client:
         if self._client is None:
-            transport = httpx.HTTPTransport(retries=0)
-            # httpx has no public hook for its network backend. Swapping it lets every connection be checked
-            # against the address it really connects to, which closes the DNS-rebinding gap of a check made
-            # only before the request.
-            transport._pool._network_backend = _AddressCheckingBackend(allow_private=self.limits.allow_private)
-            self._client = httpx.Client(
-                transport=transport,
-                timeout=httpx.Timeout(self.limits.timeout_seconds),
-                follow_redirects=False,
-                # Environment proxies would connect on our behalf and skip the address check.
-                trust_env=False,
-                headers={"User-Agent": self.limits.user_agent, "Accept-Encoding": "gzip, deflate"},
+            self._client = address_checked_client(
+                allow_private=self.limits.allow_private,
+                timeout_s=self.limits.timeout_seconds,
+                user_agent=self.limits.user_agent,
             )
+            self._client.headers["Accept-Encoding"] = "gzip, deflate"
         return self._client
 
     def _check_url(self, url: str) -> None:
@@ -284,8 +277,8 @@ class CrawlSession:
             raise FetchError(f"The host {host} could not be found.", reason="network", url=url) from error
         try:
             for address in addresses:
-                _check_address(address, host=host, allow_private=self.limits.allow_private)
-        except _ForbiddenAddressError as error:
+                address_check(address, host=host, allow_private=self.limits.allow_private)
+        except ForbiddenAddressError as error:
             raise FetchError(str(error), reason="forbidden_address", url=url) from error
 
     def host_allowed(self, url: str) -> bool:
@@ -334,37 +327,58 @@ class CrawlSession:
         return rules
 
 
-def url_address_problem(url: str, *, allow_private: bool) -> str | None:
-    """Why fetching `url` would be refused for the address its host resolves to, or None (also when the host
-    does not resolve now: ingestion will say so). For a form to refuse an intranet address at once."""
-    try:
-        parts = _parse_http_url(url)
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.host, parts.port or 80, type=socket.SOCK_STREAM)}
-    except (FetchError, socket.gaierror, UnicodeError):
-        return None
-    try:
-        for address in addresses:
-            _check_address(address, host=parts.host, allow_private=allow_private)
-    except _ForbiddenAddressError as error:
-        return str(error)
+class ForbiddenAddressError(Exception):
+    """An address Parley may not connect to (the network it runs in, or cloud metadata)."""
+
+
+# IPv6 forms that carry an IPv4 address inside: the IPv4 address is what a NAT64 gateway or a 6to4 relay reaches.
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+# Deprecated or local-only ranges that Python's `is_global` calls global: IPv4-compatible addresses (::a.b.c.d,
+# RFC 4291), site-local (fec0::/10, RFC 3879), the returned 6bone (3ffe::/16), local-use NAT64 (RFC 8215).
+_DENIED_V6 = [ipaddress.ip_network(n) for n in ("::/96", "fec0::/10", "3ffe::/16", "64:ff9b:1::/48")]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
     return None
 
 
-class _ForbiddenAddressError(Exception):
-    pass
-
-
-def _check_address(address: str, *, host: str, allow_private: bool) -> None:
+def address_check(address: str, *, host: str, allow_private: bool) -> None:
+    """Raise `ForbiddenAddressError` unless Parley may connect to `address` (what `host` resolved to): never
+    link-local (cloud metadata) or multicast, and no private, loopback or reserved address unless `allow_private`.
+    An IPv4 address wrapped in IPv6 (mapped, NAT64, 6to4, Teredo) is checked as itself."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in _DENIED_V6) and not allow_private:
+            raise ForbiddenAddressError(f"{host} resolves to {ip}, a deprecated or local-only address; refused.")
+        ip = _embedded_ipv4(ip) or ip
     # Link-local holds cloud metadata services (169.254.169.254); nothing a knowledge base needs lives there.
     if ip.is_link_local or ip.is_multicast:
-        raise _ForbiddenAddressError(f"{host} resolves to {ip}, a link-local or multicast address; refused.")
+        raise ForbiddenAddressError(f"{host} resolves to {ip}, a link-local or multicast address; refused.")
     if not allow_private and not ip.is_global:
-        raise _ForbiddenAddressError(
+        raise ForbiddenAddressError(
             f"{host} resolves to {ip}, a private or internal address; refused to protect the internal network."
         )
+
+
+def address_checked_client(*, allow_private: bool, timeout_s: float, user_agent: str) -> httpx.Client:
+    """An HTTP client that connects only where `address_check` allows, checked on the address each connection
+    really goes to (no DNS rebinding), never through environment proxies, never following redirects."""
+    return httpx.Client(
+        transport=address_checked_transport(allow_private=allow_private),
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        # Environment proxies would connect on our behalf and skip the address check.
+        trust_env=False,
+        headers={"User-Agent": user_agent},
+    )
 
 
 class _AddressCheckingBackend(httpcore.SyncBackend):
@@ -384,7 +398,7 @@ class _AddressCheckingBackend(httpcore.SyncBackend):
         except socket.gaierror as error:
             raise httpcore.ConnectError(str(error)) from error
         for *_, sockaddr in infos:
-            _check_address(sockaddr[0], host=host, allow_private=self._allow_private)
+            address_check(sockaddr[0], host=host, allow_private=self._allow_private)
         # Connect to the address just checked, not to the name (which could resolve differently a second time).
         return super().connect_tcp(
             infos[0][4][0], port, timeout=timeout, local_address=local_address, socket_options=socket_options
@@ -469,18 +483,20 @@ def _parse_lastmod(value: str | None) -> datetime | None:
 # --- the same address checks for other outbound requests (event webhooks) --------------------------------------
 
 
-def address_problem(url: str, *, allow_private: bool) -> str | None:
-    """Why a request to `url` would be refused (not an http(s) URL, an unknown host, an internal address), or None."""
+def address_problem(url: str, *, allow_private: bool, unknown_host_ok: bool = False) -> str | None:
+    """Why a request to `url` would be refused (not an http(s) URL, an unknown host, an internal address), or None.
+    With `unknown_host_ok`, a host that does not resolve now is no reason (a form refusing an intranet address at
+    once leaves the rest to ingestion, which says so)."""
     try:
         parts = _parse_http_url(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         for info in socket.getaddrinfo(parts.host, port, type=socket.SOCK_STREAM):
-            _check_address(info[4][0], host=parts.host, allow_private=allow_private)
+            address_check(info[4][0], host=parts.host, allow_private=allow_private)
     except FetchError as error:
-        return str(error)
-    except socket.gaierror:
-        return f"The host of {url} could not be found."
-    except _ForbiddenAddressError as error:
+        return None if unknown_host_ok else str(error)
+    except (socket.gaierror, UnicodeError):
+        return None if unknown_host_ok else f"The host of {url} could not be found."
+    except ForbiddenAddressError as error:
         return str(error)
     return None
 
@@ -488,5 +504,7 @@ def address_problem(url: str, *, allow_private: bool) -> str | None:
 def address_checked_transport(*, allow_private: bool) -> httpx.HTTPTransport:
     """An httpx transport that checks every address it connects to (as the crawler's does: no DNS rebinding)."""
     transport = httpx.HTTPTransport(retries=0)
+    # httpx has no public hook for its network backend. Swapping it lets every connection be checked against the
+    # address it really connects to, which closes the DNS-rebinding gap of a check made only before the request.
     transport._pool._network_backend = _AddressCheckingBackend(allow_private=allow_private)
     return transport

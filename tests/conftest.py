@@ -1,6 +1,7 @@
 import pytest
 
 from chatbot.bots.services import bot_create
+from chatbot.ops.health import health_cache_clear
 from chatbot.realtime.connections import sync_client
 from chatbot.realtime.keys import PRESENCE_ADMINS_KEY
 from devtools.pytest_plugin import django_db_setup  # noqa: F401  (see below)
@@ -20,6 +21,12 @@ def _nobody_online():
     keys = list(client.scan_iter(PRESENCE_ADMINS_KEY.rsplit(":", 1)[0] + ":*"))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health_reports():
+    """/healthz keeps what the workers and the model server said for a few seconds: not from one test to the next."""
+    health_cache_clear()
 
 
 @pytest.fixture

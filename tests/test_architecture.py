@@ -26,7 +26,8 @@ ALLOWED = {
     "chatbot.privacy": {"chatbot.models"},
     "chatbot.answers": {"chatbot.models", "chatbot.realtime", "chatbot.ops", "chatbot.leads", "chatbot.webhooks"},
     "chatbot.chat": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.leads", "chatbot.webhooks"},
-    "chatbot.bots": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.chat"},
+    # leads: a bot's settings form checks the lead form with the leads domain's parser (chatbot.bots.forms).
+    "chatbot.bots": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.chat", "chatbot.leads"},
     "chatbot.dashboard": {
         "chatbot.models",
         "chatbot.realtime",
@@ -64,6 +65,7 @@ ENVIRONMENT_READERS = {
     "chatbot/asgi.py",
     "chatbot/celery.py",
     "chatbot/ops/embedded.py",  # finds or starts the embedded servers before settings are read
+    "chatbot/ops/devmode.py",  # whether `up` runs with DEBUG on, decided before settings are read
     "chatbot/management/commands/up.py",  # the environment of the processes it starts
     "chatbot/management/commands/createstaff.py",  # a password given to the command, not configuration
     "knowledge/embeddings.py",  # sets the Hugging Face libraries' offline switches for the packaged model

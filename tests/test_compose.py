@@ -89,3 +89,18 @@ def test_docker_compose_parses_it():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_image_runs_with_debug_off_whatever_starts_it():
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    assert re.search(r"^ENV .*\bDEBUG=0\b", dockerfile, flags=re.M)
+
+
+def test_the_images_static_files_are_where_the_app_looks_for_them_at_run_time(compose):
+    # Collected at build time into STATIC_ROOT; a folder under the data volume (PARLEY_DATA_DIR) would be hidden by it.
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    static_root = re.search(r"^ENV STATIC_ROOT=(\S+)", dockerfile, flags=re.M)
+    assert static_root and dockerfile.index(static_root.group(0)) < dockerfile.index("collectstatic")
+    data_dir = compose["services"]["web"]["environment"]["PARLEY_DATA_DIR"]
+    assert not static_root.group(1).startswith(data_dir.rstrip("/") + "/")
+    assert "STATIC_ROOT" not in compose["services"]["web"]["environment"]

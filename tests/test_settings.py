@@ -49,12 +49,12 @@ def test_production_settings_pass_the_deploy_check():
     assert "no issues" in result.stdout
 
 
-def test_production_refuses_to_start_without_a_secret_key():
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=BASE_DIR,
-        env={**environment, "DEBUG": "0"},
+        env={**environment, "DEBUG": "0", "PARLEY_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
     )

@@ -47,7 +47,7 @@ def _build(bot: Bot, *, passages, history, question, info) -> BuiltPrompt:
     )
     built = build_prompt(count_tokens=estimate_tokens, **arguments)
     if len(built.passages_used) < len(passages) or len(built.history_used) < len(history) or built.question_truncated:
-        api_key = settings.TGI_API_KEY or None
+        api_key = bot.endpoint_api_key
         built = build_prompt(count_tokens=lambda text: count_tokens(bot.endpoint, text, api_key=api_key), **arguments)
     return built
 
@@ -72,7 +72,8 @@ def answer_with_model(
         max_new_tokens=bot.max_new_tokens,
         stop=tuple(bot.stop_sequences[:4]),
         seed=bot.seed,
-        api_key=settings.TGI_API_KEY or None,
+        # TGI_API_KEY only ever goes to TGI_URL; another endpoint gets the bot's own key (Bot.endpoint_api_key).
+        api_key=bot.endpoint_api_key,
         timeout_s=settings.TGI_TIMEOUT_S,
     )
     coalescer = TokenCoalescer(group=group, message_id=message_id, interval_s=coalesce_interval_s)

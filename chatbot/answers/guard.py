@@ -23,9 +23,21 @@ SAFE_MESSAGE = "I'm sorry, I can't help with that. Is there anything about our p
 LINK_REMOVED = "(link removed)"
 
 _WORD = re.compile(r"[a-z0-9]+")
+# JavaScript's whitespace (String.prototype.trim, \s), which markdown.js uses; Python's differs (\x1c-\x1f, \x85).
+_JS_SPACES = "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(map(chr, range(0x2000, 0x200B)))
+_JS_SPACE = re.escape(_JS_SPACES)  # for a character class
+# What the WHATWG URL parser strips from both ends (C0 controls and space) and deletes everywhere (tab, CR, LF).
+_C0_AND_SPACE = "".join(chr(code) for code in range(0x21))
+_TAB_OR_NEWLINE = re.compile(r"[\t\n\r]")
 # What markdown.js, and a browser's URL parser after it, would read as a link: a scheme, then anything up to
-# whitespace, angle brackets or a quote. "https:evil.test" and "https:/evil.test" are links to a browser too.
-_URL = re.compile(r"(?i)(?<![a-z0-9])(?:https?|mailto):[^\s<>\"]*")
+# (JavaScript) whitespace, angle brackets or a quote. "https:evil.test" and "https:/evil.test" are links too.
+_URL = re.compile(rf"(?i)(?<![a-z0-9])(?:https?|mailto):[^{_JS_SPACE}<>\"]*")
+# markdown.js's <address@host> (RE_AUTOMAIL): a mailto link.
+_AUTOMAIL = re.compile(r"<([\w.+-]+@[\w-]+(?:\.[\w-]+)+)>", flags=re.ASCII)
+# markdown.js's escapes: a backslash before ASCII punctuation.
+_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
+# markdown.js drops a link title: [text](url "title").
+_TITLE = re.compile(rf"""[{_JS_SPACE}]+(["']).*\1$""")
 _HOST_CHARS = re.compile(r"^[a-z0-9.-]+$")
 # A trailing word that may still grow into a URL: it already has a scheme, or ends in the start of one.
 _MAYBE_URL_TAIL = re.compile(
@@ -33,10 +45,24 @@ _MAYBE_URL_TAIL = re.compile(
 )
 
 
+def _js_trim(value: str) -> str:
+    return value.strip(_JS_SPACES)
+
+
+def url_normalise(value: str) -> str:
+    """A link target as markdown.js and then the browser's URL parser read it: trimmed (JavaScript's trim), its
+    <...> taken off, C0 controls and spaces stripped from both ends, every tab, CR and LF deleted (WHATWG URL).
+    "\u0001ht\ttps://evil" is https://evil to a browser, and so it is here."""
+    value = _js_trim(value)
+    if value.startswith("<") and value.endswith(">") and "\n" not in value:
+        value = _js_trim(value[1:-1])
+    return _TAB_OR_NEWLINE.sub("", value.strip(_C0_AND_SPACE))
+
+
 def host_of(value: str) -> str:
     """The host a browser would go to for this URL text, "" when it is not a http(s)/mailto URL we understand."""
-    # Browsers drop tabs and newlines inside a URL and read a backslash as a slash in http(s) URLs.
-    value = re.sub(r"[\t\n\r]", "", value).strip().strip("<>").replace("\\", "/")
+    # Browsers read a backslash as a slash in http(s) URLs.
+    value = url_normalise(value).strip("<>").replace("\\", "/")
     match = re.match(r"(?i)^(https?|mailto):(.*)$", value)
     if not match:
         return ""
@@ -70,7 +96,7 @@ def _host_allowed(host: str, allowed: frozenset[str]) -> bool:
 
 
 def _is_web_url(value: str) -> bool:
-    return bool(re.match(r"(?i)^(https?|mailto):", re.sub(r"[\t\n\r]", "", value).strip().lstrip("<")))
+    return bool(re.match(r"(?i)^(https?|mailto):", url_normalise(value).lstrip("<")))
 
 
 def _url_allowed(url: str, allowed: frozenset[str]) -> bool:
@@ -78,18 +104,42 @@ def _url_allowed(url: str, allowed: frozenset[str]) -> bool:
 
 
 def _match_bracket(text: str, start: int, open_: str, close: str) -> int:
-    """The index of the bracket closing the one at `start`, or -1."""
+    """The index of the bracket closing the one at `start`, or -1: markdown.js's matchParen exactly (a backslash
+    escapes the next character; a "(" is not closed past the end of its line)."""
     depth = 0
-    for index in range(start, len(text)):
-        if text[index] == "\\":
-            continue
-        if text[index] == open_:
+    index = start
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 1
+        elif char == open_:
             depth += 1
-        elif text[index] == close:
+        elif char == close:
             depth -= 1
             if depth == 0:
                 return index
+        elif char == "\n" and open_ == "(":
+            return -1
+        index += 1
     return -1
+
+
+def _link_target(text: str, open_paren: int) -> tuple[str, int] | None:
+    """The target of a link whose "(" is at `open_paren`, as markdown.js reads it, and where its ")" is."""
+    close_paren = _match_bracket(text, open_paren, "(", ")")
+    if close_paren < 0:
+        return None
+    return _TITLE.sub("", _js_trim(text[open_paren + 1 : close_paren])), close_paren
+
+
+def _code_span_end(text: str, index: int) -> int:
+    """Where the code span opened by the backticks at `index` ends (markdown.js shows its text as is), or -1."""
+    run = len(text[index:]) - len(text[index:].lstrip("`"))
+    ticks = "`" * run
+    close = text.find(ticks, index + run)
+    while close >= 0 and text[close + run : close + run + 1] == "`":
+        close = text.find(ticks, close + run + 1)
+    return close + run if close >= 0 else -1
 
 
 def _markdown_links(text: str, allowed: frozenset[str]) -> tuple[str, int]:
@@ -97,13 +147,24 @@ def _markdown_links(text: str, allowed: frozenset[str]) -> tuple[str, int]:
     removed = 0
     index = 0
     while index < len(text):
+        # As markdown.js: an escaped character and a code span are text, never the start of a link.
+        if text[index] == "\\" and _PUNCT.match(text, index + 1):
+            out.append(text[index : index + 2])
+            index += 2
+            continue
+        if text[index] == "`":
+            end = _code_span_end(text, index)
+            if end > index:
+                out.append(text[index:end])
+                index = end
+                continue
         if text[index] == "[":
             close = _match_bracket(text, index, "[", "]")
             if close > index and text[close + 1 : close + 2] == "(":
-                close_paren = _match_bracket(text, close + 1, "(", ")")
-                if close_paren > 0:
+                found = _link_target(text, close + 1)
+                if found is not None:
+                    target, close_paren = found
                     label = text[index + 1 : close]
-                    target = re.sub(r"""\s+(["']).*\1$""", "", text[close + 2 : close_paren].strip())
                     # Other schemes (javascript:, data:) are no links to markdown.js: it shows them as text.
                     if not _is_web_url(target) or _url_allowed(target, allowed):
                         out.append(text[index : close_paren + 1])
@@ -125,8 +186,27 @@ class Guarded:
     prompt_leaked: bool = False
 
 
+def _unpaired_targets(text: str, allowed: frozenset[str]) -> tuple[str, int]:
+    """The safety net under `_markdown_links`: whatever a "[" pairs with (block structure, emphasis and code spans
+    can pair them differently in markdown.js), a link's target always starts right after a "](". Every such target
+    that is a web URL to a host outside `allowed` is deleted, until none is left (a deletion can join a "]" to a
+    following "(")."""
+    removed = 0
+    start = 0
+    while (found := text.find("](", start)) >= 0:
+        target = _link_target(text, found + 1)
+        if target is not None and _is_web_url(target[0]) and not _url_allowed(target[0], allowed):
+            text = text[: found + 1] + text[target[1] + 1 :]
+            removed += 1
+            start = max(found - 1, 0)
+        else:
+            start = found + 1
+    return text, removed
+
+
 def guard_links(text: str, *, allowed_hosts: frozenset[str]) -> Guarded:
     """`text` with every link to a host outside `allowed_hosts` turned into plain text."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as markdown.js reads lines
     text, removed = _markdown_links(text, allowed_hosts)
     bare_removed = 0
 
@@ -138,8 +218,17 @@ def guard_links(text: str, *, allowed_hosts: frozenset[str]) -> Guarded:
         bare_removed += 1
         return LINK_REMOVED
 
+    def automail(match: re.Match) -> str:
+        nonlocal bare_removed
+        if _host_allowed(match.group(1).rsplit("@", 1)[1].lower(), allowed_hosts):
+            return match.group(0)
+        bare_removed += 1
+        return LINK_REMOVED
+
     text = _URL.sub(bare, text)
-    return Guarded(text=text, links_removed=removed + bare_removed)
+    text = _AUTOMAIL.sub(automail, text)
+    text, unpaired = _unpaired_targets(text, allowed_hosts)
+    return Guarded(text=text, links_removed=removed + bare_removed + unpaired)
 
 
 def protected_text(system_prompt: str) -> str:

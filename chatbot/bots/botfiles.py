@@ -1,7 +1,11 @@
 """A bot's whole configuration as one JSON document (docs/bot-config.md): its settings, lead form, approved answers
 and the list of its knowledge sources, never a secret. For versioning, review and moving bots between instances.
+
+Importing one goes through the dashboard's own settings form (chatbot.bots.forms.BotForm), so a file can set
+nothing the dashboard would refuse, and `bot_config_plan` shows what would change before anything is applied.
 """
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +14,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from chatbot.answers.approved import approved_answer_add
+from chatbot.bots.forms import BotForm
 from chatbot.bots.services import bot_create
 from chatbot.bots.sources import source_add_and_ingest
 from chatbot.chat.handoff import business_hours_validate
@@ -19,8 +24,8 @@ from knowledge.models import Source
 FORMAT = "parley.bot"
 VERSION = 1
 
-# Exported settings, in the document's order. Deliberately not: crm_webhook_secret (a secret), public_id (the
-# instance's address for the widget), the knowledge base (its sources are listed instead).
+# Exported settings, in the document's order. Deliberately not: crm_webhook_secret and model_api_key (secrets),
+# public_id (the instance's address for the widget), the knowledge base (its sources are listed instead).
 SETTINGS = [
     "name", "persona", "greeting", "color", "avatar_url", "language", "allowed_origins", "model_endpoint",
     "adapter_id", "temperature", "top_p", "max_new_tokens", "stop_sequences", "seed", "strict_mode",
@@ -36,6 +41,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 SOURCE_FIELDS = {
     Source.Kind.URL: ["url", "title", "resync_every_hours", "same_host_only", "max_pages"],
     Source.Kind.SITEMAP: ["url", "title", "resync_every_hours", "same_host_only", "max_pages"],
+    Source.Kind.FAQ: ["question", "answer"],
+    Source.Kind.FILE: ["title"],
     Source.Kind.SITE: [
         "url",
         "title",
@@ -45,8 +52,6 @@ SOURCE_FIELDS = {
         "include_patterns",
         "exclude_patterns",
     ],
-    Source.Kind.FAQ: ["question", "answer"],
-    Source.Kind.FILE: ["title"],
 }
 
 
@@ -147,51 +152,124 @@ def _site_problems(source: dict, *, index: int) -> list[str]:
     return problems
 
 
-@transaction.atomic
-def bot_config_import(*, document: Any, slug: str | None = None, user=None) -> ImportReport:
-    """Create the bot, or update the one with the same slug (or `slug`): its settings are replaced; approved
-    answers and sources missing from it are added (nothing is deleted). Web and FAQ sources are queued for
-    ingestion; uploaded files are listed in the report to upload again (the file holds no document content)."""
+@dataclass
+class ImportPlan:
+    """What importing a document would do, computed without writing anything."""
+
+    slug: str
+    bot: Bot | None  # the bot it would update; None: a new bot
+    problems: list[str] = field(default_factory=list)
+    changes: list[tuple[str, Any, Any]] = field(default_factory=list)  # (setting, now, after)
+    approved_answers: list[dict] = field(default_factory=list)  # to add
+    sources: list[dict] = field(default_factory=list)  # to add and ingest
+    files_to_upload: list[str] = field(default_factory=list)
+    form: BotForm | None = None
+
+    @property
+    def created(self) -> bool:
+        return self.bot is None
+
+
+def _form_value(value: Any) -> Any:
+    """A setting as the dashboard's form posts it."""
+    if isinstance(value, bool):
+        return "on" if value else ""
+    if isinstance(value, list):
+        return "\n".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value) if value else ""
+    return "" if value is None else str(value)
+
+
+def _form_data(*, settings: dict, bot: Bot | None, slug: str) -> dict:
+    """The form's data: the bot's current settings (a new bot's defaults), with the document's over them."""
+    current = bot if bot is not None else Bot()
+    data = {name: _form_value(getattr(current, name)) for name in SETTINGS}
+    data.update({name: _form_value(value) for name, value in settings.items()})
+    data["slug"] = slug
+    if not data["strict_mode"]:
+        del data["strict_mode"]  # an unticked box is not posted
+    return data
+
+
+def bot_config_plan(*, document: Any, slug: str | None = None) -> ImportPlan:
+    """Every problem with the document, or what importing it would change: the settings (old and new value), the
+    approved answers and sources it would add, the files to upload again. Nothing is written."""
     problems = bot_config_validate(document)
     if problems:
-        raise BotConfigError(problems)
-    settings = {name: value for name, value in document["bot"].items() if name in SETTINGS}
+        return ImportPlan(slug=slug or "", bot=None, problems=problems)
     slug = slug or document["bot"]["slug"]
     bot = Bot.objects.filter(slug=slug).first()
-    created = bot is None
-    if created:
-        bot = bot_create(slug=slug, **settings)
-    else:
-        for name, value in settings.items():
-            setattr(bot, name, value)
-        bot.save(update_fields=[*settings, "updated_at"])
-    report = ImportReport(bot=bot, created=created)
-
-    known_questions = set(bot.approved_answers.values_list("question", flat=True))
+    settings = {name: value for name, value in document["bot"].items() if name in SETTINGS}
+    # Read before validating: a model form writes what it cleaned onto its instance.
+    before = {name: getattr(bot, name) for name in SETTINGS} if bot is not None else {}
+    saved_key = bot.model_api_key if bot is not None else ""
+    form = BotForm(data=_form_data(settings=settings, bot=bot, slug=slug), instance=bot)
+    plan = ImportPlan(slug=slug, bot=bot, form=form)
+    if not form.is_valid():
+        plan.problems = [
+            f"bot.{name}: {message}" if name != "__all__" else message
+            for name, messages in form.errors.items()
+            for message in messages
+        ]
+        return plan
+    for name in SETTINGS:
+        now = before.get(name)
+        after = form.cleaned_data.get(name)
+        if bot is None or now != after:
+            if bot is None and after in ("", None, [], {}):
+                continue
+            plan.changes.append((name, now, after))
+    if saved_key and not form.api_key:
+        plan.changes.append(("model_api_key", "(saved key)", "(removed: the endpoint changed)"))
+    known_questions = set(bot.approved_answers.values_list("question", flat=True)) if bot is not None else set()
     for answer in document.get("approved_answers", []):
         if answer["question"].strip() not in known_questions:
-            approved_answer_add(bot=bot, question=answer["question"], answer=answer["answer"], user=user, add_faq=False)
             known_questions.add(answer["question"].strip())
-            report.approved_answers_added += 1
+            plan.approved_answers.append(answer)
+    existing = bot.knowledge_base.sources.all() if bot is not None and bot.knowledge_base_id is not None else []
+    known_urls = {(s.kind, s.url) for s in existing if s.url}
+    known_faqs = {s.question for s in existing if s.kind == Source.Kind.FAQ}
+    for source in document.get("sources", []):
+        kind = source["kind"]
+        if kind == Source.Kind.FILE:
+            plan.files_to_upload.append(source.get("filename") or source.get("title") or "an uploaded file")
+        elif (kind == Source.Kind.FAQ and source["question"] not in known_faqs) or (
+            kind != Source.Kind.FAQ and (kind, source["url"]) not in known_urls
+        ):
+            plan.sources.append(source)
+    return plan
 
+
+@transaction.atomic
+def bot_config_import(*, document: Any, slug: str | None = None, user=None) -> ImportReport:
+    """Create the bot, or update the one with the same slug (or `slug`): its settings are replaced through the
+    dashboard's form; approved answers and sources missing from it are added (nothing is deleted). Web and FAQ
+    sources are queued for ingestion; uploaded files are listed in the report to upload again (the file holds no
+    document content)."""
+    plan = bot_config_plan(document=document, slug=slug)
+    if plan.problems:
+        raise BotConfigError(plan.problems)
+    if plan.created:
+        fields = {name: value for name, value in plan.form.bot_fields().items() if name not in ("slug", "name")}
+        bot = bot_create(slug=plan.slug, name=plan.form.cleaned_data["name"], **fields)
+    else:
+        bot = plan.form.save()
+    report = ImportReport(bot=bot, created=plan.created, sources_skipped=plan.files_to_upload)
+    for answer in plan.approved_answers:
+        approved_answer_add(bot=bot, question=answer["question"], answer=answer["answer"], user=user, add_faq=False)
+        report.approved_answers_added += 1
     if bot.knowledge_base_id is not None:
-        existing = bot.knowledge_base.sources.all()
-        known_urls = {(s.kind, s.url) for s in existing if s.url}
-        known_faqs = {s.question for s in existing if s.kind == Source.Kind.FAQ}
-        for source in document.get("sources", []):
+        for source in plan.sources:
             kind = source["kind"]
-            if kind == Source.Kind.FILE:
-                report.sources_skipped.append(source.get("filename") or source.get("title") or "an uploaded file")
-            elif kind == Source.Kind.FAQ:
-                if source["question"] not in known_faqs:
-                    source_add_and_ingest(bot=bot, kind=kind, question=source["question"], answer=source["answer"])
-                    report.sources_added += 1
-            elif (kind, source["url"]) not in known_urls:
+            if kind == Source.Kind.FAQ:
+                source_add_and_ingest(bot=bot, kind=kind, question=source["question"], answer=source["answer"])
+            else:
                 source_add_and_ingest(
                     bot=bot,
                     kind=kind,
                     url=source["url"],
                     **{name: source.get(name) for name in SOURCE_FIELDS[kind] if name != "url"},
                 )
-                report.sources_added += 1
+            report.sources_added += 1
     return report

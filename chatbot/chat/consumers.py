@@ -6,11 +6,13 @@ import json
 import logging
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from django.conf import settings
 
-from chatbot.chat import conversations, frames, session
+from chatbot.chat import address_limits, conversations, frames, session
 from chatbot.chat.answer_watch import SocketAnswers
 from chatbot.leads.triggers import lead_form_dismiss
 from chatbot.models import Bot, Conversation
+from chatbot.realtime import limits
 from chatbot.realtime.async_db import SocketEventsDispatch, db_async
 from chatbot.realtime.channel_layer import ChannelReleasedOnExit
 from chatbot.realtime.protocol import (
@@ -29,7 +31,27 @@ logger = logging.getLogger(__name__)
 
 
 class EchoConsumer(ChannelReleasedOnExit, AsyncJsonWebsocketConsumer):
-    """Answers each JSON frame with itself: a liveness probe for the websocket path through proxies."""
+    """Answers each JSON frame with itself: a liveness probe for the websocket path through proxies. Only for
+    pages of this site (the routing checks the Origin), and counted with the address's chat sockets: each one
+    holds a channel in Redis."""
+
+    counted_connection = False
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.counted_connection:
+                self.counted_connection = False
+                await limits.connections_close(ip=self.client_ip)
+
+    async def connect(self):
+        self.client_ip = (self.scope.get("client") or ["unknown"])[0]
+        if not await limits.connections_open(ip=self.client_ip, limit=settings.CHAT_CONNECTIONS_PER_IP):
+            await self.close(code=session.CLOSE_TOO_MANY)
+            return
+        self.counted_connection = True
+        await self.accept()
 
     async def receive_json(self, content, **kwargs):
         await self.send_json(echo_frame(content))
@@ -41,14 +63,29 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
     counted_connection = False
     answers: SocketAnswers | None = None
 
+    async def __call__(self, scope, receive, send):
+        # However the consumer ends (a crash, or cancelled by Daphne's close timeout without `disconnect`), its
+        # address's connection count is given back: a leaked count locks the address out of the chat.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.connection_release()
+
+    async def connection_release(self) -> None:
+        if self.counted_connection:
+            self.counted_connection = False
+            await session.chat_socket_release(client_ip=self.client_ip)
+
     async def connect(self):
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in self.scope["headers"]}
         self.client_ip = (self.scope.get("client") or ["unknown"])[0]
         self.user_agent = headers.get("user-agent", "")
+        # Two Host headers name no host for sure: such a socket is not on one of our own pages.
+        host = headers.get("host", "") if [key for key, _ in self.scope["headers"]].count(b"host") == 1 else ""
         admitted = await session.chat_socket_admit(
             public_id=self.scope["url_route"]["kwargs"]["public_id"],
             origin=headers.get("origin", ""),
-            host=headers.get("host", ""),
+            host=host,
             client_ip=self.client_ip,
         )
         # A refusal is sent after accepting: a browser sees neither an HTTP status nor a close code sent during
@@ -67,8 +104,7 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             self.answers.stop()
         if self.conversation is not None:
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
-        if self.counted_connection:
-            await session.chat_socket_release(client_ip=self.client_ip)
+        await self.connection_release()
 
     # --- frames from the widget ---
 
@@ -91,11 +127,17 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             await self.send_error("server_error", "Something went wrong on our side. Please try again.", retryable=True)
 
     async def on_hello(self, frame: dict) -> None:
+        hello = frames.hello_read(frame)
+        if self.conversation is None and await address_limits.new_visitor_limited(
+            bot=self.bot, visitor_token=hello.visitor_token, client_ip=self.client_ip
+        ):
+            await self.send_error(
+                "rate_limited", "Too many new chats from your network. Please try again in a minute.", retryable=True
+            )
+            return
         if self.conversation is not None:
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
-        started = await db_async(session.chat_session_start)(
-            bot=self.bot, hello=frames.hello_read(frame), user_agent=self.user_agent
-        )
+        started = await db_async(session.chat_session_start)(bot=self.bot, hello=hello, user_agent=self.user_agent)
         self.conversation = started.conversation
         await self.channel_layer.group_add(self.conversation.group_name, self.channel_name)
         await self.send_frames(started.frames)
@@ -136,6 +178,9 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             await self.send_error("not_found", "That answer is not part of this conversation.")
 
     async def on_handoff_request(self, frame: dict) -> None:
+        if await address_limits.handoff_request_limited(client_ip=self.client_ip):
+            await self.send_error("rate_limited", "Please wait a little before asking again.", retryable=True)
+            return
         await self.send_frames(await db_async(session.visitor_handoff_request)(conversation=self.conversation))
 
     async def on_lead_submit(self, frame: dict) -> None:
@@ -143,7 +188,9 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         if frames.is_error(fields):
             await self.send_frame(fields)
             return
-        if await session.lead_submit_limited(visitor_id=self.conversation.visitor_id):
+        if await session.lead_submit_limited(
+            visitor_id=self.conversation.visitor_id
+        ) or await address_limits.lead_submit_limited_for_address(client_ip=self.client_ip):
             await self.send_error("rate_limited", "Please wait a moment before sending the form again.", retryable=True)
             return
         reply = await db_async(session.visitor_lead_submit)(conversation=self.conversation, fields=fields)

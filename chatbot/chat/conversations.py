@@ -42,7 +42,7 @@ def conversation_resume_or_start(
 def message_payload(message: Message) -> MessagePayload:
     staff_name = None
     if message.role == Message.Role.STAFF and message.staff_user is not None:
-        staff_name = staff_display_name(message.staff_user)
+        staff_name = staff_display_name(message.staff_user) or None
     return MessagePayload(
         id=message.id,
         role=message.role,

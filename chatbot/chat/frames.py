@@ -10,16 +10,26 @@ from chatbot.realtime.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, ErrorF
 BEFORE_HELLO = frozenset({"hello", "ping"})
 MAX_CLIENT_ID_CHARS = 64
 MAX_LEAD_FIELDS = 50
+# No frame of the protocol nests deeper than a few levels; deeper is an attack on the parser, not a frame.
+MAX_FRAME_DEPTH = 16
 
 
-def _contains_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
+def _too_deep_or_nul(frame) -> str:
+    """Why a parsed frame is refused ("depth", "nul"), or "". Iterative: a recursive walk of a deep frame would
+    overflow the stack the way the parser did."""
+    pending = [(frame, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_FRAME_DEPTH:
+            return "depth"
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "nul"
+        elif isinstance(value, dict):
+            pending += [(key, depth) for key in value] + [(item, depth + 1) for item in value.values()]
+        elif isinstance(value, list):
+            pending += [(item, depth + 1) for item in value]
+    return ""
 
 
 def client_frame_parse(text_data: str | None) -> dict | ErrorFrame:
@@ -30,11 +40,15 @@ def client_frame_parse(text_data: str | None) -> dict | ErrorFrame:
         return error_frame("too_long", f"Messages can be at most {MAX_MESSAGE_CHARS} characters.")
     try:
         frame = json.loads(text_data)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Any failure to parse is the sender's: "[" * 20000 exhausts the parser's recursion, not our socket.
         return error_frame("bad_frame", "That frame is not valid JSON.")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return error_frame("bad_frame", "A frame is a JSON object with a string 'type'.")
-    if _contains_nul(frame):
+    refused = _too_deep_or_nul(frame)
+    if refused == "depth":
+        return error_frame("bad_frame", f"Frames nest at most {MAX_FRAME_DEPTH} levels deep.")
+    if refused == "nul":
         # PostgreSQL text cannot hold NUL; no visitor types one.
         return error_frame("bad_frame", "Text may not contain NUL characters.")
     return frame

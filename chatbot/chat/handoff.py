@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.utils import timezone
 
 from chatbot.chat.conversations import conversation_request_handoff
 from chatbot.chat.staff_feed import dashboard_handoff_notify
 from chatbot.chat.tasks import handoff_email_after_commit
 from chatbot.models import Conversation, Message
+from chatbot.realtime.limits import once_per
 from chatbot.realtime.presence import staff_online
 from chatbot.realtime.protocol import HandoffStatus
 from chatbot.webhooks.events import handoff_requested_emit
@@ -199,8 +201,11 @@ def handoff_request(*, conversation: Conversation) -> HandoffOutcome:
     else:
         status = "requested" if staff_available(conversation=conversation) else "unavailable"
     summary = conversation_summary(conversation=conversation)
-    dashboard_handoff_notify(conversation=conversation, status=status, summary=summary)
-    handoff_requested_emit(conversation=conversation, status=status, summary=summary)
+    # Every dashboard (and every subscriber) alerts on this: once per conversation per HANDOFF_ALERT_INTERVAL_S,
+    # however often it is asked.
+    if once_per(scope="handoff-alert", identity=conversation.id, interval_s=settings.HANDOFF_ALERT_INTERVAL_S):
+        dashboard_handoff_notify(conversation=conversation, status=status, summary=summary)
+        handoff_requested_emit(conversation=conversation, status=status, summary=summary)
     if first_request and conversation.taken_over_by_id is None:
         handoff_email_after_commit(conversation_id=conversation.id, summary=summary)
     language = (conversation.language or conversation.bot.language or "en").split("-")[0]

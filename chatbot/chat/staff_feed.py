@@ -5,7 +5,7 @@ import logging
 
 from django.urls import reverse
 
-from chatbot.models import Conversation, Message, staff_display_name
+from chatbot.models import Conversation, Message, staff_colleague_name
 from chatbot.realtime.protocol import (
     ADMINS_GROUP,
     ConversationRow,
@@ -44,14 +44,14 @@ def conversation_row(conversation: Conversation, *, preview: str | None = None) 
         started_at=conversation.started_at.isoformat(),
         last_message_at=conversation.last_message_at.isoformat(),
         handoff_requested=conversation.handoff_requested_at is not None,
-        taken_over_by=staff_display_name(conversation.taken_over_by) if conversation.taken_over_by else None,
+        taken_over_by=staff_colleague_name(conversation.taken_over_by) if conversation.taken_over_by else None,
         taken_over_by_id=conversation.taken_over_by_id,
     )
 
 
 def dashboard_message(message: Message) -> DashboardMessage:
     if message.role == Message.Role.STAFF:
-        author = staff_display_name(message.staff_user) if message.staff_user else "Staff"
+        author = staff_colleague_name(message.staff_user) if message.staff_user else "Staff"
     else:
         author = "Visitor" if message.role == Message.Role.VISITOR else "Bot"
     return DashboardMessage(

@@ -2,13 +2,16 @@
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
+from django.db.models import CharField, F, Func, Value
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
+from chatbot.answers.guard import allowed_hosts_from
 from chatbot.chat.origins import bot_frame_ancestors
 from chatbot.models import Bot
+from knowledge.models import Document
 
 SUPPORTED_LANGUAGES = ("en", "fr", "de")
 LOADER_MAX_AGE_S = 300
@@ -38,6 +41,23 @@ def _language(request, bot: Bot) -> str:
         if code in SUPPORTED_LANGUAGES:
             return code
     return "en"
+
+
+# The host of a URL, in SQL: one row per host of a knowledge base's documents instead of one per document.
+_URL_HOST = r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^/?#@]*@)?([^/:?#]+)"
+
+
+def bot_link_hosts(bot: Bot) -> list[str]:
+    """The hosts the bot's answers may link to, for markdown.js to enforce as well: the hosts of its documents, its
+    allowed sites and this instance (what the output guard allows any answer of the bot; it checks each one)."""
+    urls = [*bot.allowed_origins, settings.SITE_URL]
+    if bot.knowledge_base_id is not None:
+        documents = Document.objects.filter(knowledge_base_id=bot.knowledge_base_id).exclude(url="")
+        hosts = documents.annotate(
+            host=Func(F("url"), Value(_URL_HOST), function="substring", output_field=CharField())
+        ).values_list("host", flat=True)
+        urls += [f"https://{host}" for host in hosts.distinct() if host]
+    return sorted(allowed_hosts_from(urls))
 
 
 def embed_snippet(bot: Bot) -> str:
@@ -73,6 +93,7 @@ def chat_page(request, public_id: str):
         "lang": lang,
         "embed": embed,
         "parentOrigin": None,
+        "linkHosts": bot_link_hosts(bot),
     }
     response = render(request, "chatbot/chat_page.html", {"bot": bot, "lang": lang, "embed": embed, "config": config})
     response["Content-Security-Policy"] = chat_page_csp(bot=bot, host=request.get_host())

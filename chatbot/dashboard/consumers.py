@@ -1,9 +1,14 @@
 """The staff dashboard's websocket: live conversation list, handoff alerts, presence, and the streaming answers of
 the conversation a staff member is looking at. Thin: authorise, join groups, forward events."""
 
+import asyncio
+import contextlib
 import json
+import logging
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 
 from chatbot.chat.staff_feed import dashboard_message
 from chatbot.dashboard import permissions, selectors
@@ -13,6 +18,7 @@ from chatbot.realtime.async_db import SocketEventsDispatch, db_async
 from chatbot.realtime.channel_layer import ChannelReleasedOnExit
 from chatbot.realtime.protocol import (
     ADMINS_GROUP,
+    CLOSE_ACCESS_CHANGED,
     DashboardMessage,
     answer_done_frame,
     answer_token_frame,
@@ -24,14 +30,26 @@ from chatbot.realtime.protocol import (
     dashboard_message_frame,
     dashboard_source_frame,
     pong_frame,
+    staff_user_group,
     watching_frame,
 )
 
 CLOSE_FORBIDDEN = 4403
+logger = logging.getLogger(__name__)
 
 
 @db_async
 def _access(user) -> tuple[str | None, list[int]]:
+    role = permissions.staff_role(user)
+    return role, sorted(permissions.bot_ids_visible(user)) if role else []
+
+
+@db_async
+def _access_now(user_id: int) -> tuple[str | None, list[int]]:
+    """The access of the user as the database has it now (the socket's user object is from its handshake)."""
+    user = get_user_model().objects.filter(id=user_id).first()
+    if user is None:
+        return None, []
     role = permissions.staff_role(user)
     return role, sorted(permissions.bot_ids_visible(user)) if role else []
 
@@ -54,6 +72,8 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
     groups_joined: list[str]
     presence_keys: list[str]
     watching: str | None = None
+    access: tuple[str | None, list[int]] = (None, [])
+    recheck_task: asyncio.Task | None = None
 
     async def connect(self):
         self.groups_joined, self.presence_keys = [], []
@@ -62,15 +82,51 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
         if role is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.user = user
+        self.user, self.access = user, (role, bot_ids)
         self.groups_joined = [ADMINS_GROUP] if role == "admin" else [bot_group(bot_id) for bot_id in bot_ids]
+        self.groups_joined.append(staff_user_group(user.id))
         self.presence_keys = presence.presence_keys(admin=role == "admin", bot_ids=bot_ids)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await presence.presence_refresh(channel_name=self.channel_name, keys=self.presence_keys)
+        # Access is also checked again now and then: a change made where no event is sent (the admin site, a
+        # deleted user, a script) still closes the socket within DASHBOARD_ACCESS_RECHECK_S.
+        self.recheck_task = asyncio.create_task(self.access_recheck_periodically())
+
+    async def access_recheck_periodically(self) -> None:
+        closed = False
+        while not closed:
+            await asyncio.sleep(settings.DASHBOARD_ACCESS_RECHECK_S)
+            try:
+                closed = await self.access_recheck()
+            except Exception:  # the database away for a moment: check again next time
+                logger.warning("could not check the access of dashboard user %s", self.user.id, exc_info=True)
+
+    async def access_recheck(self) -> bool:
+        """Close the socket if the staff member's access is no longer what it joined with: a removed member hears
+        no more visitors, and a changed one reconnects with what they may see now. True when it closed."""
+        if self.access[0] is None or await _access_now(self.user.id) == self.access:
+            return False
+        self.access = (None, [])
+        await self.close(code=CLOSE_ACCESS_CHANGED)
+        return True
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the consumer ends (cut short, its `disconnect` never runs), its re-check ends with it
+            if self.recheck_task is not None:
+                self.recheck_task.cancel()
+
+    async def dashboard_access_changed(self, event):
+        await self.access_recheck()
 
     async def disconnect(self, code):
+        if self.recheck_task is not None:
+            self.recheck_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.recheck_task
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.watching:

@@ -59,7 +59,8 @@ def lead_payload(*, lead: Lead, event: str, version: datetime) -> dict:
 
 def _send_webhook(*, delivery: LeadDelivery, payload: dict) -> Sent:
     bot = delivery.lead.bot
-    # Set by administrators in the bot's settings: it may point at an intranet CRM (never at link-local addresses).
+    # The same address rules as web sources (PARLEY_ALLOW_PRIVATE_URLS for an intranet CRM): a webhook must not reach
+    # into the network Parley runs in.
     return webhook_post(
         url=bot.crm_webhook_url,
         secret=bot.crm_webhook_secret,
@@ -67,7 +68,7 @@ def _send_webhook(*, delivery: LeadDelivery, payload: dict) -> Sent:
         # The same for every attempt of one version: a receiver can drop a repeat after a worker crash.
         delivery_key=f"{delivery.id}-{int(delivery.lead_version.timestamp() * 1_000_000)}",
         payload=payload,
-        allow_private=True,
+        allow_private=settings.PARLEY_ALLOW_PRIVATE_URLS,
     )
 
 

@@ -55,14 +55,18 @@ def lead_fields_display(*, lead: Lead) -> list[tuple[str, str]]:
 
 # Digits and phone punctuation only: no function can be called, so "+33 1 23 45 67 89" is written as typed.
 _NUMBER_LIKE = re.compile(r"^[+\-]?[0-9 ().\-/]+$")
+# A formula start at the beginning of the value, or after anything a spreadsheet may split cells on (a comma, a
+# semicolon in a semicolon locale, a tab, a pipe, a line break), spaces allowed before it.
+_FORMULA_START = re.compile(r"(^|[,;\t|\r\n])([ ]*)([=+\-@\t\r])")
 
 
 def _csv_safe(value: Any) -> str:
-    """Spreadsheets run cells starting with = + - @ as formulas: a visitor could type one into the form."""
+    """Spreadsheets run cells starting with = + - @ as formulas: a visitor could type one into the form, and
+    `x;=cmd|' /C calc'!A0` becomes a formula cell in a semicolon-separated import. Each start gets an apostrophe."""
     text = "" if value is None else str(value)
     if _NUMBER_LIKE.match(text):
         return text
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return _FORMULA_START.sub(lambda m: f"{m.group(1)}{m.group(2)}'{m.group(3)}", text)
 
 
 def leads_csv_write(*, bot: Bot, leads: Iterable[Lead], out: IO[str]) -> int:
@@ -77,7 +81,8 @@ def leads_csv_write(*, bot: Bot, leads: Iterable[Lead], out: IO[str]) -> int:
     field_names = [f.name for f in form.fields if f.name not in fixed] if form else []
     for lead in leads:
         field_names += [key for key in lead.data if key not in field_names and key not in fixed]
-    writer = csv.writer(out)
+    # Every field quoted: an importer splitting on another separator (";" in many locales) keeps each one whole.
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(
         [*fixed, *field_names, "page_url", "referrer",
          *(f"utm_{key}" for key in UTM_KEYS), "consent_text", "consent_at", "conversation_id"]

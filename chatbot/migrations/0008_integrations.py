@@ -17,7 +17,7 @@ def _distinct_identity_secrets(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chatbot', '0006_message_streaming_index'),
+        ('chatbot', '0007_bot_model_api_key'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

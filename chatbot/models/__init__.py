@@ -13,7 +13,7 @@ from chatbot.models.integrations import (
     new_subscription_secret,
 )
 from chatbot.models.leads import Lead, LeadDelivery, LeadDeliveryAttempt
-from chatbot.models.staff import StaffMember, staff_display_name
+from chatbot.models.staff import StaffMember, staff_colleague_name, staff_display_name
 
 __all__ = [
     "WEBHOOK_EVENTS",
@@ -33,5 +33,6 @@ __all__ = [
     "new_public_id",
     "new_subscription_secret",
     "new_webhook_secret",
+    "staff_colleague_name",
     "staff_display_name",
 ]

@@ -33,6 +33,9 @@ class Bot(models.Model):
     )
     # Model server and generation parameters; an empty endpoint means the instance's TGI_URL.
     model_endpoint = models.URLField(blank=True)
+    # The bearer token for `model_endpoint` when it is another server than TGI_URL (the instance's TGI_API_KEY goes
+    # to TGI_URL only). Never exported, never shown back in full.
+    model_api_key = models.CharField(max_length=500, blank=True)
     adapter_id = models.CharField(max_length=200, blank=True, help_text="LoRA adapter served by TGI.")
     temperature = models.FloatField(default=0.3)
     top_p = models.FloatField(null=True, blank=True)
@@ -72,3 +75,11 @@ class Bot(models.Model):
     @property
     def endpoint(self) -> str:
         return self.model_endpoint or settings.TGI_URL
+
+    @property
+    def endpoint_api_key(self) -> str | None:
+        """The token for `endpoint`: the instance's TGI_API_KEY for the instance's own TGI_URL only; the bot's own
+        key for any other server (a bot's endpoint must never receive the instance's token)."""
+        if self.endpoint.rstrip("/") == settings.TGI_URL.rstrip("/"):
+            return settings.TGI_API_KEY or None
+        return self.model_api_key or None

@@ -22,12 +22,17 @@ class StaffMember(models.Model):
 
 
 def staff_display_name(user) -> str:
-    """The name visitors (and colleagues) see for a staff member: their display name, else their first name, else
-    their login."""
+    """The name visitors see for a staff member: their display name, else their first name, else "" (the widget
+    then says "Support agent" in the visitor's language). Never their login: it is half of their credentials."""
     try:
         member = user.staff_member
     except (StaffMember.DoesNotExist, AttributeError):
         member = None
     if member is not None and member.display_name:
         return member.display_name
-    return user.get_short_name() or user.get_username()
+    return user.get_short_name() or ""
+
+
+def staff_colleague_name(user) -> str:
+    """The name colleagues see in the dashboard: the visitors' one, else the login."""
+    return staff_display_name(user) or user.get_username()

@@ -1,5 +1,8 @@
 """Reachability of the services Parley depends on, for /healthz and the compose health checks."""
 
+import threading
+import time
+from collections.abc import Callable
 from typing import TypedDict
 
 from django.conf import settings
@@ -57,13 +60,37 @@ def tgi_health() -> str:
     return model_server_health(settings.TGI_URL, api_key=settings.TGI_API_KEY or None)
 
 
+_cache: dict[tuple, tuple[float, str]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple, compute: Callable[[], str]) -> str:
+    """`compute()`, reused for HEALTHZ_CACHE_S in this process: a worker ping is broadcast to every worker and the
+    model server is asked each time, so a /healthz polled (or flooded) from outside must not do either per call."""
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[0] < settings.HEALTHZ_CACHE_S:
+            return hit[1]
+    value = compute()
+    with _cache_lock:
+        _cache[key] = (time.monotonic(), value)
+    return value
+
+
+def health_cache_clear() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
 def health_report() -> HealthReport:
     report = HealthReport(
         status="ok",
+        # Cheap and local: always checked live.
         database=database_health(),
         redis=redis_health(),
-        worker=worker_health(),
-        tgi=tgi_health(),
+        worker=_cached(("worker", settings.CELERY_BROKER_URL), worker_health),
+        tgi=_cached(("tgi", settings.TGI_URL), tgi_health),
         tgi_circuit=circuit_state(endpoint=settings.TGI_URL) if settings.TGI_URL else "closed",
     )
     # The web tier can serve (retrieval-only, queued answers) without a worker or a model; not without these.

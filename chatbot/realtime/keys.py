@@ -35,6 +35,11 @@ def rate_key(scope: str, identity: str, window: int) -> str:
     return f"parley:rate:{scope}:{identity}:{window}"
 
 
+def once_key(scope: str, identity: str) -> str:
+    """Set while something may not happen again for an identity, e.g. a handoff alert (chatbot.realtime.limits)."""
+    return f"parley:once:{scope}:{identity}"
+
+
 def connections_key(ip: str) -> str:
     """The number of chat sockets open from one address (chatbot.realtime.limits)."""
     return f"parley:conn:{ip}"

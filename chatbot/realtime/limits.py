@@ -3,7 +3,7 @@
 import time
 
 from chatbot.realtime import keys
-from chatbot.realtime.connections import async_client
+from chatbot.realtime.connections import async_client, sync_client
 
 CONNECTIONS_TTL_S = 3600
 
@@ -18,17 +18,37 @@ async def rate_limit_hit(*, scope: str, identity: str, limit: int, window_s: int
     return count > limit
 
 
+# One round trip, atomic: a refusal neither counts nor refreshes the key's life. (Refreshing it on every refused
+# attempt kept a leaked count alive for as long as widgets kept retrying: an address locked out for good.)
+_OPEN = """
+local count = redis.call('INCR', KEYS[1])
+if count > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+# Never below zero: a count that expired while its sockets were open must not give the address extra room later.
+_CLOSE = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return count
+"""
+
+
+def once_per(*, scope: str, identity: str, interval_s: int) -> bool:
+    """True the first time for `identity` within `interval_s` (then False until it passes): one alert per
+    conversation per few minutes, however often it is asked for. Synchronous: called from database threads."""
+    return bool(sync_client().set(keys.once_key(scope, identity), 1, nx=True, ex=interval_s))
+
+
 async def connections_open(*, ip: str, limit: int) -> bool:
     """Count a new websocket from `ip`; False (and not counted) when it already has `limit` open."""
-    key = keys.connections_key(ip)
-    client = async_client()
-    count = await client.incr(key)
-    await client.expire(key, CONNECTIONS_TTL_S)
-    if count > limit:
-        await client.decr(key)
-        return False
-    return True
+    return bool(await async_client().eval(_OPEN, 1, keys.connections_key(ip), limit, CONNECTIONS_TTL_S))
 
 
 async def connections_close(*, ip: str) -> None:
-    await async_client().decr(keys.connections_key(ip))
+    await async_client().eval(_CLOSE, 1, keys.connections_key(ip))

@@ -429,6 +429,16 @@ def bot_group(bot_id: int) -> str:
     return f"dashboard.bot.{bot_id}"
 
 
+def staff_user_group(user_id: int) -> str:
+    """The dashboards one staff member has open: told when that member's access changes, so they close."""
+    return f"dashboard.user.{user_id}"
+
+
+# The close code of a dashboard socket whose staff member's access changed: the page reconnects with what it has now
+# (4403 once it has none).
+CLOSE_ACCESS_CHANGED = 4409
+
+
 class ConversationRow(TypedDict):
     id: str
     url: str
@@ -473,6 +483,14 @@ class HandoffEvent(TypedDict):
     bot: str
     status: HandoffStatus
     summary: str
+
+
+class AccessChangedEvent(TypedDict):
+    type: Literal["dashboard.access_changed"]
+
+
+def access_changed_event() -> AccessChangedEvent:
+    return AccessChangedEvent(type="dashboard.access_changed")
 
 
 def conversation_event(*, conversation: ConversationRow) -> ConversationEvent:

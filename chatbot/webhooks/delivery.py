@@ -17,7 +17,7 @@ import httpx
 from django.db import models, transaction
 from django.db.models import QuerySet
 
-from knowledge.web import address_checked_transport, address_problem
+from knowledge.web import ForbiddenAddressError, address_checked_client, address_problem
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +84,23 @@ def webhook_post(*, url: str, secret: str, event: str, delivery_key: str, payloa
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: webhook_signature(secret=secret, timestamp=timestamp, body=body),
     }
-    transport = address_checked_transport(allow_private=allow_private)
     try:
-        # trust_env off: an environment proxy would connect on our behalf and skip the address check.
-        with httpx.Client(transport=transport, timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False, trust_env=False) as c:
+        # The address each connection really goes to is checked; no redirect or environment proxy is followed.
+        with address_checked_client(
+            allow_private=allow_private, timeout_s=WEBHOOK_TIMEOUT_S, user_agent=USER_AGENT
+        ) as c:
             response = c.post(url, content=body, headers=headers)
-    except Exception as error:  # httpx errors, and the address check refusing the address connected to
+    except ForbiddenAddressError as error:
+        return Sent(False, error=f"Refused: {error}"[:500])
+    except httpx.HTTPError as error:
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, ForbiddenAddressError):
+            return Sent(False, error=f"Refused: {cause}"[:500])
         return Sent(False, error=f"{type(error).__name__}: {error}"[:500])
     if 200 <= response.status_code < 300:
         return Sent(True, response.status_code)
-    return Sent(False, response.status_code, f"HTTP {response.status_code}: {response.text[:300]}")
+    # The status only: what the receiver answered is not ours to keep, nor to show staff.
+    return Sent(False, response.status_code, f"HTTP {response.status_code}")
 
 
 def delivery_claim(*, queryset: QuerySet, delivery_id: int, now: datetime) -> models.Model | None:

@@ -114,8 +114,12 @@ def test_export_and_import_in_the_dashboard(configured, admin, django_capture_on
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     upload = SimpleUploadedFile("acme.json", json.dumps(document).encode(), content_type="application/json")
+    # First what would change, nothing written; then, applied, the bot.
+    preview = client.post(reverse("dashboard:bot-import"), {"file": upload})
+    assert preview.status_code == 200 and b"acme-voice-v3" in preview.content
+    assert not Bot.objects.filter(slug="acme-two").exists()
     with django_capture_on_commit_callbacks(execute=False):
-        response = client.post(reverse("dashboard:bot-import"), {"file": upload})
+        response = client.post(reverse("dashboard:bot-import"), {"document": preview.context["document"], "apply": "1"})
     assert response.status_code == 302 and response["Location"] == reverse("dashboard:bot-edit", args=["acme-two"])
     assert Bot.objects.get(slug="acme-two").adapter_id == "acme-voice-v3"
 

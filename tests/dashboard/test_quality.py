@@ -157,3 +157,24 @@ def test_an_agent_cannot_add_answers_to_another_bot(other_agent, bot):
     )
     assert response.status_code == 404
     assert not ApprovedAnswer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "https:evil.example", "javascript:alert(1)",
+     " https://evil.example", "\thttps://evil.example"],
+)  # fmt: skip
+def test_deleting_an_approved_answer_never_redirects_to_another_site(bot, agent, password_answer, target):
+    response = logged_in(agent).post(
+        reverse("dashboard:approved-answer-delete", args=[password_answer.id]), {"next": target}
+    )
+    assert (response.status_code, response["Location"]) == (302, reverse("dashboard:quality"))
+    assert not ApprovedAnswer.objects.exists()
+
+
+def test_deleting_an_approved_answer_goes_back_to_the_page_it_was_on(bot, agent, password_answer):
+    page = reverse("dashboard:bot-knowledge", args=[bot.slug])
+    response = logged_in(agent).post(
+        reverse("dashboard:approved-answer-delete", args=[password_answer.id]), {"next": page}
+    )
+    assert response["Location"] == page

@@ -14,8 +14,10 @@ from knowledge.web import (
     FetchedPage,
     FetchError,
     FetchLimits,
+    ForbiddenAddressError,
     NotModified,
     SitemapEntry,
+    address_check,
     fetch_page,
     read_sitemap,
 )
@@ -154,6 +156,22 @@ def test_it_refuses_loopback_addresses_unless_private_ones_are_allowed(site):
     assert error.reason == "forbidden_address"
     assert "127.0.0.1" in str(error)
     assert site.requests == []
+
+
+# IPv4 inside IPv6: NAT64 (well-known and local-use), 6to4, IPv4-compatible, mapped, Teredo; deprecated site-local.
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "2002:a00:1::1", "::7f00:1", "::ffff:10.0.0.1",
+     "fec0::1", "64:ff9b:1::a00:1", "3ffe::1", "2001:0:4136:e378:8000:63bf:80ff:fffe"],
+)  # fmt: skip
+def test_it_refuses_private_ipv4_addresses_wrapped_in_ipv6_and_deprecated_ranges(address):
+    with pytest.raises(ForbiddenAddressError):
+        address_check(address, host="rebind.test", allow_private=False)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111", "8.8.8.8"])
+def test_it_still_fetches_from_public_addresses_in_those_forms(address):
+    address_check(address, host="public.test", allow_private=False)
 
 
 def test_it_refuses_a_redirect_to_a_cloud_metadata_address_even_on_a_private_network(site):

@@ -88,6 +88,7 @@ class CRM:
         self.received: list[Received] = []
         self.statuses: list[int] = []
         self.delay_s = 0.0
+        self.reply_body = b"ok"
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
@@ -113,9 +114,9 @@ class CRM:
                     status = crm.statuses.pop(0) if crm.statuses else 200
                     crm.received.append(Received(dict(self.headers.items()), body, status))
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(crm.reply_body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(crm.reply_body)
 
             def log_message(self, format, *args):
                 pass
@@ -133,7 +134,9 @@ class CRM:
 
 
 @pytest.fixture
-def crm() -> Iterator[CRM]:
+def crm(settings) -> Iterator[CRM]:
+    # The CRM listens on 127.0.0.1, an address webhooks may reach only when private addresses are allowed.
+    settings.PARLEY_ALLOW_PRIVATE_URLS = True
     server = CRM().start()
     yield server
     server.stop()

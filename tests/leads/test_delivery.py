@@ -25,6 +25,7 @@ from chatbot.leads.delivery import (
 )
 from chatbot.leads.tasks import lead_deliveries_resend_due
 from chatbot.models import Lead, LeadDelivery, LeadDeliveryAttempt
+from devtools.pytest_plugin import start_celery_worker
 
 from .conftest import CONSENT, GOOD, lead_bot_create, visit
 
@@ -223,8 +224,17 @@ def test_a_bot_without_email_or_webhook_stores_leads_without_deliveries(db):
     assert not LeadDelivery.objects.exists()
 
 
+@pytest.fixture
+def crm_worker(transactional_db, tmp_path):
+    """A real worker allowed to reach the CRM on 127.0.0.1."""
+    worker = start_celery_worker(log_path=tmp_path / "worker.log", PARLEY_ALLOW_PRIVATE_URLS="1")
+    yield worker
+    worker.stop()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_delivers_and_the_beat_resends_what_failed(crm, celery_worker):
+def test_the_worker_delivers_and_the_beat_resends_what_failed(crm, crm_worker):
+    celery_worker = crm_worker
     bot = lead_bot_create(crm_webhook_url=crm.url)
     crm.fail_next(502)
     capture(bot)  # committed: the worker is asked to deliver at once
@@ -243,3 +253,29 @@ def test_the_worker_delivers_and_the_beat_resends_what_failed(crm, celery_worker
         time.sleep(0.05)
     time.sleep(0.5)
     assert [r.status for r in crm.received] == [502, 200]
+
+
+def test_it_refuses_a_webhook_to_a_private_address_unless_private_urls_are_allowed(crm_bot, crm, settings):
+    settings.PARLEY_ALLOW_PRIVATE_URLS = False
+    capture(crm_bot)
+    assert lead_deliveries_send_due() == {LeadDelivery.objects.get().id: False}
+    assert crm.received == []
+    attempt = LeadDeliveryAttempt.objects.get()
+    assert attempt.error.startswith("Refused:") and "127.0.0.1" in attempt.error
+
+
+@pytest.mark.parametrize("address", ["http://169.254.169.254/latest/", "http://[64:ff9b::a9fe:a9fe]/hook"])
+def test_it_never_sends_a_webhook_to_a_cloud_metadata_address(db, crm, address):
+    bot = lead_bot_create(crm_webhook_url=address)
+    capture(bot)
+    assert lead_deliveries_send_due() == {LeadDelivery.objects.get().id: False}
+    assert LeadDeliveryAttempt.objects.get().error.startswith("Refused:")
+
+
+def test_it_keeps_the_status_of_a_failed_webhook_but_not_what_the_target_answered(crm_bot, crm):
+    crm.fail_next(500)
+    crm.reply_body = b"<h1>Internal admin</h1> db password: hunter2"
+    capture(crm_bot)
+    assert lead_deliveries_send_due() == {LeadDelivery.objects.get().id: False}
+    attempt = LeadDeliveryAttempt.objects.get()
+    assert (attempt.response_code, attempt.error) == (500, "HTTP 500")

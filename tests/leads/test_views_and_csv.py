@@ -38,7 +38,7 @@ def test_it_writes_every_field_campaign_and_consent_as_csv(lead_bot):
     lead = capture(lead_bot)
     out = io.StringIO()
     assert leads_csv_write(bot=lead_bot, leads=leads_filter(bot=lead_bot), out=out) == 1
-    header = out.getvalue().splitlines()[0].split(",")
+    header = next(csv.reader(io.StringIO(out.getvalue())))
     assert header == [
         "id", "created_at", "updated_at", "email", "name", "phone", "company", "size", "message", "consent",
         "page_url", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
@@ -72,6 +72,21 @@ def test_phone_numbers_are_written_as_typed_and_formulas_next_to_them_stay_guard
     [row] = rows(out.getvalue())
     assert row["phone"] == "+33 1 23 45 67 89"
     assert row["message"] == "'+33 1 23 45 67 89 -- call me =1+1"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_no_cell_starts_a_formula_whatever_separator_the_spreadsheet_splits_on(lead_bot, delimiter):
+    capture(lead_bot, company="x;=cmd|' /C calc'!A0", message="a, +1 cmd\n@SUM(A1)\tb; -2+3")
+    out = io.StringIO()
+    leads_csv_write(bot=lead_bot, leads=leads_filter(bot=lead_bot), out=out)
+    # A spreadsheet that ignores the quotes and splits on `delimiter` (and lines) sees only these cells:
+    cells = [cell.strip(' "') for line in out.getvalue().splitlines() for cell in line.split(delimiter)]
+    assert [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")] == []
+    # Read properly, the text is all there, every field quoted.
+    [row] = rows(out.getvalue())
+    assert row["company"] == "x;'=cmd|' /C calc'!A0"
+    assert out.getvalue().startswith('"id","created_at",')
+    assert out.getvalue().split("\r\n")[1].startswith('"')  # the id too
 
 
 def test_ids_parley_generated_are_written_exactly_even_when_they_start_like_a_formula(lead_bot):

@@ -22,7 +22,7 @@ from chatbot.leads.form import TEXT as LEAD_FORM_TEXTS
 from chatbot.models import Bot
 from knowledge.models import Source
 from knowledge.services import source_delete
-from knowledge.web import url_address_problem
+from knowledge.web import address_problem
 
 
 @require_GET
@@ -37,7 +37,7 @@ def bots(request):
 def bot_new(request):
     form = BotForm(request.POST or None, initial={"color": "#4f46e5", "language": "en", "temperature": 0.3})
     if request.method == "POST" and form.is_valid():
-        fields = {name: value for name, value in form.cleaned_data.items() if name not in ("slug", "name")}
+        fields = {name: value for name, value in form.bot_fields().items() if name not in ("slug", "name")}
         bot = bot_create(slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], **fields)
         messages.success(request, f"Bot “{bot.name}” created. Add knowledge next.")
         return redirect("dashboard:bot-knowledge", bot.slug)
@@ -102,7 +102,7 @@ def _source_add(request, bot: Bot, form: SourceForm) -> str | None:
         source_add_and_ingest(bot=bot, kind="faq", question=data["question"], answer=data["answer"])
         return "FAQ entry added; ingestion has started."
     allow_private = data["allow_private_addresses"] or settings.PARLEY_ALLOW_PRIVATE_URLS
-    problem = url_address_problem(data["url"], allow_private=allow_private)
+    problem = address_problem(data["url"], allow_private=allow_private, unknown_host_ok=True)
     if problem:
         # Refused now, with the whole reason, rather than a source that fails a moment later.
         form.add_error(
@@ -175,18 +175,36 @@ def bot_export(request, slug: str):
 @require_POST
 @admin_required
 def bot_import(request):
+    """Two steps: the uploaded file is checked and what it would change is shown (nothing written); the reviewed
+    document, posted back with "apply", is checked again and imported."""
+    if request.POST.get("apply"):
+        try:
+            document = json.loads(request.POST.get("document", ""))
+            report = botfiles.bot_config_import(document=document, user=request.user)
+        except ValueError as error:
+            problems = error.problems if isinstance(error, botfiles.BotConfigError) else [f"Not JSON: {error}"]
+            for problem in problems:
+                messages.error(request, problem)
+            return redirect("dashboard:bots")
+        return _imported(request, report)
     form = ImportForm(request.POST, request.FILES)
     if not form.is_valid():
         messages.error(request, "Choose a bot configuration file.")
         return redirect("dashboard:bots")
     try:
-        document = json.loads(form.cleaned_data["file"].read().decode("utf-8"))
-        report = botfiles.bot_config_import(document=document, user=request.user)
+        text = form.cleaned_data["file"].read().decode("utf-8")
+        plan = botfiles.bot_config_plan(document=json.loads(text))
     except (ValueError, UnicodeDecodeError) as error:
-        problems = error.problems if isinstance(error, botfiles.BotConfigError) else [f"Not JSON: {error}"]
-        for problem in problems:
+        messages.error(request, f"Not JSON: {error}")
+        return redirect("dashboard:bots")
+    if plan.problems:
+        for problem in plan.problems:
             messages.error(request, problem)
         return redirect("dashboard:bots")
+    return render_page(request, "dashboard/bot_import.html", {"plan": plan, "document": text}, section="bots")
+
+
+def _imported(request, report: botfiles.ImportReport):
     verb = "created" if report.created else "updated"
     messages.success(
         request,

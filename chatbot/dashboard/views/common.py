@@ -3,7 +3,7 @@
 from django.shortcuts import render
 
 from chatbot.dashboard import permissions
-from chatbot.models import staff_display_name
+from chatbot.models import staff_colleague_name
 
 
 def render_page(request, template: str, context: dict, *, section: str, status: int = 200):
@@ -13,6 +13,6 @@ def render_page(request, template: str, context: dict, *, section: str, status: 
         "section": section,
         "role": permissions.staff_role(user),
         "is_admin": permissions.is_admin(user),
-        "me": staff_display_name(user) if user.is_authenticated else "",
+        "me": staff_colleague_name(user) if user.is_authenticated else "",
     }
     return render(request, template, context, status=status)

@@ -10,7 +10,7 @@ from chatbot.chat.staff_feed import dashboard_message
 from chatbot.dashboard import permissions, quality, selectors
 from chatbot.dashboard.permissions import staff_required
 from chatbot.dashboard.views.common import render_page
-from chatbot.models import Conversation, Message, staff_display_name
+from chatbot.models import Conversation, Message, staff_colleague_name
 
 
 @require_GET
@@ -46,7 +46,9 @@ def transcript(request, conversation_id: str):
             "conversation": conversation,
             "messages_": messages_,
             "taken_over_by_me": conversation.taken_over_by_id == request.user.id,
-            "taken_over_by_name": staff_display_name(conversation.taken_over_by) if conversation.taken_over_by else "",
+            "taken_over_by_name": staff_colleague_name(conversation.taken_over_by)
+            if conversation.taken_over_by
+            else "",
             "leads": list(conversation.leads.all())
             if permissions.leads_visible(request.user, conversation.bot)
             else [],

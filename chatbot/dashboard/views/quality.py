@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from chatbot.answers.approved import approved_answer_add, approved_answer_delete
@@ -57,4 +58,10 @@ def approved_answer_remove(request, answer_id: int):
     approved = get_object_or_404(ApprovedAnswer, id=answer_id, bot__in=permissions.bots_visible(request.user))
     approved_answer_delete(approved_answer=approved)
     messages.success(request, "Approved answer deleted.")
-    return redirect(request.POST.get("next") or "dashboard:quality")
+    # Back to the page the form was on, if it is one of ours: never to another site (an open redirect).
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("dashboard:quality")

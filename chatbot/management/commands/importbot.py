@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatbot.bots.botfiles import BotConfigError, bot_config_import
+from chatbot.bots.botfiles import BotConfigError, ImportPlan, bot_config_import, bot_config_plan
 
 
 class Command(BaseCommand):
@@ -15,8 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file")
         parser.add_argument("--slug", help="Import under this slug instead of the file's.")
+        parser.add_argument("--dry-run", action="store_true", help="Only show what would change.")
 
-    def handle(self, *args, file: str, slug: str | None, **options):
+    def handle(self, *args, file: str, slug: str | None, dry_run: bool = False, **options):
         try:
             if file == "-":
                 document = json.load(sys.stdin)
@@ -27,6 +28,13 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {file}: {error.strerror}") from None
         except ValueError as error:
             raise CommandError(f"{file} is not JSON: {error}") from None
+        plan = bot_config_plan(document=document, slug=slug)
+        if plan.problems:
+            raise CommandError("the configuration is not valid:\n  " + "\n  ".join(plan.problems))
+        self._show(plan)
+        if dry_run:
+            self.stdout.write("Dry run: nothing was changed.")
+            return
         try:
             report = bot_config_import(document=document, slug=slug)
         except BotConfigError as error:
@@ -38,3 +46,9 @@ class Command(BaseCommand):
         )
         for name in report.sources_skipped:
             self.stdout.write(f"  Upload again (files are not in the configuration): {name}")
+
+    def _show(self, plan: ImportPlan) -> None:
+        """What the import changes, as the dashboard's preview shows it."""
+        self.stdout.write(f"{'New bot' if plan.created else 'Changes to bot'} '{plan.slug}':")
+        for name, now, after in plan.changes:
+            self.stdout.write(f"  {name}: {after!r}" if plan.created else f"  {name}: {now!r} -> {after!r}")

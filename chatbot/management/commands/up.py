@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from chatbot.bots.services import bot_demo_documentation_sources, bot_ensure_demo
 from chatbot.models import StaffMember
 from chatbot.ops import embedded
+from chatbot.ops.devmode import DEBUG_FOR_LOOPBACK
 from chatbot.ops.supervisor import ProcessGroup
 
 
@@ -66,7 +67,12 @@ class Command(BaseCommand):
         started_servers = set(embedded.started_here)
         try:
             group.log("parley", f"data directory {settings.PARLEY_DATA_DIR}")
+            self._log_debug(group, host=host)
             call_command("migrate", interactive=False, verbosity=0)
+            if not settings.DEBUG:
+                # Without DEBUG, pages name their static files by content hash (the manifest collectstatic writes).
+                call_command("collectstatic", interactive=False, verbosity=0)
+                group.log("parley", f"collected the static files in {settings.STATIC_ROOT}")
             bot, created = bot_ensure_demo()
             if created:
                 group.log("parley", f"created the demo bot '{bot.slug}' (public id {bot.public_id})")
@@ -94,6 +100,18 @@ class Command(BaseCommand):
                 if stopped:
                     group.log("parley", f"stopped embedded {', '.join(stopped)}")
             group.log("parley", "stopped")
+
+    def _log_debug(self, group: ProcessGroup, *, host: str) -> None:
+        if not settings.DEBUG:
+            group.log("parley", "DEBUG is off, as in production")
+        elif os.environ.get(DEBUG_FOR_LOOPBACK):
+            group.log(
+                "parley",
+                f"DEBUG is on for local development: serving on the loopback address {host} with DEBUG unset "
+                "(set DEBUG=0 to run as in production)",
+            )
+        else:
+            group.log("parley", f"DEBUG is on (DEBUG=1): debug pages show code and settings to anyone reaching {host}")
 
     def _child_environment(self) -> dict[str, str]:
         # The web process serves /metrics for every process: each writes its samples here (prometheus_client's

@@ -7,11 +7,13 @@ import { MessageList } from "./messages.js";
 import { Composer, MAX_CHARS, charCount } from "./composer.js";
 import { HostBridge, resolveParentOrigin } from "./embed.js";
 import { LeadForm } from "./leadform.js";
+import { setLinkHosts } from "./markdown.js";
 
 const config = JSON.parse(document.getElementById("parley-config").textContent);
 const bot = { ...config.bot };
 const params = new URLSearchParams(window.location.search);
 const lang = setLanguage(config.lang);
+setLinkHosts(config.linkHosts); // links in answers only to the bot's sites, whatever reached the page
 
 const HEX = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i;
 

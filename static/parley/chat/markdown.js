@@ -14,6 +14,34 @@
 
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 
+// The second layer under the server's output guard (chatbot/answers/guard.py): the hosts links in rendered text
+// may point at (each with its subdomains), from the chat page's config. null: any host (a page that gave none).
+let linkHosts = null;
+
+/** Links in text rendered from now on may only go to these hosts and their subdomains. */
+export function setLinkHosts(hosts) {
+  linkHosts = Array.isArray(hosts)
+    ? hosts.map((host) => String(host).toLowerCase().replace(/^www\./, "")).filter(Boolean)
+    : null;
+}
+
+// The host a link would take the visitor to (a mailto: link's address domain), as the browser parsed it.
+function linkHostAllowed(href) {
+  if (linkHosts === null) return true;
+  const url = new URL(href);
+  const host = (url.protocol === "mailto:" ? url.pathname.split("?")[0].split("@").pop() : url.hostname)
+    .toLowerCase()
+    .replace(/\.$/, "")
+    .replace(/^www\./, "");
+  return Boolean(host) && linkHosts.some((allowed) => host === allowed || host.endsWith(`.${allowed}`));
+}
+
+// The href for a link in rendered text: a safe URL to an allowed host (any host with ctx.anyHost), else null.
+function linkHref(raw, ctx) {
+  const href = safeUrl(raw);
+  return href && (ctx.anyHost || linkHostAllowed(href)) ? href : null;
+}
+
 /** The normalised URL if it is an absolute http(s)/mailto URL, otherwise null. */
 export function safeUrl(raw) {
   if (typeof raw !== "string") return null;
@@ -351,7 +379,7 @@ export function renderInline(text, parent, ctx = {}) {
           const label = text.slice(i + 1, closeBracket);
           // [text](url "title"): the title is dropped.
           const target = text.slice(closeBracket + 2, closeParen).trim().replace(/\s+(["']).*\1$/, "");
-          const href = ctx.noLinks ? null : safeUrl(target.replace(/^<(.*)>$/, "$1"));
+          const href = ctx.noLinks ? null : linkHref(target.replace(/^<(.*)>$/, "$1"), ctx);
           flush();
           const host = href ? link(href, parent) : parent;
           renderInline(label, host, { ...ctx, noLinks: true });
@@ -363,7 +391,7 @@ export function renderInline(text, parent, ctx = {}) {
     if (ch === "<" && !ctx.noLinks) {
       const m = RE_AUTOLINK.exec(rest()) || RE_AUTOMAIL.exec(rest());
       if (m) {
-        const href = safeUrl(m[1].includes(":") ? m[1] : `mailto:${m[1]}`);
+        const href = linkHref(m[1].includes(":") ? m[1] : `mailto:${m[1]}`, ctx);
         if (href) {
           flush();
           link(href, parent, m[1]);
@@ -376,7 +404,7 @@ export function renderInline(text, parent, ctx = {}) {
       const m = RE_BARE_URL.exec(rest());
       if (m) {
         const url = trimUrl(m[0]);
-        const href = safeUrl(url);
+        const href = linkHref(url, ctx);
         if (href) {
           flush();
           link(href, parent, url);
@@ -421,7 +449,8 @@ const rendered = new WeakMap(); // container -> {key, blocks: [{raw, node}]}
 
 /**
  * Renders Markdown `src` into `container`, reusing the DOM of blocks that did not change since the last
- * call on the same container. ctx: {citations: Map<number, {title, url}>, citeLabel(n, title)}.
+ * call on the same container. ctx: {citations: Map<number, {title, url}>, citeLabel(n, title), anyHost: links
+ * to any host (text staff wrote), else only to the hosts given to setLinkHosts}.
  */
 export function renderMarkdown(container, src, ctx = {}) {
   const key = ctx.citations ? [...ctx.citations].map(([k, v]) => `${k}|${v.url}|${v.title}`).join("\n") : "";

@@ -317,7 +317,7 @@ export class MessageList {
       const body = el("div", "msg-body");
       const author = el("p", "msg-author", name || t("staffDefault"));
       const bubble = el("div", "bubble");
-      renderMarkdown(bubble, text || "");
+      renderMarkdown(bubble, text || "", { anyHost: true }); // a person wrote it, not the model
       body.append(author, bubble);
       node.append(body);
       this.append(node);

@@ -60,7 +60,12 @@ def stack(browser, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
             User.objects.create_superuser("boss", "boss@acme.test", "correct horse battery staple")
             guarded = {"DJANGO_ALLOW_ASYNC_UNSAFE": ""}
             started.append(start_daphne(log_path=logs / "daphne.log", **guarded))
-            started.append(start_celery_worker(log_path=logs / "worker.log", concurrency=2, **guarded))
+            # The CRM is on 127.0.0.1: webhooks may reach it only with private addresses allowed.
+            started.append(
+                start_celery_worker(
+                    log_path=logs / "worker.log", concurrency=2, PARLEY_ALLOW_PRIVATE_URLS="1", **guarded
+                )
+            )
             yield Stack(daphne=started[0], worker=started[1], crm=crm, bot=bot)
         finally:
             for server in started:
