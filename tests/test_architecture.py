@@ -25,6 +25,7 @@ ALLOWED = {
     "chatbot.answers": {"chatbot.models", "chatbot.realtime", "chatbot.ops", "chatbot.leads"},
     "chatbot.chat": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.leads"},
     "chatbot.bots": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.chat"},
+    "chatbot.insights": {"chatbot.models", "chatbot.realtime", "chatbot.ops", "chatbot.answers", "chatbot.chat"},
     "chatbot.dashboard": {
         "chatbot.models",
         "chatbot.realtime",
@@ -34,6 +35,7 @@ ALLOWED = {
         "chatbot.answers",
         "chatbot.chat",
         "chatbot.bots",
+        "chatbot.insights",
     },
 }
 # The libraries: neither imports chatbot, nor the other.

@@ -52,6 +52,22 @@ def _build(bot: Bot, *, passages, history, question, info) -> BuiltPrompt:
     return built
 
 
+def generation_settings(bot: Bot) -> GenerationSettings:
+    """How to reach and sample the bot's model: its endpoint, adapter and key. The one place that says so (the
+    insights job asks the same model: chatbot.insights)."""
+    return GenerationSettings(
+        endpoint=bot.endpoint,
+        adapter_id=bot.adapter_id or None,
+        temperature=bot.temperature,
+        top_p=bot.top_p,
+        max_new_tokens=bot.max_new_tokens,
+        stop=tuple(bot.stop_sequences[:4]),
+        seed=bot.seed,
+        api_key=settings.TGI_API_KEY or None,
+        timeout_s=settings.TGI_TIMEOUT_S,
+    )
+
+
 def answer_with_model(
     *,
     message_id: int,
@@ -64,17 +80,7 @@ def answer_with_model(
     started: float,
     coalesce_interval_s: float,
 ) -> AnswerOutcome:
-    generation = GenerationSettings(
-        endpoint=bot.endpoint,
-        adapter_id=bot.adapter_id or None,
-        temperature=bot.temperature,
-        top_p=bot.top_p,
-        max_new_tokens=bot.max_new_tokens,
-        stop=tuple(bot.stop_sequences[:4]),
-        seed=bot.seed,
-        api_key=settings.TGI_API_KEY or None,
-        timeout_s=settings.TGI_TIMEOUT_S,
-    )
+    generation = generation_settings(bot)
     coalescer = TokenCoalescer(group=group, message_id=message_id, interval_s=coalesce_interval_s)
     parts: list[str] = []
     outcome = AnswerOutcome()

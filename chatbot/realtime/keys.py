@@ -40,6 +40,14 @@ def connections_key(ip: str) -> str:
     return f"parley:conn:{ip}"
 
 
+# --- insights --------------------------------------------------------------------------------------------------
+
+
+def insights_lock_key(bot_id: int) -> str:
+    """Held while one analysis of a bot's conversations runs, so two never overlap (chatbot.insights.runs)."""
+    return f"parley:insights:{bot_id}:lock"
+
+
 # --- staff presence --------------------------------------------------------------------------------------------
 
 PRESENCE_ADMINS_KEY = "parley:presence:admins"
@@ -54,5 +62,5 @@ def presence_bot_key(bot_id: int) -> str:
 
 
 def question_embedding_cache_key(text: str) -> str:
-    """A visitor question's embedding, cached for the quality page (chatbot.dashboard.quality)."""
+    """A visitor question's embedding, cached for the quality page and the topics (chatbot.insights.vectors)."""
     return "qemb:" + hashlib.sha256(text.encode()).hexdigest()[:32]
