@@ -410,6 +410,11 @@ class ConversationRow(TypedDict):
     last_message_at: str
     handoff_requested: bool
     taken_over_by: str | None
+    # The inbox: who owns it (name and user id), resolved, asked for a person and no staff reply since.
+    assigned_to: str | None
+    assigned_to_id: int | None
+    resolved: bool
+    waiting: bool
 
 
 class DashboardMessage(TypedDict):
