@@ -66,16 +66,21 @@ def insights_schedule_nightly(*, now=None) -> list[InsightRun]:
     return insights_request(bots=bots, trigger=InsightRun.Trigger.NIGHTLY)
 
 
+class ModelServerBusy(Exception):
+    """Another run is asking this model server now: try again later (the task retries)."""
+
+
 def insights_run(*, run_id: int) -> InsightRun | None:
-    """Do one queued run. Safe to call twice (a redelivered task): a finished run, or one another worker holds, is
-    left alone."""
+    """Do one queued run. Safe to call twice (a redelivered task): a finished run is left alone. Raises
+    ModelServerBusy while another run (of any bot) asks the same model server, or runs for the same bot."""
     run = InsightRun.objects.select_related("bot").filter(id=run_id).first()
     if run is None or run.status in (InsightRun.Status.DONE, InsightRun.Status.FAILED):
         return run
-    lock = sync_client().lock(insights_lock_key(run.bot_id), timeout=LOCK_TTL_S, blocking=False)
+    lock = sync_client().lock(
+        insights_lock_key(run.bot.endpoint or f"bot:{run.bot_id}"), timeout=LOCK_TTL_S, blocking=False
+    )
     if not lock.acquire():
-        logger.info("insights of bot %s are being computed already; run %s left queued", run.bot.slug, run.id)
-        return run
+        raise ModelServerBusy(f"run {run.id} of bot {run.bot.slug} waits for the model server")
     try:
         run.status = InsightRun.Status.RUNNING
         run.save(update_fields=["status"])

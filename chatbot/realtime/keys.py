@@ -43,9 +43,11 @@ def connections_key(ip: str) -> str:
 # --- insights --------------------------------------------------------------------------------------------------
 
 
-def insights_lock_key(bot_id: int) -> str:
-    """Held while one analysis of a bot's conversations runs, so two never overlap (chatbot.insights.runs)."""
-    return f"parley:insights:{bot_id}:lock"
+def insights_lock_key(model_server: str) -> str:
+    """Held while an analysis asks a model server (or, for a bot without one, reads its conversations): runs take
+    turns on one server, so the visitors' answers share it with one insight request at most (chatbot.insights)."""
+    digest = hashlib.sha1(model_server.encode()).hexdigest()[:16]  # noqa: S324 - a key name, not security
+    return f"parley:insights:{digest}:lock"
 
 
 # --- staff presence --------------------------------------------------------------------------------------------

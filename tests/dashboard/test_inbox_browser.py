@@ -155,6 +155,7 @@ def test_an_admin_assigns_a_conversation_and_the_agent_answers_with_a_saved_repl
         expect(visitor.locator(".msg-system", has_text="Alan joined the conversation")).to_be_visible()
 
         # "/" and the start of the shortcut list the reply; Enter puts it in the box, Enter again sends it.
+        expect(alan.locator("#reply-suggestions")).to_be_attached()  # the page's modules have run
         alan.locator("#staff-text").press_sequentially("/ship")
         suggestion = alan.locator("#reply-suggestions li", has_text="/shipped")
         expect(suggestion).to_be_visible()
@@ -234,7 +235,7 @@ def test_a_corrected_answer_comes_back_verbatim_to_the_same_question(browser, st
         sim.configure(
             script_replies={
                 "<<<QUESTIONS>>>": "Shipping to Iceland",
-                "<<<TRANSCRIPT>>>": "Summary: Asked where their order was and got the tracking link.\nSentiment: positive",
+                "<<<TRANSCRIPT>>>": "Summary: Asked where their order was, got a tracking link.\nSentiment: positive",
             }
         )
         staff.goto(f"{url}/dashboard/analytics/")

@@ -8,9 +8,7 @@ from django.utils import timezone
 
 from chatbot.bots.services import bot_create
 from chatbot.models import Bot, Conversation, Message
-from devtools.pytest_plugin import django_db_setup  # noqa: F401  (the plugin's template database, see tests/dashboard)
 from devtools.tgi_simulator import TGISimulator
-from inference.client import forget_endpoint
 
 SHIPPING = ["Do you ship to Norway?", "Can I get delivery to Norway?", "How long does shipping to Norway take?"]
 REFUNDS = ["How do I get a refund?", "When will my refund arrive?"]
@@ -25,20 +23,11 @@ REPLIES = {
 DEFAULT_REPLY = "Summary: Asked a question about an order.\nSentiment: neutral"
 
 
-@pytest.fixture(scope="module")
-def running_simulator():
-    with TGISimulator() as simulator:
-        yield simulator
-
-
 @pytest.fixture
-def sim(running_simulator):
-    running_simulator.reset()
-    running_simulator.start_listening()
-    running_simulator.configure(script_text=DEFAULT_REPLY, script_replies=REPLIES)
-    forget_endpoint()
-    yield running_simulator
-    running_simulator.start_listening()
+def sim(sim):
+    """The TGI simulator (tests/conftest.py), answering as REPLIES says."""
+    sim.configure(script_text=DEFAULT_REPLY, script_replies=REPLIES)
+    return sim
 
 
 def conversation_add(bot: Bot, visitor_id: str, *texts: str, minutes_ago: float = 120) -> Conversation:

@@ -12,9 +12,11 @@ from django.utils import timezone
 from chatbot.bots.services import bot_create
 from chatbot.dashboard.services import staff_member_save
 from chatbot.insights import selectors
-from chatbot.insights.runs import insights_request, insights_run, insights_schedule_nightly
+from chatbot.insights.runs import ModelServerBusy, insights_request, insights_run, insights_schedule_nightly
 from chatbot.models import ConversationInsight, InsightRun, Message, Topic
 from chatbot.ops.circuit import circuit_record_failure, circuit_reset
+from chatbot.realtime.connections import sync_client
+from chatbot.realtime.keys import insights_lock_key
 
 from .conftest import REFUNDS, SHIPPING, conversation_add, history_add, model_bot
 
@@ -166,6 +168,23 @@ def test_one_run_per_bot_at_a_time_and_the_nightly_job_covers_bots_with_recent_q
     assert quiet.insight_runs.count() == old.insight_runs.count() == 0
     assert insights_run(run_id=runs[0].id).status == "done"
     assert insights_run(run_id=runs[0].id).status == "done", "a redelivered task leaves a finished run alone"
+
+
+def test_runs_take_turns_on_a_model_server_and_a_waiting_one_stays_queued(sim):
+    bot = model_bot(sim)
+    history_add(bot)
+    other = bot_create(slug="globex", name="Globex", model_endpoint=sim.url)
+    [run] = insights_request(bots=[bot], trigger="on_demand")
+    lock = sync_client().lock(insights_lock_key(other.endpoint), timeout=60, blocking=False)
+    assert lock.acquire(), "another bot's run asking the same server"
+    try:
+        with pytest.raises(ModelServerBusy):
+            insights_run(run_id=run.id)
+        run.refresh_from_db()
+        assert run.status == "queued" and sim.generation_requests() == []
+    finally:
+        lock.release()
+    assert insights_run(run_id=run.id).status == "done"
 
 
 def test_beat_schedules_the_nightly_job_by_its_registered_name():

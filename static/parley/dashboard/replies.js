@@ -89,6 +89,7 @@ if (input && replies.length) {
 
   input.addEventListener("input", update);
   input.addEventListener("click", update);
+  update(); // what was typed before this module ran
   input.addEventListener("blur", close);
   // Capture, on the form: this runs before the box's own Enter-to-send handler (transcript.js) and keeps Enter
   // from sending while a reply is being chosen.
