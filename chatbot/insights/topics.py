@@ -13,7 +13,6 @@ from datetime import timedelta
 import numpy as np
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from sklearn.cluster import AgglomerativeClustering
 
 from chatbot.chat.handoff import human_requested
 from chatbot.insights.asking import BudgetExhausted, InsightModel, ModelUnavailable
@@ -100,6 +99,10 @@ def questions_cluster(messages: list[Message], *, min_similarity: float = MIN_SI
     if len(texts) == 1:
         labels = np.zeros(1, dtype=int)
     else:
+        # Imported here: scikit-learn takes a second to import, and only the insights run needs it (not Daphne, nor
+        # a worker that answers visitors).
+        from sklearn.cluster import AgglomerativeClustering
+
         labels = AgglomerativeClustering(
             n_clusters=None, distance_threshold=1 - min_similarity, metric="cosine", linkage="average"
         ).fit_predict(vectors)
