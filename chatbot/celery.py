@@ -12,7 +12,8 @@ app = Celery("parley")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Each domain keeps its tasks in its own `tasks` module (registered under their historical names: see each module).
 app.autodiscover_tasks(
-    ["chatbot.answers", "chatbot.leads", "chatbot.privacy", "chatbot.chat", "chatbot.webhooks", "knowledge"]
-)
+    ["chatbot.answers", "chatbot.leads", "chatbot.privacy", "chatbot.chat", "chatbot.webhooks", "chatbot.insights",
+     "knowledge"]
+)  # fmt: skip
 # Beat's sweep every 5 s would log three lines each time: it logs only when it finds something.
 routine_task_logs_quiet()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 import dj_email_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -408,6 +409,16 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 # `up` and compose set it. Empty: this process's own samples only.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
+# Insights (chatbot/insights, docs/insights.md): each bot's own model summarises finished conversations and names
+# the topics visitors ask about, in a nightly run at this hour (UTC) and on demand from the analytics page. A run
+# spends at most this many tokens (prompts and replies) per bot; what is left waits for the next run.
+INSIGHTS_NIGHTLY_HOUR = env_int("INSIGHTS_NIGHTLY_HOUR", 3)
+if not 0 <= INSIGHTS_NIGHTLY_HOUR <= 23:
+    raise ImproperlyConfigured(f"INSIGHTS_NIGHTLY_HOUR must be an hour from 0 to 23, not {INSIGHTS_NIGHTLY_HOUR}")
+INSIGHTS_TOKEN_BUDGET = env_int("INSIGHTS_TOKEN_BUDGET", 200_000)
+# A conversation is finished (worth a summary) this long after its last message, or once staff resolved it.
+INSIGHTS_IDLE_MINUTES = env_int("INSIGHTS_IDLE_MINUTES", 30)
+
 # Web sources may not reach private network addresses (SSRF) unless this is on, or the source allows it.
 PARLEY_ALLOW_PRIVATE_URLS = env_bool("PARLEY_ALLOW_PRIVATE_URLS", False)
 # Called with each source as its ingestion progresses (the knowledge library imports nothing of Parley's): pushes
@@ -419,6 +430,11 @@ CELERY_BEAT_SCHEDULE = {
     "resend-due-lead-deliveries": {"task": "chatbot.leads_tasks.lead_deliveries_resend_due", "schedule": 30.0},
     "resend-due-webhook-deliveries": {"task": "chatbot.webhooks_tasks.webhook_deliveries_resend_due", "schedule": 30.0},
     "purge-expired-leads": {"task": "chatbot.leads_tasks.leads_purge_expired", "schedule": 3600.0},
+    "purge-expired-conversations": {"task": "chatbot.privacy.tasks.conversations_purge_expired", "schedule": 3600.0},
+    "insights-nightly": {
+        "task": "chatbot.insights.tasks.insights_nightly",
+        "schedule": crontab(hour=INSIGHTS_NIGHTLY_HOUR, minute=0),
+    },
     # Answers left streaming by a killed worker with no visitor watching, or never started (chatbot.answers.watchdog).
     "finalise-lost-answers": {
         "task": "chatbot.tasks.lost_answers_finalise",

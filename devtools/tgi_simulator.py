@@ -9,6 +9,7 @@ In-process::
         sim.url                                 # "http://127.0.0.1:PORT"
         sim.configure(ttft_s=0.02, tokens_per_s=50)
         sim.configure(script_text="Parley runs on your servers [1].")   # the "model" answers this text
+        sim.configure(script_replies={"Norway": "Yes, we ship there."})  # ... or this, to prompts naming Norway
         sim.configure(fault="overloaded_429", fail_first_n=2)           # two 429s, then normal answers
         sim.requests                            # recent requests: method, path, headers, body, outcome, ...
         sim.stop_listening(); sim.start_listening()   # connection refused in between, like TGI while loading
@@ -29,9 +30,10 @@ Configuration (`SimulatorConfig`):
 - `ttft_s`: wait before the first token (stream headers are sent at once, as TGI does); `tokens_per_s`: pacing
   (None = as fast as possible); `keepalive_s`: send TGI's `:` comment frame during waits longer than this.
 - `recording`: one of `RECORDINGS` (default "llama31_deep_learning"); `script_text` overrides it with any
-  text, split into token-like pieces. Wire recordings ("mistral_tgi301_wire" on chat,
-  "llama32_generate_wire" on /generate_stream and `/`) are replayed byte for byte, ignoring
-  max_tokens/stop/include_usage.
+  text, split into token-like pieces; `script_replies` ({key: text}) answers a request whose last message (or
+  `inputs`) contains a key with that key's text (the first key found, in order; else as without it). Wire
+  recordings ("mistral_tgi301_wire" on chat, "llama32_generate_wire" on /generate_stream and `/`) are replayed
+  byte for byte, ignoring max_tokens/stop/include_usage.
 - `fault`: one of `FAULTS`. `fault_after_tokens` says when a mid-stream fault happens (default 2 tokens for
   "error_midstream" and "drop_connection", 0 for "stall"). With `fail_first_n` > 0 only that many generation
   requests fail (with `fault`, or "unavailable_503" when no fault is set), then the server recovers.
@@ -238,6 +240,7 @@ class SimulatorConfig:
     keepalive_s: float | None = None
     recording: str = "llama31_deep_learning"
     script_text: str | None = None
+    script_replies: dict[str, str] | None = None
     fault: str | None = None
     fault_after_tokens: int | None = None
     fail_first_n: int = 0
@@ -556,7 +559,10 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return config.fault
 
-    def _recording(self, config: SimulatorConfig) -> Recording:
+    def _recording(self, config: SimulatorConfig, prompt: str = "") -> Recording:
+        for key, text in (config.script_replies or {}).items():
+            if key in prompt:
+                return _script_recording(text)
         if config.script_text is not None:
             return _script_recording(config.script_text)
         return load_recording(config.recording)
@@ -590,7 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._end_stream()
             return
 
-        recording = self._recording(config)
+        recording = self._recording(config, prompt=str(messages[-1].get("content", "")) if messages else "")
         chunks = _limit_chunks(recording.chunks, max_new_tokens=max_new_tokens, stop=_stop_list(body.get("stop")))
         created = (chunks[-1].created if chunks else None) or recording.created
 
@@ -642,7 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.record["outcome"] = "completed"
             return
 
-        if recording.wire_route == "chat" and config.script_text is None:
+        if recording.wire_route == "chat" and recording.name != "script":
             events = [(event, event != SSE_DONE) for event in recording.wire_events]
         else:
             events = [(_sse_event(chat_chunk(chunk)), True) for chunk in chunks]
@@ -698,7 +704,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._end_stream()
             return
 
-        recording = self._recording(config)
+        recording = self._recording(config, prompt=inputs)
         chunks = _limit_chunks(recording.chunks, max_new_tokens=max_new_tokens, stop=_stop_list(parameters.get("stop")))
         # TGI's compat route defaults return_full_text to true for a "text-generation" model.
         return_full_text = parameters.get("return_full_text")
@@ -728,7 +734,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.record["outcome"] = "completed"
             return
 
-        if recording.wire_route == "generate" and config.script_text is None:
+        if recording.wire_route == "generate" and recording.name != "script":
             events = [(event, True) for event in recording.wire_events]
         else:
             events = []

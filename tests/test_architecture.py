@@ -28,6 +28,7 @@ ALLOWED = {
     "chatbot.chat": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.leads", "chatbot.webhooks"},
     # leads: a bot's settings form checks the lead form with the leads domain's parser (chatbot.bots.forms).
     "chatbot.bots": {"chatbot.models", "chatbot.realtime", "chatbot.answers", "chatbot.chat", "chatbot.leads"},
+    "chatbot.insights": {"chatbot.models", "chatbot.realtime", "chatbot.ops", "chatbot.answers", "chatbot.chat"},
     "chatbot.dashboard": {
         "chatbot.models",
         "chatbot.realtime",
@@ -39,6 +40,7 @@ ALLOWED = {
         "chatbot.bots",
         "chatbot.webhooks",
         "chatbot.apikeys",
+        "chatbot.insights",
     },
     # The REST API: what the dashboard may use, and the dashboard's forms and selectors (the same validation and
     # filters), never its views (test below).
@@ -54,6 +56,7 @@ ALLOWED = {
         "chatbot.webhooks",
         "chatbot.apikeys",
         "chatbot.dashboard",
+        "chatbot.insights",
     },
 }
 # The libraries: neither imports chatbot, nor the other.

@@ -2,31 +2,26 @@
 mode's "I don't know"."""
 
 from chatbot.answers.outcome import AnswerOutcome, citations_of, passage_of
+from chatbot.answers.texts import answer_text
 from chatbot.models import Message
 from knowledge.retrieval import SearchResult
 
-STRICT_NO_ANSWER = (
-    "I'm sorry, I couldn't find anything about that in our documentation, so I'd rather not guess. "
-    "You can ask for a person from our team, or leave your details and we'll get back to you."
-)
-MODEL_DOWN_WITH_PASSAGES = (
-    "I can't write a full answer right now, but these passages from our documentation look relevant:"
-)
-MODEL_DOWN_NO_PASSAGES = (
-    "I'm sorry, I can't answer right now. Please try again in a few minutes, or ask for a person from our team."
-)
+# The English texts (each in the visitor's language: chatbot.answers.texts).
+STRICT_NO_ANSWER = answer_text("strict_no_answer")
+MODEL_DOWN_WITH_PASSAGES = answer_text("model_down_with_passages")
+MODEL_DOWN_NO_PASSAGES = answer_text("model_down_no_passages")
 
 
-def retrieval_only_outcome(search: SearchResult | None, *, reason: str) -> AnswerOutcome:
-    """An answer made of the most relevant passages, for when the model cannot be used."""
+def retrieval_only_outcome(search: SearchResult | None, *, reason: str, language: str = "en") -> AnswerOutcome:
+    """An answer made of the most relevant passages, for when the model cannot be used (its words in `language`)."""
     chunks = search.chunks[:3] if search and search.relevant else []
     if not chunks:
         return AnswerOutcome(
-            text=MODEL_DOWN_NO_PASSAGES,
+            text=answer_text("model_down_no_passages", language),
             status=Message.Status.RETRIEVAL_ONLY,
             finish_reason=reason,
         )
-    lines = [MODEL_DOWN_WITH_PASSAGES, ""]
+    lines = [answer_text("model_down_with_passages", language), ""]
     for n, chunk in enumerate(chunks, start=1):
         where = " › ".join([chunk.title, *chunk.heading_path[-1:]]) if chunk.heading_path else chunk.title
         excerpt = " ".join(chunk.text.split())

@@ -25,7 +25,12 @@ class FinetuneSource:
 
 
 def _finetune_sources(bot: Bot) -> Iterator[FinetuneSource]:
-    for approved in ApprovedAnswer.objects.filter(bot=bot).order_by("created_at", "id"):
+    for approved in (
+        ApprovedAnswer.objects.filter(bot=bot).select_related("source_message").order_by("created_at", "id")
+    ):
+        source = approved.source_message
+        if source is not None and source.corrected_text.strip() == approved.answer.strip():
+            continue  # approved from a correction: exported below as that correction, with its prompt as sent
         yield FinetuneSource("approved_answer", approved.question, approved.answer)
     corrected = (
         Message.objects.filter(conversation__bot=bot, role=Message.Role.BOT)

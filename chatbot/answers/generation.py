@@ -11,6 +11,7 @@ from chatbot.answers.fallback import retrieval_only_outcome
 from chatbot.answers.outcome import AnswerOutcome, citations_of
 from chatbot.answers.progress import answer_progress
 from chatbot.answers.stops import stop_requests
+from chatbot.answers.texts import answer_text
 from chatbot.models import Bot, Message
 from chatbot.ops import circuit, metrics
 from chatbot.realtime.relay import TokenCoalescer
@@ -30,7 +31,7 @@ from knowledge.retrieval import SearchResult
 
 logger = logging.getLogger(__name__)
 
-MID_ANSWER_FAILURE = "The answer was cut off by a problem on our side. Please try again."
+MID_ANSWER_FAILURE = answer_text("answer_cut_off")  # in English; the visitor gets theirs
 
 
 def _build(bot: Bot, *, passages, history, question, info) -> BuiltPrompt:
@@ -52,19 +53,10 @@ def _build(bot: Bot, *, passages, history, question, info) -> BuiltPrompt:
     return built
 
 
-def answer_with_model(
-    *,
-    message_id: int,
-    bot: Bot,
-    group: str,
-    passages: list[Passage],
-    history: list[Turn],
-    question: str,
-    search: SearchResult | None,
-    started: float,
-    coalesce_interval_s: float,
-) -> AnswerOutcome:
-    generation = GenerationSettings(
+def generation_settings(bot: Bot) -> GenerationSettings:
+    """How to reach and sample the bot's model: its endpoint, adapter and key. The one place that says so (the
+    insights job asks the same model: chatbot.insights)."""
+    return GenerationSettings(
         endpoint=bot.endpoint,
         adapter_id=bot.adapter_id or None,
         temperature=bot.temperature,
@@ -76,6 +68,24 @@ def answer_with_model(
         api_key=bot.endpoint_api_key,
         timeout_s=settings.TGI_TIMEOUT_S,
     )
+
+
+def answer_with_model(
+    *,
+    message_id: int,
+    bot: Bot,
+    group: str,
+    passages: list[Passage],
+    history: list[Turn],
+    question: str,
+    search: SearchResult | None,
+    started: float,
+    coalesce_interval_s: float,
+    language: str = "en",
+) -> AnswerOutcome:
+    """Ask the bot's model and relay its answer as it comes; `language` is the visitor's, for what Parley says
+    itself when the model fails."""
+    generation = generation_settings(bot)
     coalescer = TokenCoalescer(group=group, message_id=message_id, interval_s=coalesce_interval_s)
     parts: list[str] = []
     outcome = AnswerOutcome()
@@ -147,7 +157,7 @@ def answer_with_model(
             metrics.ANSWERS.labels(bot=bot.slug, outcome="stopped").inc()
         elif not parts:
             logger.error("model server unavailable for bot %s (%s): answering with passages only", bot.slug, error)
-            fallback = retrieval_only_outcome(search, reason=kind)
+            fallback = retrieval_only_outcome(search, reason=kind, language=language)
             fallback.prompt, fallback.model = outcome.prompt, outcome.model
             outcome = fallback
             metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
@@ -157,7 +167,7 @@ def answer_with_model(
             outcome.status = Message.Status.ERROR
             outcome.finish_reason = kind
             outcome.error_code = "answer_failed"
-            outcome.error_message = MID_ANSWER_FAILURE
+            outcome.error_message = answer_text("answer_cut_off", language)
             outcome.citations = citations_of(extract_citations(outcome.text, passages_used))
             metrics.ANSWERS.labels(bot=bot.slug, outcome="error").inc()
     finally:

@@ -17,10 +17,11 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from chatbot.answers.approved import APPROVED_ANSWER_FINISH_REASON, approved_answer_for, approved_answer_use
-from chatbot.answers.fallback import STRICT_NO_ANSWER, retrieval_only_outcome
+from chatbot.answers.fallback import retrieval_only_outcome
 from chatbot.answers.generation import answer_with_model
 from chatbot.answers.outcome import AnswerOutcome, passage_of
 from chatbot.answers.progress import answer_progress_start
+from chatbot.answers.texts import answer_text, text_language
 from chatbot.leads.triggers import lead_form_after_answer
 from chatbot.models import ApprovedAnswer, Bot, Message
 from chatbot.ops import metrics
@@ -65,6 +66,8 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
     bot = conversation.bot
     group = conversation.group_name
     question = message.in_reply_to.text if message.in_reply_to else ""
+    # What Parley says itself (no passage in strict mode, the model down) is in the visitor's language.
+    language = text_language(conversation.language, bot.language)
     # The question's vector is computed while the history loads and the typing indicator goes out.
     question_vector = _question_embedding_soon(bot, question)
     history = _history(message)
@@ -82,10 +85,10 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
         outcome = _approved_outcome(approved, group=group, message_id=message.id, started=started)
         metrics.ANSWERS.labels(bot=bot.slug, outcome="approved_answer").inc()
     elif bot.strict_mode and not passages:
-        outcome = AnswerOutcome(text=STRICT_NO_ANSWER, finish_reason="no_relevant_passages")
+        outcome = AnswerOutcome(text=answer_text("strict_no_answer", language), finish_reason="no_relevant_passages")
         metrics.ANSWERS.labels(bot=bot.slug, outcome="no_relevant_passages").inc()
     elif not bot.endpoint:
-        outcome = retrieval_only_outcome(search, reason="not_configured")
+        outcome = retrieval_only_outcome(search, reason="not_configured", language=language)
         metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
     else:
         outcome = answer_with_model(
@@ -98,6 +101,7 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
             search=search,
             started=started,
             coalesce_interval_s=coalesce_interval_s,
+            language=language,
         )
 
     total_ms = (time.monotonic() - started) * 1000

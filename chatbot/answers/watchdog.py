@@ -21,9 +21,11 @@ import time
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from chatbot.answers.progress import CHECKPOINT_INTERVAL_S, RECORD_TTL_S
+from chatbot.answers.texts import answer_text, text_language
 from chatbot.models import Message
 from chatbot.realtime.async_db import db_async
 from chatbot.realtime.connections import async_client, sync_client
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 0.5
 WORKER_LOST = "worker_lost"
 NOT_STARTED = "not_started"
-LOST_MESSAGE = "The answer was cut off by a problem on our side. Please ask again."
+LOST_MESSAGE = answer_text("answer_lost")  # in English; the visitor gets theirs
 
 
 def _lost_after_s(given: float | None) -> float:
@@ -82,10 +84,27 @@ def _message_save_lost(message_id: int, text: str, reason: str) -> bool:
 _save_lost = db_async(_message_save_lost)
 
 
-def _lost_events(message_id: int, text: str) -> list[dict]:
+def _message_language(message_id: int) -> str:
+    """The language to tell the visitor in: their conversation's, else the bot's (English if it cannot be read: the
+    answer is saved by then, and the visitor must still hear of it)."""
+    try:
+        row = (
+            Message.objects.filter(id=message_id)
+            .values_list("conversation__language", "conversation__bot__language")
+            .first()
+        )
+    except DatabaseError:
+        return "en"
+    return text_language(*row) if row else "en"
+
+
+_language_of = db_async(_message_language)
+
+
+def _lost_events(message_id: int, text: str, language: str) -> list[dict]:
     return [
         done_event(message_id=message_id, status="error", citations=[], text=text, finalised_by="watchdog"),
-        error_event("answer_failed", LOST_MESSAGE),
+        error_event("answer_failed", answer_text("answer_lost", language)),
     ]
 
 
@@ -104,7 +123,7 @@ async def answer_finalise_lost(
     if not saved:
         return False
     logger.error("the worker answering message %s was lost (%s); saved %s characters", message_id, reason, len(text))
-    for event in _lost_events(message_id, text):
+    for event in _lost_events(message_id, text, await _language_of(message_id)):
         await channel_layer.group_send(group, event)
     await async_client().delete(answer_progress_key(message_id))
     return True
@@ -201,7 +220,7 @@ def _answer_finalise_lost_sync(*, message_id: int, text: str, group: str, reason
     if not saved:
         return False
     logger.error("the worker answering message %s was lost (%s); saved %s characters", message_id, reason, len(text))
-    for event in _lost_events(message_id, text):
+    for event in _lost_events(message_id, text, _message_language(message_id)):
         relay().group_send(group, event)
     client.delete(answer_progress_key(message_id))
     return True

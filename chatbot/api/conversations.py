@@ -18,7 +18,7 @@ from chatbot.api.schemas import (
 from chatbot.chat import staff as chat_staff
 from chatbot.chat.conversations import conversation_history
 from chatbot.dashboard import selectors
-from chatbot.models import Conversation, Lead, Message, StaffMember, staff_display_name
+from chatbot.models import Conversation, Lead, Message, StaffMember, staff_colleague_name
 
 router = Router(tags=["conversations"])
 
@@ -38,7 +38,7 @@ def conversation_out(conversation: Conversation) -> dict:
         "started_at": conversation.started_at,
         "last_message_at": conversation.last_message_at,
         "handoff_requested": conversation.handoff_requested_at is not None,
-        "taken_over_by": staff_display_name(conversation.taken_over_by) if conversation.taken_over_by else None,
+        "taken_over_by": staff_colleague_name(conversation.taken_over_by) if conversation.taken_over_by else None,
         "has_lead": bool(getattr(conversation, "has_lead", False)),
     }
 

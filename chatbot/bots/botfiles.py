@@ -30,6 +30,7 @@ SETTINGS = [
     "name", "persona", "greeting", "color", "avatar_url", "language", "allowed_origins", "model_endpoint",
     "adapter_id", "temperature", "top_p", "max_new_tokens", "stop_sequences", "seed", "strict_mode",
     "business_hours", "lead_form", "notification_email", "crm_webhook_url", "lead_retention_days",
+    "conversation_retention_days",
 ]  # fmt: skip
 _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "persona": (str,), "greeting": (str,), "color": (str,), "avatar_url": (str,), "language": (str,),
@@ -37,6 +38,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "top_p": (int, float, type(None)), "max_new_tokens": (int,), "stop_sequences": (list,),
     "seed": (int, type(None)), "strict_mode": (bool,), "business_hours": (dict,), "lead_form": (dict,),
     "notification_email": (str,), "crm_webhook_url": (str,), "lead_retention_days": (int,),
+    "conversation_retention_days": (int, type(None)),
 }  # fmt: skip
 SOURCE_FIELDS = {
     Source.Kind.URL: ["url", "title", "resync_every_hours", "same_host_only", "max_pages"],
@@ -118,6 +120,9 @@ def bot_config_validate(document: Any) -> list[str]:
             problems.append(f'Unknown setting "bot.{name}".')
         elif not isinstance(value, _TYPES[name]) or (isinstance(value, bool) and bool not in _TYPES[name]):
             problems.append(f'"bot.{name}" has the wrong type ({type(value).__name__}).')
+    retention = bot.get("conversation_retention_days")
+    if isinstance(retention, int) and not isinstance(retention, bool) and retention < 1:
+        problems.append('"bot.conversation_retention_days" must be at least 1 day (null keeps conversations).')
     if isinstance(bot.get("business_hours"), dict):
         problems += [f"bot.business_hours: {p}" for p in business_hours_validate(bot["business_hours"])]
     for index, answer in enumerate(document.get("approved_answers", [])):

@@ -86,7 +86,7 @@ class BotForm(forms.ModelForm):
             "name", "slug", "persona", "greeting", "color", "avatar_url", "language", "allowed_origins",
             "model_endpoint", "adapter_id", "temperature", "top_p", "max_new_tokens", "stop_sequences", "seed",
             "strict_mode", "business_hours", "lead_form", "notification_email", "crm_webhook_url",
-            "lead_retention_days",
+            "lead_retention_days", "conversation_retention_days",
         ]  # fmt: skip
         widgets = {
             "persona": forms.Textarea(attrs={"rows": 6}),

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from chatbot.chat import address_limits, conversations, frames, session
 from chatbot.chat.answer_watch import SocketAnswers
+from chatbot.chat.texts import chat_text, text_language
 from chatbot.leads.triggers import lead_form_dismiss
 from chatbot.models import Bot, Conversation
 from chatbot.realtime import limits
@@ -109,22 +110,31 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
     # --- frames from the widget ---
 
     async def receive(self, text_data=None, bytes_data=None):
-        frame = frames.client_frame_parse(text_data)
+        frame = frames.client_frame_parse(text_data, language=self.language)
         if frames.is_error(frame):
             await self.send_frame(frame)
             return
         handler = self.FRAME_HANDLERS.get(frame["type"])
         if handler is None:
-            await self.send_error("unknown_type", f"Unknown frame type {frame['type'][:40]!r}.")
+            await self.send_error(
+                "unknown_type", chat_text("unknown_type", self.language, type=repr(frame["type"][:40]))
+            )
             return
         if frame["type"] not in frames.BEFORE_HELLO and self.conversation is None:
-            await self.send_error("bad_frame", "Send a 'hello' frame first.")
+            await self.send_error("bad_frame", chat_text("hello_first", self.language))
             return
         try:
             await handler(self, frame)
         except Exception:
             logger.exception("chat frame %s failed", frame["type"])
-            await self.send_error("server_error", "Something went wrong on our side. Please try again.", retryable=True)
+            await self.send_error("server_error", chat_text("server_error", self.language), retryable=True)
+
+    @property
+    def language(self) -> str:
+        """The visitor's language (their widget's, from hello), else the bot's: for the texts of error frames."""
+        return text_language(
+            self.conversation.language if self.conversation else "", self.bot.language if self.bot else ""
+        )
 
     async def on_hello(self, frame: dict) -> None:
         hello = frames.hello_read(frame)
@@ -145,15 +155,12 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             self.answers.watch(message_id=started.streaming_message_id, group=self.conversation.group_name)
 
     async def on_message(self, frame: dict) -> None:
-        message = frames.message_read(frame)
+        message = frames.message_read(frame, language=self.language)
         if frames.is_error(message):
             await self.send_frame(message)
             return
         if await session.visitor_message_limited(visitor_id=self.conversation.visitor_id, client_ip=self.client_ip):
-            await self.send_error(
-                "rate_limited", "You're sending messages very quickly. Please wait a moment and try again.",
-                retryable=True,
-            )  # fmt: skip
+            await self.send_error("rate_limited", chat_text("too_fast", self.language), retryable=True)
             return
         posted = await db_async(session.visitor_message_post)(conversation=self.conversation, message=message)
         # Join the group again (idempotent): a restarted Redis has forgotten every group, and this socket would
@@ -167,7 +174,7 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         await session.visitor_stop(conversation=self.conversation)
 
     async def on_feedback(self, frame: dict) -> None:
-        feedback = frames.feedback_read(frame)
+        feedback = frames.feedback_read(frame, language=self.language)
         if frames.is_error(feedback):
             await self.send_frame(feedback)
             return
@@ -175,7 +182,7 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             conversation=self.conversation, message_id=feedback.message_id, value=feedback.value
         )
         if not found:
-            await self.send_error("not_found", "That answer is not part of this conversation.")
+            await self.send_error("not_found", chat_text("not_in_conversation", self.language))
 
     async def on_handoff_request(self, frame: dict) -> None:
         if await address_limits.handoff_request_limited(client_ip=self.client_ip):
@@ -184,14 +191,14 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         await self.send_frames(await db_async(session.visitor_handoff_request)(conversation=self.conversation))
 
     async def on_lead_submit(self, frame: dict) -> None:
-        fields = frames.lead_fields_read(frame)
+        fields = frames.lead_fields_read(frame, language=self.language)
         if frames.is_error(fields):
             await self.send_frame(fields)
             return
         if await session.lead_submit_limited(
             visitor_id=self.conversation.visitor_id
         ) or await address_limits.lead_submit_limited_for_address(client_ip=self.client_ip):
-            await self.send_error("rate_limited", "Please wait a moment before sending the form again.", retryable=True)
+            await self.send_error("rate_limited", chat_text("lead_too_fast", self.language), retryable=True)
             return
         reply = await db_async(session.visitor_lead_submit)(conversation=self.conversation, fields=fields)
         await self.send_frame(reply)

@@ -90,7 +90,9 @@ def message_receive(
         visitor_message = conversation.messages.get(client_id=client_id)
         return visitor_message, conversation.messages.filter(in_reply_to=visitor_message).first()
     conversation.last_message_at = timezone.now()
-    conversation.save(update_fields=["last_message_at"])
+    # A visitor who writes again reopens a conversation staff had marked resolved (the inbox shows it again).
+    conversation.resolved_at = None
+    conversation.save(update_fields=["last_message_at", "resolved_at"])
     bot_message = None
     if conversation.taken_over_by_id is None and answer:
         bot_message = Message.objects.create(

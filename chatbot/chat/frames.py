@@ -1,9 +1,11 @@
 """Reading what a visitor's widget sends: a frame is parsed and checked here, and a bad one becomes the `error`
-frame to answer with. The services behind the chat socket only ever see well-formed values."""
+frame to answer with (in the visitor's `language`). The services behind the chat socket only ever see well-formed
+values."""
 
 import json
 from dataclasses import dataclass
 
+from chatbot.chat.texts import chat_text
 from chatbot.realtime.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, ErrorFrame, error_frame
 
 # Frames allowed before `hello`.
@@ -32,25 +34,25 @@ def _too_deep_or_nul(frame) -> str:
     return ""
 
 
-def client_frame_parse(text_data: str | None) -> dict | ErrorFrame:
+def client_frame_parse(text_data: str | None, *, language: str = "en") -> dict | ErrorFrame:
     """The frame as a dict with a string `type`, or the error to answer with."""
     if text_data is None:
-        return error_frame("bad_frame", "Only JSON text frames are accepted.")
+        return error_frame("bad_frame", chat_text("not_json_text", language))
     if len(text_data) > MAX_FRAME_BYTES:
-        return error_frame("too_long", f"Messages can be at most {MAX_MESSAGE_CHARS} characters.")
+        return error_frame("too_long", chat_text("too_long", language, max=MAX_MESSAGE_CHARS))
     try:
         frame = json.loads(text_data)
     except (ValueError, RecursionError):
         # Any failure to parse is the sender's: "[" * 20000 exhausts the parser's recursion, not our socket.
-        return error_frame("bad_frame", "That frame is not valid JSON.")
+        return error_frame("bad_frame", chat_text("bad_json", language))
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        return error_frame("bad_frame", "A frame is a JSON object with a string 'type'.")
+        return error_frame("bad_frame", chat_text("not_an_object", language))
     refused = _too_deep_or_nul(frame)
     if refused == "depth":
-        return error_frame("bad_frame", f"Frames nest at most {MAX_FRAME_DEPTH} levels deep.")
+        return error_frame("bad_frame", chat_text("too_deep", language, max=MAX_FRAME_DEPTH))
     if refused == "nul":
         # PostgreSQL text cannot hold NUL; no visitor types one.
-        return error_frame("bad_frame", "Text may not contain NUL characters.")
+        return error_frame("bad_frame", chat_text("nul", language))
     return frame
 
 
@@ -106,15 +108,15 @@ class MessageValues:
     client_id: str
 
 
-def message_read(frame: dict) -> MessageValues | ErrorFrame:
+def message_read(frame: dict, *, language: str = "en") -> MessageValues | ErrorFrame:
     text = frame.get("text")
     client_id = frame.get("client_id") or ""
     if not isinstance(text, str) or not text.strip():
-        return error_frame("bad_frame", "A message needs some text.")
+        return error_frame("bad_frame", chat_text("empty_message", language))
     if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_CHARS:
-        return error_frame("bad_frame", f"client_id must be a string of at most {MAX_CLIENT_ID_CHARS} characters.")
+        return error_frame("bad_frame", chat_text("bad_client_id", language, max=MAX_CLIENT_ID_CHARS))
     if len(text) > MAX_MESSAGE_CHARS:
-        return error_frame("too_long", f"Messages can be at most {MAX_MESSAGE_CHARS} characters.")
+        return error_frame("too_long", chat_text("too_long", language, max=MAX_MESSAGE_CHARS))
     return MessageValues(text=text.strip(), client_id=client_id)
 
 
@@ -124,15 +126,15 @@ class FeedbackValues:
     value: str
 
 
-def feedback_read(frame: dict) -> FeedbackValues | ErrorFrame:
+def feedback_read(frame: dict, *, language: str = "en") -> FeedbackValues | ErrorFrame:
     message_id, value = frame.get("message_id"), frame.get("value")
     if not isinstance(message_id, int) or isinstance(message_id, bool) or value not in ("up", "down"):
-        return error_frame("bad_frame", "Feedback needs a message_id and a value of 'up' or 'down'.")
+        return error_frame("bad_frame", chat_text("bad_feedback", language))
     return FeedbackValues(message_id=message_id, value=value)
 
 
-def lead_fields_read(frame: dict) -> dict | ErrorFrame:
+def lead_fields_read(frame: dict, *, language: str = "en") -> dict | ErrorFrame:
     fields = frame.get("fields")
     if not isinstance(fields, dict) or len(fields) > MAX_LEAD_FIELDS:
-        return error_frame("bad_frame", "lead_submit needs 'fields', an object of the form's values.")
+        return error_frame("bad_frame", chat_text("bad_lead_fields", language))
     return fields

@@ -20,6 +20,7 @@ from chatbot.chat.identity import (
     visitor_id_of_user,
 )
 from chatbot.chat.origins import origin_allowed
+from chatbot.chat.texts import chat_text, text_language
 from chatbot.chat.visitors import visitor_token_issue, visitor_token_read
 from chatbot.leads.capture import lead_capture
 from chatbot.leads.triggers import lead_form_after_visitor_message, lead_form_on_handoff_unavailable, lead_form_on_hello
@@ -64,11 +65,12 @@ async def chat_socket_admit(*, public_id: str, origin: str, host: str, client_ip
     many chats open from its address (then counted as open until `chat_socket_release`)."""
     bot = await _bot_by_public_id(public_id)
     if bot is None:
-        return Refusal(CLOSE_NOT_FOUND, error_frame("not_found", "This chat does not exist (any more)."))
+        return Refusal(CLOSE_NOT_FOUND, error_frame("not_found", chat_text("no_such_chat")))
+    language = text_language(bot.language)
     if not origin_allowed(origin=origin, host=host, bot=bot):
-        return Refusal(CLOSE_FORBIDDEN, error_frame("forbidden", "This website is not allowed to use this chat."))
+        return Refusal(CLOSE_FORBIDDEN, error_frame("forbidden", chat_text("origin_forbidden", language)))
     if not await limits.connections_open(ip=client_ip, limit=settings.CHAT_CONNECTIONS_PER_IP):
-        return Refusal(CLOSE_TOO_MANY, error_frame("rate_limited", "Too many chats are open from your network."))
+        return Refusal(CLOSE_TOO_MANY, error_frame("rate_limited", chat_text("too_many_chats", language)))
     return bot
 
 
@@ -164,7 +166,8 @@ def visitor_message_post(*, conversation: Conversation, message: MessageValues) 
             conversation=conversation, text=message.text, client_id=message.client_id, answer=not wants_person
         )
     except conversations.ConversationBusy:
-        busy = error_frame("busy", "Please wait until the current answer is finished, or stop it.", retryable=True)
+        language = text_language(conversation.language, conversation.bot.language)
+        busy = error_frame("busy", chat_text("busy", language), retryable=True)
         return MessagePosted(frames=[busy])
     posted = MessagePosted(
         frames=[ack_frame(client_id=message.client_id, message_id=visitor_message.id, answer=bot_message is not None)],

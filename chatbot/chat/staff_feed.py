@@ -46,7 +46,20 @@ def conversation_row(conversation: Conversation, *, preview: str | None = None) 
         handoff_requested=conversation.handoff_requested_at is not None,
         taken_over_by=staff_colleague_name(conversation.taken_over_by) if conversation.taken_over_by else None,
         taken_over_by_id=conversation.taken_over_by_id,
+        assigned_to=staff_colleague_name(conversation.assigned_to) if conversation.assigned_to else None,
+        assigned_to_id=conversation.assigned_to_id,
+        resolved=conversation.resolved_at is not None,
+        waiting=_waiting_for_human(conversation),
     )
+
+
+def _waiting_for_human(conversation: Conversation) -> bool:
+    """Asked for a person, not resolved, no staff message since (the inbox's "waiting for a human")."""
+    if conversation.handoff_requested_at is None or conversation.resolved_at is not None:
+        return False
+    return not conversation.messages.filter(
+        role=Message.Role.STAFF, created_at__gte=conversation.handoff_requested_at
+    ).exists()
 
 
 def dashboard_message(message: Message) -> DashboardMessage:
@@ -65,14 +78,16 @@ def dashboard_message(message: Message) -> DashboardMessage:
 
 
 def dashboard_conversation_notify(*, conversation: Conversation) -> None:
-    conversation = Conversation.objects.select_related("bot", "taken_over_by").get(pk=conversation.pk)
+    conversation = Conversation.objects.select_related("bot", "taken_over_by", "assigned_to").get(pk=conversation.pk)
     _send(bot_id=conversation.bot_id, event=conversation_event(conversation=conversation_row(conversation)))
 
 
 def dashboard_message_notify(*, message_id: int) -> None:
     """A message was saved: the conversation list moves it to the top, an open transcript shows the message."""
     message = (
-        Message.objects.select_related("conversation__bot", "conversation__taken_over_by", "staff_user")
+        Message.objects.select_related(
+            "conversation__bot", "conversation__taken_over_by", "conversation__assigned_to", "staff_user"
+        )
         .filter(id=message_id)
         .first()
     )

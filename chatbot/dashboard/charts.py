@@ -147,3 +147,20 @@ def hbar_chart(*, title: str, items: list[tuple[str, float]], color: str = "#4f4
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img"><title>{escape(title)}</title>'
         f"{''.join(body)}</svg>"
     )
+
+
+def sparkline(*, title: str, values: list[float], color: str = "#4f46e5") -> SafeString:
+    """A small bar per value, no axes: a trend beside a number (a topic's questions per day)."""
+    width, height, gap = 120, 24, 1
+    top = max(values, default=0) or 1
+    step = width / max(len(values), 1)
+    bars = "".join(
+        f'<rect x="{i * step:.1f}" y="{height - height * v / top:.1f}" width="{max(step - gap, 1):.1f}" '
+        f'height="{height * v / top:.1f}" fill="{escape(color)}"/>'
+        for i, v in enumerate(values)
+        if v
+    )
+    return mark_safe(  # noqa: S308 - numbers and an escaped colour and title
+        f'<svg class="sparkline" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
+        f"<title>{escape(title)}</title>{bars}</svg>"
+    )

@@ -9,38 +9,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
 from chatbot.answers.approved import APPROVED_ANSWER_FINISH_REASON, APPROVED_ANSWER_MIN_SIMILARITY
 from chatbot.chat.handoff import human_requested
+from chatbot.insights.vectors import question_vectors
 from chatbot.models import ApprovedAnswer, Conversation, Message
-from chatbot.realtime.keys import question_embedding_cache_key
-from knowledge.embeddings import get_embedder
 from knowledge.retrieval import MIN_RELEVANCE
 
 # Questions this similar to a group's first question join the group.
 GROUP_MIN_SIMILARITY = 0.70
 UNANSWERED_LOOKBACK_DAYS = 30
 UNANSWERED_MAX_QUESTIONS = 500
-_EMBEDDING_CACHE_S = 7 * 24 * 3600
-
-
-def _embeddings(texts: list[str]) -> np.ndarray:
-    """Unit vectors for `texts`, cached in Redis: the quality page embeds the same questions on every visit."""
-    keys = {text: question_embedding_cache_key(text) for text in texts}
-    cached = cache.get_many(list(set(keys.values())))
-    missing = sorted({text for text in texts if keys[text] not in cached})
-    if missing:
-        vectors = get_embedder(settings.EMBEDDING_URL or None).embed_documents(missing)
-        fresh = {keys[text]: vector for text, vector in zip(missing, vectors, strict=True)}
-        cache.set_many(fresh, _EMBEDDING_CACHE_S)
-        cached.update(fresh)
-    if not texts:
-        return np.zeros((0, 0))
-    return np.array([cached[keys[text]] for text in texts], dtype=np.float32)
 
 
 # --- unanswered questions ---
@@ -146,7 +127,7 @@ def questions_group(
     `min_similarity` similar, or starts a new one. Largest groups first; order within a group is kept."""
     if not questions:
         return []
-    vectors = _embeddings([q.text for q in questions])
+    vectors = question_vectors([q.text for q in questions])
     groups: list[QuestionGroup] = []
     leaders: list[int] = []
     for index, question in enumerate(questions):
@@ -170,7 +151,7 @@ def unanswered_groups(*, bots, since: datetime | None = None) -> list[QuestionGr
     questions = unanswered_questions(bots=bots, since=since)
     if not questions:
         return []
-    vectors = _embeddings([q.text for q in questions])
+    vectors = question_vectors([q.text for q in questions])
     approved_by_bot: dict[int, list[np.ndarray]] = {}
     for approved in ApprovedAnswer.objects.filter(bot__in=bots).only("bot_id", "embedding"):
         approved_by_bot.setdefault(approved.bot_id, []).append(np.asarray(approved.embedding, dtype=np.float32))

@@ -1,15 +1,21 @@
-"""Reads of the dashboard: the conversation list and its filters, transcripts, leads and the analytics series."""
+"""Reads of the dashboard: the conversation list (the inbox: its filters and pages), transcripts, leads and the
+analytics series."""
 
+import base64
 import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from chatbot.dashboard.quality import unanswered_filter
-from chatbot.models import Bot, Conversation, Lead, Message
+from chatbot.models import Bot, Conversation, Lead, Message, TopicQuestion
+
+INBOX_VIEWS = ("mine", "unassigned", "waiting")
+STATUSES = ("open", "resolved")
+PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,10 @@ class ConversationFilters:
     handed_off: bool = False
     unanswered: bool = False
     q: str = ""
+    # The inbox: "mine", "unassigned", "waiting" (for a human); each shows open conversations unless `status` says.
+    view: str = ""
+    status: str = ""  # "open" | "resolved" | "" (both)
+    topic: int | None = None
 
     @classmethod
     def from_query(cls, params) -> "ConversationFilters":
@@ -31,6 +41,7 @@ class ConversationFilters:
             except ValueError:
                 return None
 
+        topic = params.get("topic", "")
         return cls(
             bot=params.get("bot", ""),
             date_from=day("from"),
@@ -40,12 +51,71 @@ class ConversationFilters:
             handed_off=params.get("handed_off") == "1",
             unanswered=params.get("unanswered") == "1",
             q=params.get("q", "").strip()[:200],
+            view=params.get("view", "") if params.get("view", "") in INBOX_VIEWS else "",
+            status=params.get("status", "") if params.get("status", "") in STATUSES else "",
+            topic=int(topic) if topic.isdigit() else None,
         )
 
+    @property
+    def effective_status(self) -> str:
+        return self.status or ("open" if self.view else "")
 
-def conversation_list(*, bots: QuerySet[Bot], filters: ConversationFilters, limit: int = 100) -> list[Conversation]:
-    """Conversations with at least one message, most recent activity first, each with `.preview` (the visitor's
-    last message) and `.has_lead`."""
+
+class BadCursor(ValueError):
+    """A page link that does not decode (edited, or from another version)."""
+
+
+def cursor_encode(conversation: Conversation) -> str:
+    raw = f"{conversation.last_message_at.isoformat()}|{conversation.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def cursor_decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, conversation_id = raw.split("|", 1)
+        moment = datetime.fromisoformat(when)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadCursor("That page link is not valid any more: showing the newest conversations.") from error
+    if moment.tzinfo is None or not conversation_id:
+        raise BadCursor("That page link is not valid any more: showing the newest conversations.")
+    return moment, conversation_id
+
+
+def waiting_for_human() -> Q:
+    """Asked for a person, not resolved, and no staff message since they asked."""
+    staff_replied = Exists(
+        Message.objects.filter(
+            conversation=OuterRef("pk"), role=Message.Role.STAFF, created_at__gte=OuterRef("handoff_requested_at")
+        )
+    )
+    return Q(handoff_requested_at__isnull=False, resolved_at__isnull=True) & ~Q(staff_replied)
+
+
+def waiting_for_human_flag() -> ExpressionWrapper:
+    return ExpressionWrapper(waiting_for_human(), output_field=BooleanField())
+
+
+def _search(q: str) -> Q:
+    """Words in any message (a trigram index serves the ILIKE), a conversation or visitor id, a lead's email or name."""
+    in_messages = Message.objects.filter(text__icontains=q).values("conversation_id")
+    in_leads = Lead.objects.filter(Q(email__icontains=q) | Q(name__icontains=q)).exclude(conversation=None)
+    return Q(id=q) | Q(visitor_id=q) | Q(id__in=in_messages) | Q(id__in=in_leads.values("conversation_id"))
+
+
+@dataclass
+class ConversationPage:
+    conversations: list[Conversation]
+    next_cursor: str = ""
+
+
+def conversation_page(
+    *, bots: QuerySet[Bot], filters: ConversationFilters, user=None, cursor: str = "", limit: int = PAGE_SIZE
+) -> ConversationPage:
+    """A page of conversations with at least one message, most recent activity first, each with `.preview` (the
+    visitor's last message), `.has_lead` and `.waiting`. `cursor` (from the previous page's `next_cursor`) continues
+    after that page's last row: pages stay right while new conversations arrive, and cost the same however deep.
+    Raises BadCursor for a cursor that does not decode."""
     last_visitor_text = (
         Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.VISITOR)
         .order_by("-created_at", "-id")
@@ -54,7 +124,7 @@ def conversation_list(*, bots: QuerySet[Bot], filters: ConversationFilters, limi
     conversations = (
         Conversation.objects.filter(bot__in=bots)
         .filter(Exists(Message.objects.filter(conversation=OuterRef("pk"))))
-        .select_related("bot", "taken_over_by")
+        .select_related("bot", "taken_over_by", "assigned_to__staff_member")
         .annotate(
             preview=Subquery(last_visitor_text),
             has_lead=Exists(Lead.objects.filter(conversation=OuterRef("pk"))),
@@ -80,14 +150,47 @@ def conversation_list(*, bots: QuerySet[Bot], filters: ConversationFilters, limi
     if filters.unanswered:
         conversations = conversations.filter(id__in=Conversation.objects.filter(unanswered_filter()).values("id"))
     if filters.q:
+        conversations = conversations.filter(_search(filters.q))
+    if filters.view == "mine":
+        conversations = conversations.filter(assigned_to=user) if user is not None else conversations.none()
+    elif filters.view == "unassigned":
+        conversations = conversations.filter(assigned_to__isnull=True)
+    elif filters.view == "waiting":
+        conversations = conversations.filter(waiting_for_human())
+    if filters.effective_status == "open":
+        conversations = conversations.filter(resolved_at__isnull=True)
+    elif filters.effective_status == "resolved":
+        conversations = conversations.filter(resolved_at__isnull=False)
+    if filters.topic is not None:
         conversations = conversations.filter(
-            Exists(Message.objects.filter(conversation=OuterRef("pk"), text__icontains=filters.q))
+            id__in=TopicQuestion.objects.filter(topic_id=filters.topic).values("conversation_id")
         )
-    return list(conversations.order_by("-last_message_at")[:limit])
+    if cursor:
+        after_time, after_id = cursor_decode(cursor)
+        conversations = conversations.filter(
+            Q(last_message_at__lt=after_time) | Q(last_message_at=after_time, id__lt=after_id)
+        )
+    rows = list(
+        conversations.annotate(waiting=waiting_for_human_flag()).order_by("-last_message_at", "-id")[: limit + 1]
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ConversationPage(conversations=rows, next_cursor=cursor_encode(rows[-1]) if more else "")
+
+
+def conversation_list(
+    *, bots: QuerySet[Bot], filters: ConversationFilters, limit: int = 100, user=None
+) -> list[Conversation]:
+    """The first `limit` conversations of `conversation_page` (the newest)."""
+    return conversation_page(bots=bots, filters=filters, user=user, limit=limit).conversations
 
 
 def transcript(*, conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.select_related("staff_user", "in_reply_to").order_by("created_at", "id"))
+    return list(
+        conversation.messages.select_related("staff_user", "in_reply_to", "corrected_by__staff_member").order_by(
+            "created_at", "id"
+        )
+    )
 
 
 def transcript_after(*, conversation_id: str, after_message_id: int, limit: int = 200) -> list[Message]:

@@ -4,6 +4,8 @@ migrations). Import them from here: `from chatbot.models import Bot`."""
 from chatbot.models.answers import ApprovedAnswer
 from chatbot.models.bots import Bot, new_public_id, new_webhook_secret
 from chatbot.models.conversations import Conversation, Message, new_conversation_id
+from chatbot.models.inbox import ConversationNote, SavedReply
+from chatbot.models.insights import ConversationInsight, InsightRun, Topic, TopicQuestion
 from chatbot.models.integrations import (
     WEBHOOK_EVENTS,
     ApiKey,
@@ -21,11 +23,17 @@ __all__ = [
     "ApprovedAnswer",
     "Bot",
     "Conversation",
+    "ConversationInsight",
+    "ConversationNote",
+    "InsightRun",
     "Lead",
     "LeadDelivery",
     "LeadDeliveryAttempt",
     "Message",
+    "SavedReply",
     "StaffMember",
+    "Topic",
+    "TopicQuestion",
     "WebhookDelivery",
     "WebhookDeliveryAttempt",
     "WebhookSubscription",

@@ -17,6 +17,10 @@ class ApprovedAnswer(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     times_used = models.PositiveIntegerField(default=0)
+    # The bot answer a staff member corrected, when the approved answer came from that correction.
+    source_message = models.ForeignKey(
+        "chatbot.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -3,6 +3,7 @@
 import secrets
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -63,6 +64,13 @@ class Bot(models.Model):
     lead_retention_days = models.PositiveIntegerField(default=365)
     # Verified visitors (docs/widget.md): the host site signs a logged-in user's id with it (HMAC-SHA256).
     identity_secret = models.CharField(max_length=128, blank=True, default=new_webhook_secret)
+    # Conversations (with their messages) are deleted this many days after their last message; None keeps them.
+    conversation_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Delete conversations this many days after their last message; empty: keep them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,7 +3,9 @@
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 
 from chatbot.realtime.protocol import conversation_group
 
@@ -33,12 +35,25 @@ class Conversation(models.Model):
     taken_over_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The inbox (chatbot.dashboard.inbox): the colleague who owns it, and whether staff marked it resolved (a visitor
+    # who writes again reopens it).
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     last_message_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-last_message_at"]
-        indexes = [models.Index(fields=["bot", "visitor_id"], name="conversation_bot_visitor")]
+        indexes = [
+            models.Index(fields=["bot", "visitor_id"], name="conversation_bot_visitor"),
+            # The inbox pages by (last activity, id), newest first: a cursor, not an offset.
+            models.Index(fields=["-last_message_at", "-id"], name="conversation_inbox_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.bot} / {self.id}"
@@ -94,6 +109,7 @@ class Message(models.Model):
     corrected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    corrected_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -109,6 +125,8 @@ class Message(models.Model):
         # The lost-answer sweep looks for streaming answers every few seconds: a few rows, never a table scan.
         indexes = [
             models.Index(fields=["created_at"], condition=models.Q(status="streaming"), name="message_streaming"),
+            # The inbox's search ("words in any message": ILIKE '%words%') without reading every message.
+            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name="message_text_trigram"),
         ]
 
     def __str__(self) -> str:

@@ -9,3 +9,9 @@ from chatbot.privacy import services
 def leads_purge_expired() -> None:
     """Beat: delete leads older than their bot's retention period."""
     services.leads_purge_expired()
+
+
+@shared_task(name="chatbot.privacy.tasks.conversations_purge_expired", ignore_result=True)
+def conversations_purge_expired() -> None:
+    """Beat: delete conversations older than their bot's conversation retention period (if it has one)."""
+    services.conversations_purge_expired()

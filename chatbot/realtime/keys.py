@@ -45,6 +45,16 @@ def connections_key(ip: str) -> str:
     return f"parley:conn:{ip}"
 
 
+# --- insights --------------------------------------------------------------------------------------------------
+
+
+def insights_lock_key(model_server: str) -> str:
+    """Held while an analysis asks a model server (or, for a bot without one, reads its conversations): runs take
+    turns on one server, so the visitors' answers share it with one insight request at most (chatbot.insights)."""
+    digest = hashlib.sha1(model_server.encode()).hexdigest()[:16]  # noqa: S324 - a key name, not security
+    return f"parley:insights:{digest}:lock"
+
+
 # --- staff presence --------------------------------------------------------------------------------------------
 
 PRESENCE_ADMINS_KEY = "parley:presence:admins"
@@ -59,5 +69,5 @@ def presence_bot_key(bot_id: int) -> str:
 
 
 def question_embedding_cache_key(text: str) -> str:
-    """A visitor question's embedding, cached for the quality page (chatbot.dashboard.quality)."""
+    """A visitor question's embedding, cached for the quality page and the topics (chatbot.insights.vectors)."""
     return "qemb:" + hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -451,6 +451,11 @@ class ConversationRow(TypedDict):
     handoff_requested: bool
     taken_over_by: str | None
     taken_over_by_id: int | None  # the dashboard of that staff member notifies them of the visitor's messages
+    # The inbox: who owns it (name and user id), resolved, asked for a person and no staff reply since.
+    assigned_to: str | None
+    assigned_to_id: int | None
+    resolved: bool
+    waiting: bool
 
 
 class DashboardMessage(TypedDict):

@@ -86,6 +86,7 @@ def test_importing_again_updates_settings_and_adds_nothing_twice(configured, dja
         ({"bot": {"slug": "Not A Slug", "name": "X"}}, "slug"),
         ({"bot": {"slug": "x", "name": "X", "temperature": "hot"}}, "wrong type"),
         ({"bot": {"slug": "x", "name": "X", "crm_webhook_secret": "s"}}, "Unknown setting"),
+        ({"bot": {"slug": "x", "name": "X", "conversation_retention_days": 0}}, "at least 1 day"),
     ],
 )
 def test_it_refuses_a_document_it_cannot_read(db, change, problem):

@@ -118,6 +118,20 @@ def test_it_streams_scripted_text_as_token_pieces(sim):
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+def test_it_answers_each_prompt_with_the_reply_scripted_for_a_word_in_it(sim):
+    sim.configure(script_text="Default.", script_replies={"Norway": "We ship to Norway.", "refund": "Five days."})
+
+    def answer(question: str) -> str:
+        messages = [{"role": "system", "content": "refund Norway"}, {"role": "user", "content": question}]
+        return post_chat(sim, messages=messages).json()["choices"][0]["message"]["content"]
+
+    assert answer("Do you ship to Norway? And a refund?") == "We ship to Norway."  # the first key found
+    assert answer("How long does a refund take?") == "Five days."
+    assert answer("Anything else?") == "Default.", "only the last message counts"
+    generated = httpx.post(f"{sim.url}/generate", json={"inputs": "A refund, please"}).json()
+    assert generated["generated_text"] == "Five days."
+
+
 def test_it_cuts_the_answer_at_max_tokens_with_finish_reason_length(sim):
     sim.configure(script_text="one two three four five")
     chunks = [json.loads(e) for e in sse_data(post_chat(sim, stream=True, max_tokens=2).content)[:-1]]

@@ -452,7 +452,8 @@ def _routes(values: dict | None = None) -> list[tuple[str, str]]:
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, route)
             elif isinstance(pattern, URLPattern) and route.startswith("dashboard/") and "login" not in route:
-                path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), route)
+                # An id the caller did not give: 1 (a route added later is checked too).
+                path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values.get(m.group(1), 1)), route)
                 found.append((pattern.name, path))
 
     walk(get_resolver().url_patterns)

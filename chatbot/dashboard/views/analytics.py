@@ -5,6 +5,7 @@ from django.views.decorators.http import require_GET
 from chatbot.dashboard import charts, permissions, selectors
 from chatbot.dashboard.permissions import staff_required
 from chatbot.dashboard.views.common import render_page
+from chatbot.dashboard.views.insights import insights_context
 
 
 @require_GET
@@ -59,5 +60,6 @@ def analytics(request):
             ),
             "tokens": charts.hbar_chart(title="Tokens generated per bot", items=data.tokens_by_bot),
         },
+        "insights": insights_context(bots=bots, days=days),
     }
     return render_page(request, "dashboard/analytics.html", context, section="analytics")

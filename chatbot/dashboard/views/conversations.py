@@ -10,6 +10,7 @@ from chatbot.chat.staff_feed import dashboard_message
 from chatbot.dashboard import permissions, quality, selectors
 from chatbot.dashboard.permissions import staff_required
 from chatbot.dashboard.views.common import render_page
+from chatbot.dashboard.views.inbox import inbox_context, transcript_inbox_context
 from chatbot.models import Conversation, Message, staff_colleague_name
 
 
@@ -18,11 +19,22 @@ from chatbot.models import Conversation, Message, staff_colleague_name
 def conversations(request):
     bots = permissions.bots_visible(request.user)
     filters = selectors.ConversationFilters.from_query(request.GET)
-    rows = selectors.conversation_list(bots=bots, filters=filters)
+    cursor = request.GET.get("after", "")
+    try:
+        page = selectors.conversation_page(bots=bots, filters=filters, user=request.user, cursor=cursor)
+    except selectors.BadCursor as error:
+        messages.error(request, str(error))
+        cursor, page = "", selectors.conversation_page(bots=bots, filters=filters, user=request.user)
     return render_page(
         request,
         "dashboard/conversations.html",
-        {"conversations": rows, "filters": filters, "bots": bots, "filtered": bool(request.GET)},
+        {
+            "conversations": page.conversations,
+            "filters": filters,
+            "bots": bots,
+            "filtered": bool(set(request.GET) - {"view", "after"}),
+            **inbox_context(request, filters=filters, page=page, cursor=cursor, bots=bots),
+        },
         section="conversations",
     )
 
@@ -53,6 +65,7 @@ def transcript(request, conversation_id: str):
             if permissions.leads_visible(request.user, conversation.bot)
             else [],
             "unhelpful": {m.id for m in messages_ if m.role == Message.Role.BOT and quality.no_relevant_passage(m)},
+            **transcript_inbox_context(request, conversation=conversation),
         },
         section="conversations",
     )
