@@ -284,6 +284,18 @@ def chunk_best_similarities(*, knowledge_base_id: int, embeddings: list[list[flo
     return best
 
 
+def chunk_similarities(*, chunk_ids: list[int], embedding: list[float]) -> dict[int, float]:
+    """Cosine similarity of each of these chunks to `embedding`."""
+    if not chunk_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, embedding <=> %s::vector FROM knowledge_chunk WHERE id = ANY(%s)",
+            [_vector_literal(embedding), chunk_ids],
+        )
+        return {chunk_id: 1.0 - float(distance) for chunk_id, distance in cursor.fetchall()}
+
+
 def _document_title(document) -> str:
     return document.title or document.filename
 

@@ -1,5 +1,5 @@
-"""Conversation-aware retrieval on the real database with the real embedding model: a small shop's help pages,
-ingested once for the module."""
+"""Conversation-aware retrieval on the real database with the real embedding model, over the small shop's help
+pages of conftest.py."""
 
 import re
 
@@ -9,61 +9,9 @@ from django.test.utils import CaptureQueriesContext
 
 from knowledge.conversation import conversation_search
 from knowledge.embeddings import get_embedder
-from knowledge.models import Source
-from knowledge.retrieval import chunk_search
-from knowledge.services import knowledge_base_create, source_add_file, source_delete, source_ingest
+from knowledge.retrieval import MIN_RELEVANCE, chunk_search
 
 pytestmark = pytest.mark.django_db
-
-HELP_PAGES = {
-    "shipping.md": """# Shipping
-
-## Where we ship
-
-We ship to Norway, Sweden, Denmark and Finland. We do not ship to Iceland or outside the Nordic countries.
-
-## Delivery to Norway
-
-Parcels to Norway travel by post and take 5 to 7 working days, customs clearance included.
-
-## Delivery within Sweden
-
-Parcels within Sweden arrive in 1 to 2 working days.
-""",
-    "returns.md": """# Returns
-
-## Sending something back
-
-You can return an unused kettle within 30 days. Print the return label from your account.
-
-## Refunds
-
-Once the parcel is back in our warehouse, the refund takes about 10 days to reach your bank account.
-""",
-    "warranty.md": """# Warranty
-
-## How long the warranty lasts
-
-Every kettle has a two-year warranty from the day of delivery.
-
-## Repairs
-
-A repair under warranty takes about three weeks, shipping both ways included.
-""",
-}
-
-
-@pytest.fixture(scope="module")
-def shop(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        knowledge_base = knowledge_base_create(name="Kettle shop")
-        for filename, text in HELP_PAGES.items():
-            source_ingest(source=source_add_file(knowledge_base=knowledge_base, filename=filename, data=text.encode()))
-    yield knowledge_base
-    with django_db_blocker.unblock():
-        for source in Source.objects.filter(knowledge_base=knowledge_base):
-            source_delete(source=source)
-        knowledge_base.delete()
 
 
 def _statements(queries) -> list[str]:
@@ -180,3 +128,19 @@ def test_a_rewrite_hook_that_gives_nothing_leaves_the_embedding_based_search(sho
 
     assert result.context == "follow_up"
     assert sections(result)[0] == "Delivery to Norway"
+
+
+def test_a_follow_up_is_judged_relevant_by_the_conversation_s_topic(shop):
+    alone = chunk_search(knowledge_base_id=shop.id, query="and how long until the money is back?", k=2)
+
+    follow_up = conversation_search(
+        knowledge_base_id=shop.id,
+        question="and how long until the money is back?",
+        history=["Can I return a kettle I don't like?"],
+        k=2,
+    )
+
+    refund = next(chunk for chunk in follow_up.chunks if chunk.heading_path == ["Refunds"])
+    assert follow_up.relevant
+    assert refund.similarity >= MIN_RELEVANCE
+    assert refund.similarity > max(chunk.similarity for chunk in alone.chunks if chunk.chunk_id == refund.chunk_id)
