@@ -38,8 +38,9 @@ SCORE_MARGIN = 0.12
 # preferred "Everything is read from the environment" to the `TGI_URL` row for "which setting points Parley at my
 # model server?". 0.1-0.3 measured alike on the docs' questions, 0.5 worse; a passage-score prior did not help.
 LEXICAL_WEIGHT = 0.2
-# What is scored of a long piece (a table row, a code block): its start.
-EMBEDDED_CHARS = 300
+# What is scored of a long list item, table row or code block: its start (a sentence is scored whole): less model
+# time, and 200 and 300 characters chose the same pieces for the docs' questions.
+EMBEDDED_CHARS = 200
 # A longer code block is a file to read, not an answer to show.
 CODE_MAX_LINES = 15
 _STOP_WORDS = frozenset(
@@ -192,7 +193,7 @@ def _candidates(chunks: list[RetrievedChunk]) -> list[_Unit]:
                 _Unit(
                     kind=unit.kind,
                     text=unit.text,
-                    embedded=f"{trail}: {unit.plain}"[:EMBEDDED_CHARS],
+                    embedded=f"{trail}: {unit.plain if unit.kind == 'sentence' else unit.plain[:EMBEDDED_CHARS]}",
                     chunk_index=chunk_index,
                     section=section_id,
                     start=unit.start,
@@ -208,9 +209,15 @@ def _candidates(chunks: list[RetrievedChunk]) -> list[_Unit]:
 
 
 def _announced(segments: list[_Segment], position: int) -> str:
-    """The block right after the paragraph of a sentence that announces it, as Markdown; "" for any other."""
+    """The block right after the paragraph of a sentence that announces it, as Markdown; "" for any other. The last
+    sentence of a paragraph announces the block after it when it says so ("below", a colon) or breaks off without
+    a full stop ("Create staff with" before the command)."""
     segment = segments[position]
-    if segment.kind != "sentence" or not _POINTS_FORWARD.search(segment.text):
+    if segment.kind != "sentence":
+        return ""
+    last_of_paragraph = position + 1 >= len(segments) or segments[position + 1].group != segment.group
+    unfinished = last_of_paragraph and not re.search(r"[.!?][\"')\]*_`]*$", segment.text)
+    if not (_POINTS_FORWARD.search(segment.text) or unfinished):
         return ""
     following = next((s for s in segments[position + 1 :] if s.group != segment.group), None)
     if following is None or following.kind == "sentence":
