@@ -119,9 +119,10 @@ def main() -> None:
                     print(answer_piece_cite(piece=piece, marker=f"[{n}]") + "\n")
                 for n, piece in enumerate(pieces, start=1):
                     citation = chunk_citation(chunk=sent[piece.chunk_index])
-                    print(
-                        f"[{n}] {citation.title}" + (f" <{citation.url}>" if citation.url else f" (#{citation.anchor})")
+                    where = (
+                        f" <{citation.url}>" if citation.url else (f" (#{citation.anchor})" if citation.anchor else "")
                     )
+                    print(f"[{n}] {citation.title}{where}")
         n = len(QUESTIONS)
         print(
             f"\n{n} questions: answer in the first 4 passages sent {retrieved}/{n}; in the first piece {first}/{n};"

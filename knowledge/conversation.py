@@ -14,10 +14,11 @@ leans on the earlier turns and, when it does, searches with the conversation's c
   standalone question when a model is configured and the time budget allows. It is only asked for follow-ups, and
   its question is searched as a first question would be. This module never calls a model itself.
 
-No model round trip on the hot path: a follow-up costs one forward pass for the earlier turns (batched with the
-question when the caller has not embedded it yet) and two one-row vector lookups for the decision. A first question
-(no history) costs exactly what `chunk_search` costs. Measured on tests/fixtures/eval/conversations.jsonl, see
-docs/retrieval.md.
+No model round trip on the hot path: a question with history costs one forward pass for the earlier turns (batched
+with the question when the caller has not embedded it yet), two one-row vector lookups for the decision and, for a
+follow-up, two small queries more (the focus documents' nearest chunks, the passages' similarity to the topic). A
+first question (no history) costs exactly what `chunk_search` costs. Measured on
+tests/fixtures/eval/conversations.jsonl, see docs/retrieval.md.
 """
 
 from __future__ import annotations
