@@ -100,8 +100,8 @@ def main() -> None:
             fitted = in_prompt(choice.sent, history)
             fitted_ids = {c.chunk_id for c in fitted}
             choice = choice.over_budget([c.chunk_id for c in choice.sent if c.chunk_id not in fitted_ids])
-            fixed_hits += relevant_rank(fixed, expected) is not None
-            rule_hits += relevant_rank(choice.sent, expected) is not None
+            fixed_hits += relevant_rank(chunks=fixed, expected=expected) is not None
+            rule_hits += relevant_rank(chunks=choice.sent, expected=expected) is not None
             sent_counts.append(len(choice.sent))
             reasons.update(decision.cut for decision in choice.cut)
         n = len(cases)

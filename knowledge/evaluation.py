@@ -151,7 +151,7 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def relevant_rank(chunks: Sequence[RetrievedChunk], expected: Sequence[str]) -> int | None:
+def relevant_rank(*, chunks: Sequence[RetrievedChunk], expected: Sequence[str]) -> int | None:
     """1-based rank of the first chunk that contains an expected phrase, or None."""
     phrases = [_normalise(phrase) for phrase in expected]
     for position, chunk in enumerate(chunks, start=1):
@@ -170,7 +170,7 @@ class _Tally:
     misses: list[str] = field(default_factory=list)
 
     def add(self, *, label: str, result: SearchResult, expected: Sequence[str], elapsed_ms: float) -> None:
-        rank = relevant_rank(result.chunks, expected)
+        rank = relevant_rank(chunks=result.chunks, expected=expected)
         self.ranks.append(rank)
         self.latencies.append(elapsed_ms)
         self.embed.append(result.embed_ms)

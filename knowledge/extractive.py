@@ -130,14 +130,14 @@ def answer_piece_cite(*, piece: AnswerPiece, marker: str) -> str:
 def chunk_citation(*, chunk: RetrievedChunk) -> ChunkCitation:
     """How to cite a chunk: its document's title and heading path, and its section's anchor in the source's URL."""
     title = CITATION_SEPARATOR.join([chunk.title, *chunk.heading_path])
-    anchor = heading_anchor(chunk.heading_path[-1]) if chunk.heading_path else ""
+    anchor = heading_anchor(heading=chunk.heading_path[-1]) if chunk.heading_path else ""
     url = chunk.url
     if url and anchor:
         url = url.split("#", 1)[0] + "#" + anchor
     return ChunkCitation(title=title, url=url, anchor=anchor)
 
 
-def heading_anchor(heading: str) -> str:
+def heading_anchor(*, heading: str) -> str:
     """The id GitHub gives a Markdown heading (github-slugger): lower case, punctuation dropped except `-` and
     `_`, each space a `-`. ("Configuration" → "configuration", "The staff websocket: /ws/dashboard/" →
     "the-staff-websocket-wsdashboard".) A repeated heading's "-1" suffix is not known here."""

@@ -176,7 +176,7 @@ def test_a_citation_marker_goes_where_markdown_keeps_it_readable():
     ],
 )
 def test_section_anchors_are_github_s(heading, anchor):
-    assert heading_anchor(heading) == anchor
+    assert heading_anchor(heading=heading) == anchor
 
 
 def test_texts_submitted_together_are_embedded_in_one_batch():
