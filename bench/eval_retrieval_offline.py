@@ -5,6 +5,7 @@ reciprocal rank fusion of the two. A question counts as answered at rank r when 
 of its expected phrases (case-insensitive, whitespace-normalised).
 
     .venv/bin/python -m bench.eval_retrieval_offline --check          # every expected phrase is in the corpus
+                                                                      # (questions.jsonl and conversations.jsonl)
     .venv/bin/python -m bench.eval_retrieval_offline                  # the default grid
     .venv/bin/python -m bench.eval_retrieval_offline --chunk-tokens 200 --overlap-tokens 30 --rrf-k 60
 """
@@ -63,7 +64,17 @@ def load_documents() -> list[ParsedDocument]:
     ]
 
 
-def check_expected_phrases(questions: list[Question]) -> int:
+def load_conversation_phrases() -> list[Question]:
+    """Each conversation of conversations.jsonl as its turns and every phrase it expects (last and first turn)."""
+    lines = (EVAL_DIR / "conversations.jsonl").read_text(encoding="utf-8").splitlines()
+    conversations = [json.loads(line) for line in lines if line.strip()]
+    return [
+        Question(question=" → ".join(item["turns"]), expected=item["expected"] + item.get("first_expected", []))
+        for item in conversations
+    ]
+
+
+def check_expected_phrases(questions: list[Question], *, label: str = "questions") -> int:
     corpus = normalise(" ".join(p.read_text(encoding="utf-8") for p in (EVAL_DIR / "corpus").glob("*.md")))
     missing = 0
     for question in questions:
@@ -74,7 +85,7 @@ def check_expected_phrases(questions: list[Question]) -> int:
                 print(f"MISSING  {phrase!r}  ({question.question})")
             elif occurrences > 3:
                 print(f"COMMON x{occurrences}  {phrase!r}")
-    print(f"{len(questions)} questions, {missing} expected phrases missing from the corpus")
+    print(f"{len(questions)} {label}, {missing} expected phrases missing from the corpus")
     return missing
 
 
@@ -211,6 +222,7 @@ def main() -> None:
 
     questions = load_questions()
     missing = check_expected_phrases(questions)
+    missing += check_expected_phrases(load_conversation_phrases(), label="conversations")
     if missing or arguments.check:
         sys.exit(1 if missing else 0)
 

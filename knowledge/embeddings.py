@@ -87,6 +87,11 @@ class Embedder(TokenCounter, Protocol):
         """Questions' vectors and token embeddings, from one forward pass."""
         ...
 
+    def embed_queries_soon(self, texts: list[str]) -> list[Future]:
+        """`embed_query_soon` for several short texts that go into the same batch (sentences to score against a
+        question, say), on the question thread."""
+        ...
+
     def embed_documents_with_signatures(self, texts: list[str]) -> tuple[list[list[float]], list[bytes | None]]:
         """`embed_documents`, and each text's token signature for late interaction (knowledge.late_interaction)
         from the same forward pass; None where the embedder cannot see token embeddings (a TEI server)."""
@@ -146,6 +151,9 @@ class LocalEmbedder:
 
     def embed_query_soon(self, text: str) -> Future:
         return _query_batcher(self).submit(text)
+
+    def embed_queries_soon(self, texts: list[str]) -> list[Future]:
+        return _query_batcher(self).submit_many(texts)
 
     def embed_queries(self, texts: list[str]) -> list[QueryEmbedding]:
         import numpy as np
@@ -306,14 +314,20 @@ class QueryBatcher:
         self._embed_batch = embed_batch
         self._max_batch = max_batch
         self._thread_setup = thread_setup
-        self._queue: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
+        # Each entry is texts that must share a batch, with their futures.
+        self._queue: queue.SimpleQueue[list[tuple[str, Future]]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="query-embedding", daemon=True)
         self._thread.start()
 
     def submit(self, text: str) -> Future:
-        vector: Future = Future()
-        self._queue.put((text, vector))
-        return vector
+        return self.submit_many([text])[0]
+
+    def submit_many(self, texts: list[str]) -> list[Future]:
+        """Futures for `texts`, embedded together in one batch."""
+        entry = [(text, Future()) for text in texts]
+        if entry:
+            self._queue.put(entry)
+        return [future for _, future in entry]
 
     def _run(self) -> None:
         if self._thread_setup is not None:
@@ -322,10 +336,10 @@ class QueryBatcher:
             except Exception:
                 logger.exception("could not set up the query embedding thread; embedding questions as it is")
         while True:
-            batch = [self._queue.get()]
+            batch = list(self._queue.get())
             while len(batch) < self._max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch += self._queue.get_nowait()
                 except queue.Empty:
                     break
             try:
@@ -407,6 +421,9 @@ class TEIEmbedder:
 
     def embed_query_soon(self, text: str) -> Future:
         return _query_batcher(self).submit(text)
+
+    def embed_queries_soon(self, texts: list[str]) -> list[Future]:
+        return _query_batcher(self).submit_many(texts)
 
     def embed_queries(self, texts: list[str]) -> list[QueryEmbedding]:
         # TEI's embedding route returns pooled vectors only.

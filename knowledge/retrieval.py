@@ -19,6 +19,7 @@ Weights were tuned on tests/fixtures/eval (see docs/retrieval.md); rank fusion (
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +82,8 @@ class RetrievedChunk:
     text_rank: int | None
     # The cross-encoder's score when a reranker is configured and answered (knowledge/reranking.py).
     rerank_score: float | None = None
+    # Word pieces of `text` in the embedding tokenizer (a prompt's cost is estimated from it).
+    token_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class SearchResult:
     embed_ms: float
     search_ms: float
     timings: dict[str, float] = field(default_factory=dict)
+    # Which search ran for a question in a conversation (knowledge.conversation): "none" when there was no history.
+    context: str = "none"
 
     @property
     def relevant_chunks(self) -> list[RetrievedChunk]:
@@ -106,11 +111,17 @@ def chunk_search(
     exact: bool | None = None,
     embedding: list[float] | None = None,
     query_tokens: np.ndarray | None = None,
+    text_query: str | None = None,
+    focus_documents: Mapping[int, float] | None = None,
 ) -> SearchResult:
     """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
     Pass `embedding` (and `query_tokens`) when the query is already embedded: the answer pipeline embeds it while
     it does other work (`Embedder.embed_query_soon`). `search_ms` is database time and fusion, `embed_ms` the
-    query's embedding."""
+    query's embedding.
+
+    `text_query` replaces `query` for the full-text half (a conversation searches the words of its recent turns).
+    `focus_documents` maps document ids to a bonus added to their chunks' scores; their nearest chunks join the
+    candidates (knowledge.conversation: the documents an earlier answer came from)."""
     if mode not in {"hybrid", "vector", "text"}:
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
@@ -135,12 +146,25 @@ def chunk_search(
                 exact=plan.exact if exact is None else exact,
                 ef_search=plan.ef_search,
             )
+            if focus_documents:
+                vector_hits += _vector_search_in_documents(
+                    cursor,
+                    knowledge_base_id=knowledge_base_id,
+                    document_ids=list(focus_documents),
+                    embedding=embedding,
+                    limit=candidates,
+                )
         timings["vector_ms"] = (time.perf_counter() - embedded) * 1000
         if mode != "vector":
-            text_hits = text_search(cursor, knowledge_base_id=knowledge_base_id, query=query, limit=candidates)
+            text_hits = text_search(
+                cursor,
+                knowledge_base_id=knowledge_base_id,
+                query=query if text_query is None else text_query,
+                limit=candidates,
+            )
         timings["text_ms"] = (time.perf_counter() - embedded) * 1000 - timings["vector_ms"]
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
-        similarity, text_key, signatures = _candidates_describe(
+        similarity, text_key, signatures, document_of = _candidates_describe(
             cursor, chunk_ids=candidate_ids, embedding=embedding, signatures=mode == "hybrid"
         )
 
@@ -157,6 +181,10 @@ def chunk_search(
             + LATE_INTERACTION_WEIGHT * late.get(chunk_id, 0.0)
             for chunk_id in candidate_ids
         }
+    if focus_documents:
+        scores = {
+            chunk_id: score + focus_documents.get(document_of.get(chunk_id), 0.0) for chunk_id, score in scores.items()
+        }
     reranker = get_reranker() if mode == "hybrid" else None
     wanted = max(k, settings.RERANK_CANDIDATES) if reranker is not None else k
     top_ids: list[int] = []
@@ -169,12 +197,23 @@ def chunk_search(
         if len(top_ids) == wanted:
             break
 
-    vector_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(vector_hits, start=1)}
+    vector_rank = {}
+    for rank, (chunk_id, _) in enumerate(vector_hits, start=1):
+        vector_rank.setdefault(chunk_id, rank)
     text_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(text_hits, start=1)}
     rows = (
         Chunk.objects.filter(id__in=top_ids)
         .select_related("document")
-        .only("id", "text", "heading_path", "document__id", "document__title", "document__url", "document__filename")
+        .only(
+            "id",
+            "text",
+            "heading_path",
+            "token_count",
+            "document__id",
+            "document__title",
+            "document__url",
+            "document__filename",
+        )
     )
     by_id = {row.id: row for row in rows}
     top_ids = [chunk_id for chunk_id in top_ids if chunk_id in by_id]
@@ -207,6 +246,7 @@ def chunk_search(
             vector_rank=vector_rank.get(chunk_id),
             text_rank=text_rank.get(chunk_id),
             rerank_score=rerank_scores.get(chunk_id),
+            token_count=by_id[chunk_id].token_count,
         )
         for chunk_id in top_ids
     ]
@@ -223,6 +263,37 @@ def chunk_search(
         search_ms=(finished - embedded - token_embed_seconds) * 1000,
         timings=timings,
     )
+
+
+def chunk_best_similarities(*, knowledge_base_id: int, embeddings: list[list[float]]) -> list[float]:
+    """For each vector, the cosine similarity of the knowledge base's nearest chunk (0 when it has none): one
+    single-row lookup each, through the same plan as search."""
+    best = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        plan = vector_search_plan(cursor, knowledge_base_id)
+        for embedding in embeddings:
+            hits = _vector_search(
+                cursor,
+                knowledge_base_id=knowledge_base_id,
+                embedding=embedding,
+                limit=1,
+                exact=plan.exact,
+                ef_search=plan.ef_search,
+            )
+            best.append(1.0 - hits[0][1] if hits else 0.0)
+    return best
+
+
+def chunk_similarities(*, chunk_ids: list[int], embedding: list[float]) -> dict[int, float]:
+    """Cosine similarity of each of these chunks to `embedding`."""
+    if not chunk_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, embedding <=> %s::vector FROM knowledge_chunk WHERE id = ANY(%s)",
+            [_vector_literal(embedding), chunk_ids],
+        )
+        return {chunk_id: 1.0 - float(distance) for chunk_id, distance in cursor.fetchall()}
 
 
 def _document_title(document) -> str:
@@ -298,6 +369,18 @@ def _vector_search(
         return hits
 
 
+def _vector_search_in_documents(
+    cursor, *, knowledge_base_id: int, document_ids: list[int], embedding: list[float], limit: int
+) -> list[tuple[int, float]]:
+    # A few documents' rows, found through the document foreign key and sorted exactly.
+    cursor.execute(
+        "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
+        " WHERE knowledge_base_id = %s AND document_id = ANY(%s) ORDER BY distance LIMIT %s",
+        [_vector_literal(embedding), knowledge_base_id, document_ids, limit],
+    )
+    return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
 def _tsquery_literal(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -351,30 +434,32 @@ def text_search(cursor, *, knowledge_base_id: int, query: str, limit: int) -> li
 
 
 def _candidates_describe(cursor, *, chunk_ids: list[int], embedding: list[float] | None, signatures: bool):
-    """Cosine similarity to the question (when embedded), a text fingerprint and, when asked for, the token
-    signature of each candidate."""
+    """Cosine similarity to the question (when embedded), a text fingerprint, the document and, when asked for,
+    the token signature of each candidate."""
     if not chunk_ids:
-        return {}, {}, {}
+        return {}, {}, {}, {}
     signature_column = "token_signature" if signatures else "NULL"
     if embedding is None:
         cursor.execute(
-            f"SELECT id, NULL, md5(text), {signature_column} FROM knowledge_chunk WHERE id = ANY(%s)",  # noqa: S608
+            f"SELECT id, NULL, md5(text), {signature_column}, document_id"  # noqa: S608
+            " FROM knowledge_chunk WHERE id = ANY(%s)",
             [chunk_ids],
         )
     else:
         cursor.execute(
-            f"SELECT id, embedding <=> %s::vector, md5(text), {signature_column}"  # noqa: S608
+            f"SELECT id, embedding <=> %s::vector, md5(text), {signature_column}, document_id"  # noqa: S608
             " FROM knowledge_chunk WHERE id = ANY(%s)",
             [_vector_literal(embedding), chunk_ids],
         )
-    similarity, text_key, signature = {}, {}, {}
-    for chunk_id, distance, fingerprint, token_signature in cursor.fetchall():
+    similarity, text_key, signature, document = {}, {}, {}, {}
+    for chunk_id, distance, fingerprint, token_signature, document_id in cursor.fetchall():
         if distance is not None:
             similarity[chunk_id] = 1.0 - float(distance)
         text_key[chunk_id] = fingerprint
+        document[chunk_id] = document_id
         if signatures:
             signature[chunk_id] = bytes(token_signature) if token_signature is not None else None
-    return similarity, text_key, signature
+    return similarity, text_key, signature, document
 
 
 def _late_interaction(

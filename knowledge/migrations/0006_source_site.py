@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('knowledge', '0004_chunk_token_signature'),
+        ('knowledge', '0005_reparse_markdown_and_html'),
     ]
 
     operations = [

@@ -1,6 +1,7 @@
 """Ingestion into the real database with the real embedding model: sources become documents and chunks."""
 
 import hashlib
+import importlib
 import threading
 import time
 from datetime import timedelta
@@ -93,6 +94,24 @@ def test_a_changed_document_replaces_its_chunks_and_embeds_only_the_changed_ones
     texts = list(Chunk.objects.filter(document__source=source).values_list("text", flat=True))
     assert any("within 60 days" in text for text in texts)
     assert not any("within 30 days" in text for text in texts)
+
+
+def test_after_the_parsing_fixes_markdown_and_web_pages_are_parsed_again_at_their_next_ingestion(knowledge_base):
+    reparse = importlib.import_module("knowledge.migrations.0005_reparse_markdown_and_html").FORGET_CONTENT_HASHES
+    guide = source_add_file(knowledge_base=knowledge_base, filename="shipping.md", data=GUIDE)
+    handbook = source_add_file(knowledge_base=knowledge_base, filename="handbook.pdf", data=make_pdf([["Holidays."]]))
+    for source in (guide, handbook):
+        source_ingest(source=source)
+    # What the old parser kept of an illustration.
+    Chunk.objects.filter(document__source=guide, position=0).update(text="![Our van](van.png)")
+    with connection.cursor() as cursor:
+        cursor.execute(reparse)
+
+    assert Document.objects.get(source=handbook).content_hash
+    assert source_ingest(source=handbook).unchanged == 1
+    report = source_ingest(source=guide)
+    assert (report.indexed, report.chunks_embedded) == (1, 0)  # parsed again; the chunks' vectors are reused
+    assert not Chunk.objects.filter(document__source=guide, text__contains="![").exists()
 
 
 def test_chunks_carry_token_signatures_and_a_chunk_without_one_is_embedded_again(knowledge_base):

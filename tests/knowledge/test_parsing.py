@@ -201,7 +201,57 @@ def test_it_never_takes_script_text_from_a_page_full_of_scripts():
     assert "All systems are running normally" in document.sections[0].text
 
 
+def test_a_figure_does_not_flatten_a_web_page_and_its_caption_stays_as_text():
+    html = """<html><head><title>Setup</title></head><body><article><h1>Setup</h1>
+    <p>Run <code>make run</code>, then point <code>TGI_URL</code> at your model server.</p>
+    <figure><img src="phone.png" alt="The widget on a phone"><figcaption>The widget, full screen</figcaption></figure>
+    <p>Put the snippet inside the <code>&lt;body&gt;</code> element of every page that shows the widget.</p>
+    </article></body></html>"""
+
+    [section] = parse_document(data=html.encode(), filename="setup.html").sections
+
+    assert section.text == (
+        "Run `make run`, then point `TGI_URL` at your model server.\n\n"
+        "The widget, full screen\n\n"
+        "Put the snippet inside the `<body>` element of every page that shows the widget."
+    )
+
+
 # --- Markdown, text ---
+
+
+def test_it_drops_markdown_illustrations_and_keeps_inline_image_text_without_the_bang():
+    markdown = b"""# Parley
+
+![The widget on a desktop page](docs/screenshots/widget-desktop.png)
+![The widget on a phone](docs/screenshots/widget-phone.png)
+
+Status: ![build passing](https://ci.example/badge.svg) on every commit.
+"""
+
+    [section] = parse_document(data=markdown, filename="README.md").sections
+
+    assert section.text == "Status: build passing on every commit."
+
+
+def test_it_keeps_tags_inside_code_spans_and_spaces_around_removed_tags():
+    markdown = b"""# Widget
+
+The loader draws inside a `<body>` element; requests need `Authorization: Bearer <token>`.
+Press <kbd>Esc</kbd> to close, set <code>TGI_URL</code> to a server.<br>Then reload.
+
+| Setting | Meaning |
+|---|---|
+| `data-lang` | <b>en</b>, fr or de<br>(the page's `<html lang>`) |
+"""
+
+    [section] = parse_document(data=markdown, filename="widget.md").sections
+
+    assert section.text == (
+        "The loader draws inside a `<body>` element; requests need `Authorization: Bearer <token>`.\n"
+        "Press Esc to close, set `TGI_URL` to a server. Then reload.\n\n"
+        "| Setting | Meaning |\n|---|---|\n| `data-lang` | en, fr or de (the page's `<html lang>`) |"
+    )
 
 
 def test_it_reads_markdown_headings_and_keeps_code_as_text():

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from knowledge import retrieval
 from knowledge.embeddings import EMBEDDING_DIMENSIONS
-from knowledge.evaluation import questions_load, retrieval_evaluate
+from knowledge.evaluation import conversations_evaluate, conversations_load, questions_load, retrieval_evaluate
 from knowledge.models import Chunk, Document, KnowledgeBase, Source, Term
 from knowledge.retrieval import chunk_search
 from knowledge.services import knowledge_base_create, source_add_faq, source_add_file, source_delete, source_ingest
@@ -231,6 +231,24 @@ def test_hybrid_retrieval_on_the_evaluation_set(evalset):
     assert hybrid.recall_at_k > first_stage.recall_at_k >= 0.78
     assert first_stage.recall_at_k > vector.recall_at_k + 0.05
     assert text.recall_at_k >= 0.5
+
+
+def test_follow_ups_keep_the_thread_on_the_conversation_set(evalset):
+    conversations = conversations_load(EVAL_DIR / "conversations.jsonl")
+
+    def last_turn_alone(*, knowledge_base_id, question, history, previous_chunk_ids, k, mode):
+        return chunk_search(knowledge_base_id=knowledge_base_id, query=question, k=k, mode=mode)
+
+    with_context = conversations_evaluate(knowledge_base_id=evalset.id, conversations=conversations, k=5)
+    alone = conversations_evaluate(
+        knowledge_base_id=evalset.id, conversations=conversations, k=5, retriever=last_turn_alone
+    )
+
+    # Measured 0.621 with the conversation's context, 0.345 for the last turn alone, 0.707 for the first turns
+    # (docs/retrieval.md). The goal (within 0.05 of the first turns) is not met yet.
+    assert with_context.recall_at_k >= 0.58, with_context.misses
+    assert with_context.recall_at_k > alone.recall_at_k + 0.2
+    assert with_context.first_question.recall_at_k == alone.first_question.recall_at_k >= 0.68
 
 
 def test_a_knowledge_base_that_is_most_of_the_table_is_searched_through_hnsw_and_small_shares_exactly():

@@ -1,0 +1,146 @@
+"""Conversation-aware retrieval on the real database with the real embedding model, over the small shop's help
+pages of conftest.py."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from knowledge.conversation import conversation_search
+from knowledge.embeddings import get_embedder
+from knowledge.retrieval import MIN_RELEVANCE, chunk_search
+
+pytestmark = pytest.mark.django_db
+
+
+def _statements(queries) -> list[str]:
+    # Savepoint names differ from one transaction to the next; the statements must not.
+    return [re.sub(r'"s\d+_x\d+"', "SAVEPOINT", query["sql"]) for query in queries]
+
+
+def sections(result) -> list[str]:
+    return [chunk.heading_path[-1] for chunk in result.chunks]
+
+
+def test_it_answers_a_follow_up_from_the_earlier_turn(shop):
+    first = chunk_search(knowledge_base_id=shop.id, query="Do you ship to Norway?", k=3)
+    alone = chunk_search(knowledge_base_id=shop.id, query="How long does it take?", k=3)
+
+    follow_up = conversation_search(
+        knowledge_base_id=shop.id,
+        question="How long does it take?",
+        history=["Do you ship to Norway?"],
+        previous_chunk_ids=[chunk.chunk_id for chunk in first.chunks],
+        k=3,
+    )
+
+    assert sections(alone)[0] != "Delivery to Norway"  # the question alone is about any duration
+    assert follow_up.context == "follow_up"
+    assert sections(follow_up)[0] == "Delivery to Norway"
+    assert follow_up.timings["context_embed_ms"] > 0
+
+
+def test_it_searches_a_change_of_subject_as_a_question_of_its_own(shop):
+    first = chunk_search(knowledge_base_id=shop.id, query="Do you ship to Norway?", k=3)
+
+    result = conversation_search(
+        knowledge_base_id=shop.id,
+        question="How long is the warranty on a kettle?",
+        history=["Do you ship to Norway?"],
+        previous_chunk_ids=[chunk.chunk_id for chunk in first.chunks],
+        k=3,
+    )
+
+    assert result.context == "standalone"
+    assert sections(result)[0] == "How long the warranty lasts"
+
+
+def test_a_follow_up_that_opens_with_and_keeps_the_thread_without_earlier_passages(shop):
+    result = conversation_search(
+        knowledge_base_id=shop.id,
+        question="and when do I get my money back?",
+        history=["Can I return a kettle I don't like?"],
+        k=2,
+    )
+
+    assert result.context == "follow_up"
+    assert set(sections(result)) == {"Sending something back", "Refunds"}
+
+
+def test_a_first_question_costs_exactly_what_a_plain_search_costs(shop):
+    embedded = get_embedder(None).embed_query_soon("Do you ship to Norway?").result()
+
+    with CaptureQueriesContext(connection) as plain_queries:
+        plain = chunk_search(
+            knowledge_base_id=shop.id,
+            query="Do you ship to Norway?",
+            k=3,
+            embedding=embedded.vector,
+            query_tokens=embedded.tokens,
+        )
+    with CaptureQueriesContext(connection) as conversation_queries:
+        first = conversation_search(
+            knowledge_base_id=shop.id, question="Do you ship to Norway?", history=["", "  "], k=3, embedded=embedded
+        )
+
+    assert _statements(conversation_queries) == _statements(plain_queries)
+    assert first.context == "none"
+    assert "context_embed_ms" not in first.timings
+    assert [chunk.chunk_id for chunk in first.chunks] == [chunk.chunk_id for chunk in plain.chunks]
+
+
+def test_a_rewrite_hook_is_asked_only_for_follow_ups_and_its_question_is_searched(shop):
+    asked = []
+
+    def rewrite(*, question, history):
+        asked.append((question, list(history)))
+        return "How many working days does delivery to Norway take?"
+
+    follow_up = conversation_search(
+        knowledge_base_id=shop.id,
+        question="How long does it take?",
+        history=["Do you ship to Norway?"],
+        k=3,
+        rewrite=rewrite,
+    )
+    conversation_search(
+        knowledge_base_id=shop.id,
+        question="How long is the warranty on a kettle?",
+        history=["Do you ship to Norway?"],
+        k=3,
+        rewrite=rewrite,
+    )
+
+    assert asked == [("How long does it take?", ["Do you ship to Norway?"])]
+    assert follow_up.context == "rewritten"
+    assert sections(follow_up)[0] == "Delivery to Norway"
+
+
+def test_a_rewrite_hook_that_gives_nothing_leaves_the_embedding_based_search(shop):
+    result = conversation_search(
+        knowledge_base_id=shop.id,
+        question="How long does it take?",
+        history=["Do you ship to Norway?"],
+        k=3,
+        rewrite=lambda *, question, history: None,
+    )
+
+    assert result.context == "follow_up"
+    assert sections(result)[0] == "Delivery to Norway"
+
+
+def test_a_follow_up_is_judged_relevant_by_the_conversation_s_topic(shop):
+    alone = chunk_search(knowledge_base_id=shop.id, query="and how long until the money is back?", k=2)
+
+    follow_up = conversation_search(
+        knowledge_base_id=shop.id,
+        question="and how long until the money is back?",
+        history=["Can I return a kettle I don't like?"],
+        k=2,
+    )
+
+    refund = next(chunk for chunk in follow_up.chunks if chunk.heading_path == ["Refunds"])
+    assert follow_up.relevant
+    assert refund.similarity >= MIN_RELEVANCE
+    assert refund.similarity > max(chunk.similarity for chunk in alone.chunks if chunk.chunk_id == refund.chunk_id)
