@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Literal
 import pypdf
 from markdown_it import MarkdownIt
 
+from knowledge.markup import clean_inline_markdown, inline_text, only_images, strip_tags, without_images
+
 if TYPE_CHECKING:
     from docx.table import Table
-    from markdown_it.token import Token
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text", "csv"]
 ParseFailure = Literal["corrupt", "encrypted", "empty", "too_large", "unsupported"]
@@ -353,7 +354,7 @@ def _parse_html(html: str, *, fallback_title: str) -> ParsedDocument:
         "include_links": False,
         "include_images": False,
     }
-    content = _without_images(html)
+    content = without_images(html)
     main_text = trafilatura.extract(content, **extraction_options) or trafilatura.extract(
         content, favor_recall=True, **extraction_options
     )
@@ -361,7 +362,7 @@ def _parse_html(html: str, *, fallback_title: str) -> ParsedDocument:
     page_title = _clean_title(metadata.title if metadata is not None and metadata.title else "")
     if not page_title:
         title_match = re.search(r"<title[^>]*>(.*?)</title>", html, flags=re.IGNORECASE | re.DOTALL)
-        page_title = _clean_title(_strip_tags(title_match.group(1))) if title_match else ""
+        page_title = _clean_title(strip_tags(title_match.group(1))) if title_match else ""
     parsed = _parse_markdown(main_text or "", fallback_title=page_title or fallback_title)
     if page_title:
         parsed = ParsedDocument(title=page_title, format="html", sections=_drop_leading_title(parsed, page_title))
@@ -390,7 +391,7 @@ def _parse_markdown(markdown_text: str, *, fallback_title: str) -> ParsedDocumen
             index += 1
             continue
         if token.type == "heading_open":
-            heading_text = _inline_text(tokens[index + 1]) if index + 1 < len(tokens) else ""
+            heading_text = inline_text(tokens[index + 1]) if index + 1 < len(tokens) else ""
             builder.start_heading(level=int(token.tag[1]), text=heading_text)
             index += 3
             continue
@@ -399,8 +400,8 @@ def _parse_markdown(markdown_text: str, *, fallback_title: str) -> ParsedDocumen
             block_text = "\n".join(lines[start:end])
             if token.type in ("fence", "code_block"):
                 builder.add_text(block_text)
-            elif token.type != "html_block" and not _only_images(tokens, index):
-                builder.add_text(_clean_inline_markdown(block_text))
+            elif token.type != "html_block" and not only_images(tokens, index):
+                builder.add_text(clean_inline_markdown(block_text))
             # Skip to the matching close token so nested blocks are taken once, as source lines.
             if token.type.endswith("_open"):
                 close_type = token.type.replace("_open", "_close")
@@ -537,90 +538,6 @@ def _clean_title(title: str) -> str:
 def _title_from_filename(filename: str) -> str:
     stem = PurePosixPath(filename.replace("\\", "/")).stem
     return re.sub(r"[_\s]+", " ", stem).strip() or "Untitled document"
-
-
-# A code span: a run of backticks, then anything up to the same run (CommonMark).
-_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).+?(?<!`)\1(?!`)", re.DOTALL)
-# ![alt](url "title") and ![alt][reference]
-_MARKDOWN_IMAGE = re.compile(
-    r"!\[([^\]]*)\](?:\((?:[^()\s]+|\([^()]*\))*(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)|\[[^\]]*\])"
-)
-# An HTML tag that Markdown passes through (an escaped `\<` is text).
-_HTML_TAG = re.compile(r"(?<!\\)<(/?)([A-Za-z][A-Za-z0-9-]*)((?:\s[^<>]*)?)/?>")
-_HTML_ALT = re.compile(r"\balt\s*=\s*(?:\"([^\"]*)\"|'([^']*)')", re.IGNORECASE)
-# Tags that end a line or a cell: removing them must not run the words on either side together.
-_BREAKING_TAGS = frozenset(
-    {"address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure", "footer"}
-    | {"h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "ol", "p", "pre", "section", "table", "tbody", "td"}
-    | {"tfoot", "th", "thead", "tr", "ul"}
-)
-
-
-def _clean_inline_markdown(text: str) -> str:
-    """A Markdown block as a reader would read it, still Markdown: images become their alt text (never "!alt"),
-    inline HTML tags go (`<code>` becomes a code span, a tag that breaks a line or a cell leaves a space), and
-    code spans are kept exactly (`<body>` inside backticks is text, not a tag)."""
-    pieces, position = [], 0
-    for span in _CODE_SPAN.finditer(text):
-        pieces.append(_clean_outside_code(text[position : span.start()]))
-        pieces.append(span.group(0))
-        position = span.end()
-    pieces.append(_clean_outside_code(text[position:]))
-    return "".join(pieces)
-
-
-def _clean_outside_code(text: str) -> str:
-    text = re.sub(r"<(script|style)\b.*?(</\1\s*>|$)", "", text, flags=re.IGNORECASE | re.DOTALL)
-    text = _MARKDOWN_IMAGE.sub(lambda match: match.group(1).strip(), text)
-
-    def replace_tag(match: re.Match) -> str:
-        name = match.group(2).lower()
-        if name == "code":
-            return "`"
-        if name == "img":
-            alt = _HTML_ALT.search(match.group(3) or "")
-            return (alt.group(1) or alt.group(2) or "") if alt else ""
-        return " " if name in _BREAKING_TAGS else ""
-
-    return _HTML_TAG.sub(replace_tag, text)
-
-
-def _only_images(tokens: list[Token], index: int) -> bool:
-    """Whether the paragraph opening at `tokens[index]` holds nothing but images: an illustration, not text."""
-    if tokens[index].type != "paragraph_open" or index + 1 >= len(tokens):
-        return False
-    children = tokens[index + 1].children or []
-    images = [child for child in children if child.type == "image"]
-    rest = [child for child in children if child.type not in ("image", "softbreak", "hardbreak")]
-    return bool(images) and all(child.type == "text" and not child.content.strip() for child in rest)
-
-
-def _without_images(html: str) -> str:
-    """The page without pictures: images are not text, and a `<figure>` made trafilatura flatten the whole page
-    into one line, code spans and paragraphs lost. A caption stays, as a paragraph."""
-    html = re.sub(r"<(picture|svg)\b.*?</\1\s*>", "", html, flags=re.IGNORECASE | re.DOTALL)
-    html = re.sub(r"<img\b[^>]*>", "", html, flags=re.IGNORECASE)
-    html = re.sub(r"<(/?)figcaption\b[^>]*>", r"<\1p>", html, flags=re.IGNORECASE)
-    return re.sub(r"<(/?)figure\b[^>]*>", r"<\1div>", html, flags=re.IGNORECASE)
-
-
-def _strip_tags(html: str) -> str:
-    return re.sub(r"<[^>]+>", " ", html)
-
-
-def _inline_text(inline: Token) -> str:
-    """The words of an inline Markdown run as a reader sees them: emphasis markers and inline HTML dropped, code
-    spans verbatim (`__init__`), entities decoded, links reduced to their text. Going by the parser's tokens rather
-    than stripping characters keeps the underscores of names (`make_archive`)."""
-    parts = []
-    for child in inline.children or []:
-        if child.type in ("text", "code_inline"):
-            parts.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
-            parts.append(" ")
-        elif child.type == "image":
-            parts.append(child.content)
-    return re.sub(r"\s+", " ", "".join(parts)).strip()
 
 
 def _human_size(size: int) -> str:
