@@ -73,7 +73,7 @@ def webhook_post(*, url: str, secret: str, event: str, delivery_key: str, payloa
     one delivery, so a receiver can drop a repeat after a worker crash."""
     problem = address_problem(url, allow_private=allow_private)
     if problem:
-        return Sent(False, error=problem[:500])
+        return Sent(False, error=f"Refused: {problem}"[:500])
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     timestamp = str(int(time.time()))
     headers = {

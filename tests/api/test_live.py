@@ -244,7 +244,7 @@ def test_every_curl_example_of_the_docs_works(live, tmp_path):
         assert output, block
         if "text/event-stream" not in block and "-o leads.csv" not in block:
             json.loads(output)  # every other example answers JSON
-    assert (tmp_path / "leads.csv").read_text().startswith("id,created_at")
+    assert (tmp_path / "leads.csv").read_text().startswith('"id","created_at"')
     live.bot.refresh_from_db()
     assert live.bot.strict_mode and live.bot.greeting.startswith("Hi! Ask me")
     assert WebhookSubscription.objects.filter(url=live.receiver.url).count() == 2
