@@ -421,6 +421,9 @@ INSIGHTS_IDLE_MINUTES = env_int("INSIGHTS_IDLE_MINUTES", 30)
 
 # Web sources may not reach private network addresses (SSRF) unless this is on, or the source allows it.
 PARLEY_ALLOW_PRIVATE_URLS = env_bool("PARLEY_ALLOW_PRIVATE_URLS", False)
+# How long a process reuses what it read of the webhook subscriptions (every visitor message asks whether anyone
+# subscribed); a subscription added in another process starts receiving events within this time. 0: ask each time.
+WEBHOOK_SUBSCRIPTIONS_CACHE_S = env_float("WEBHOOK_SUBSCRIPTIONS_CACHE_S", 5.0)
 # Called with each source as its ingestion progresses (the knowledge library imports nothing of Parley's): pushes
 # the progress to the administrators' dashboards. Empty: nobody is told.
 KNOWLEDGE_PROGRESS_CALLBACK = "chatbot.bots.progress.source_progress_publish"

@@ -38,6 +38,9 @@ for _limit in (
     "CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP",
 ):
     os.environ.setdefault(_limit, "1000000")
+# Tests make and change webhook subscriptions straight in the database and expect the next event to see them; ids
+# come back with every test database. (tests/api/test_webhooks.py checks the cache itself.)
+os.environ.setdefault("WEBHOOK_SUBSCRIPTIONS_CACHE_S", "0")
 # Several test runs may share the embedded servers (a developer's and an editor's): each gets its own database.
 os.environ.setdefault("PARLEY_TEST_DATABASE_NAME", f"test_parley_{os.getpid()}")
 embedded.configure_environment()

@@ -1,6 +1,7 @@
 """Conversation reads and writes: what the chat consumer, the answer task and the dashboard call."""
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import BigIntegerField, Exists, OuterRef, Subquery, Value
 from django.utils import timezone
 
 from chatbot.answers.tasks import answer_message
@@ -26,6 +27,7 @@ def conversation_resume_or_start(
     """The visitor's latest conversation with the bot, or a new one."""
     conversation = Conversation.objects.filter(bot=bot, visitor_id=visitor_id).order_by("-last_message_at").first()
     if conversation is not None:
+        conversation.bot = bot  # the caller's bot: every message of the socket reads it (language, lead form)
         return conversation
     conversation = Conversation.objects.create(
         bot=bot,
@@ -73,28 +75,40 @@ def message_receive(
     person), the bot's answer to come; the answer task is queued once both are committed (unless
     `dispatch_answer` is off: the caller runs it). Returns (visitor message, bot message or None). A message
     re-sent with the same client id (a reconnect) is not saved twice. Open dashboards are told after commit."""
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    if client_id:
-        existing = conversation.messages.filter(client_id=client_id).first()
-        if existing is not None:
-            reply = conversation.messages.filter(in_reply_to=existing).first()
-            return existing, reply
-    if conversation_streaming_message(conversation=conversation) is not None:
-        raise ConversationBusy
-    try:
-        with transaction.atomic():
-            visitor_message = Message.objects.create(
-                conversation=conversation, role=Message.Role.VISITOR, text=text, client_id=client_id
+    # One locked read says everything the write needs: the conversation's row lock serialises every message of
+    # the conversation (two tabs, a reconnect's resend), so what it finds stays true until the commit.
+    locked = (
+        Conversation.objects.select_for_update()
+        .only("id", "taken_over_by_id")
+        .annotate(
+            streaming=Exists(
+                Message.objects.filter(
+                    conversation=OuterRef("pk"), role=Message.Role.BOT, status=Message.Status.STREAMING
+                )
+            ),
+            resent_id=Subquery(
+                Message.objects.filter(conversation=OuterRef("pk"), client_id=client_id).values("id")[:1]
             )
-    except IntegrityError:
-        visitor_message = conversation.messages.get(client_id=client_id)
-        return visitor_message, conversation.messages.filter(in_reply_to=visitor_message).first()
-    conversation.last_message_at = timezone.now()
+            if client_id
+            else Value(None, output_field=BigIntegerField()),
+        )
+        .get(pk=conversation.pk)
+    )
+    if locked.resent_id is not None:
+        existing = Message.objects.get(id=locked.resent_id)
+        return existing, Message.objects.filter(in_reply_to=existing).first()
+    if locked.streaming:
+        raise ConversationBusy
+    visitor_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.VISITOR, text=text, client_id=client_id
+    )
     # A visitor who writes again reopens a conversation staff had marked resolved (the inbox shows it again).
-    conversation.resolved_at = None
-    conversation.save(update_fields=["last_message_at", "resolved_at"])
+    conversation.last_message_at, conversation.resolved_at = timezone.now(), None
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_message_at=conversation.last_message_at, resolved_at=None
+    )
     bot_message = None
-    if conversation.taken_over_by_id is None and answer:
+    if locked.taken_over_by_id is None and answer:
         bot_message = Message.objects.create(
             conversation=conversation,
             role=Message.Role.BOT,

@@ -3,6 +3,7 @@ subscribed URL, in the transaction that made it happen, sent by a worker once co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -21,6 +22,8 @@ def webhook_event_emit(*, bot: Bot, event: str, data: dict | Callable[[], dict])
     a function, then called only when somebody did)."""
     if event not in WEBHOOK_EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
+    if event not in _events_subscribed(bot_id=bot.id):
+        return []
     subscriptions = list(
         WebhookSubscription.objects.filter(active=True, events__contains=[event])
         .filter(Q(bot_id=bot.id) | Q(bot__isnull=True))
@@ -37,6 +40,30 @@ def webhook_event_emit(*, bot: Bot, event: str, data: dict | Callable[[], dict])
     ids = [delivery.id for delivery in deliveries]
     transaction.on_commit(lambda: [webhook_deliver.delay(delivery_id) for delivery_id in ids])
     return ids
+
+
+# Per process: the events somebody subscribed to, by bot, for WEBHOOK_SUBSCRIPTIONS_CACHE_S. Every visitor message
+# asks; nearly always nobody listens, and the answer is the same for seconds at a time. Changes made in this
+# process (`subscriptions_forget`) count at once, others within that time.
+_subscribed: dict[int, tuple[float, frozenset[str]]] = {}
+
+
+def _events_subscribed(*, bot_id: int) -> frozenset[str]:
+    ttl = settings.WEBHOOK_SUBSCRIPTIONS_CACHE_S
+    now = time.monotonic()
+    cached = _subscribed.get(bot_id)
+    if ttl > 0 and cached is not None and cached[0] > now:
+        return cached[1]
+    rows = WebhookSubscription.objects.filter(active=True).filter(Q(bot_id=bot_id) | Q(bot__isnull=True))
+    events = frozenset(event for row in rows.values_list("events", flat=True) for event in row)
+    if ttl > 0:
+        _subscribed[bot_id] = (now + ttl, events)
+    return events
+
+
+def subscriptions_forget() -> None:
+    """Subscriptions changed: ask the database again at the next event."""
+    _subscribed.clear()
 
 
 def conversation_data(conversation: Conversation) -> dict:
@@ -69,31 +96,31 @@ def message_data(message: Message) -> dict:
     }
 
 
-def conversation_started_emit(*, conversation: Conversation) -> None:
-    webhook_event_emit(
+def conversation_started_emit(*, conversation: Conversation) -> list[int]:
+    return webhook_event_emit(
         bot=conversation.bot,
         event="conversation.started",
         data=lambda: {"conversation": conversation_data(conversation)},
     )
 
 
-def message_created_emit(*, bot: Bot, message_id: int) -> None:
+def message_created_emit(*, bot: Bot, message_id: int) -> list[int]:
     """A visitor's, staff member's or the bot's (finished) message was saved."""
-    webhook_event_emit(
+    return webhook_event_emit(
         bot=bot, event="message.created", data=lambda: {"message": message_data(Message.objects.get(id=message_id))}
     )
 
 
-def feedback_negative_emit(*, bot: Bot, message_id: int) -> None:
-    webhook_event_emit(
+def feedback_negative_emit(*, bot: Bot, message_id: int) -> list[int]:
+    return webhook_event_emit(
         bot=bot,
         event="feedback.negative",
         data=lambda: {"message": message_data(Message.objects.get(id=message_id))},
     )
 
 
-def handoff_requested_emit(*, conversation: Conversation, status: str, summary: str) -> None:
-    webhook_event_emit(
+def handoff_requested_emit(*, conversation: Conversation, status: str, summary: str) -> list[int]:
+    return webhook_event_emit(
         bot=conversation.bot,
         event="handoff.requested",
         data=lambda: {"status": status, "summary": summary, "conversation": conversation_data(conversation)},

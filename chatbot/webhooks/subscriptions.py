@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from chatbot.models import WEBHOOK_EVENTS, Bot, WebhookSubscription
+from chatbot.webhooks.events import subscriptions_forget
 from knowledge.web import address_problem
 
 
@@ -38,13 +39,15 @@ def subscription_create(
     problems = subscription_problems(url=url, events=events, allow_private=allow_private_addresses)
     if problems:
         raise SubscriptionInvalid(problems)
-    return WebhookSubscription.objects.create(
+    subscription = WebhookSubscription.objects.create(
         bot=bot,
         url=url,
         events=sorted(set(events), key=WEBHOOK_EVENTS.index),
         description=description[:200],
         allow_private_addresses=allow_private_addresses,
     )
+    subscriptions_forget()
+    return subscription
 
 
 def subscriptions_for(*, bots: QuerySet[Bot], all_bots: bool) -> QuerySet[WebhookSubscription]:
@@ -55,3 +58,4 @@ def subscriptions_for(*, bots: QuerySet[Bot], all_bots: bool) -> QuerySet[Webhoo
 
 def subscription_delete(*, subscription: WebhookSubscription) -> None:
     subscription.delete()
+    subscriptions_forget()

@@ -21,6 +21,7 @@ from chatbot.webhooks.delivery import (
     TIMESTAMP_HEADER,
     webhook_signature_verify,
 )
+from chatbot.webhooks.events import message_created_emit, subscriptions_forget
 from chatbot.webhooks.sending import webhook_deliveries_send_due, webhook_delivery_attempt
 from chatbot.webhooks.subscriptions import SubscriptionInvalid, subscription_create
 from tests.leads.conftest import GOOD, LEAD_FORM
@@ -86,6 +87,26 @@ def test_a_subscription_gets_only_its_bots_and_its_events(acme, globex, receiver
     message_receive(conversation=conversation, text="Hello", dispatch_answer=False)
     webhook_deliveries_send_due()
     assert [(e["event"], e["bot"]) for e in received(receiver)] == [("conversation.started", "globex")]
+
+
+def test_a_process_asks_the_database_who_subscribed_once_per_interval_and_at_once_after_its_own_changes(
+    acme, receiver, settings, django_assert_num_queries
+):
+    settings.WEBHOOK_SUBSCRIPTIONS_CACHE_S = 60
+    subscriptions_forget()
+    conversation = conversation_resume_or_start(bot=acme, visitor_id="v1")
+    message_created_emit(bot=acme, message_id=0)  # nobody subscribed: one query, remembered
+    with django_assert_num_queries(0):
+        message_created_emit(bot=acme, message_id=0)
+    subscription = subscribe(receiver, bot=acme, events=["message.created"])  # a change here counts at once
+    message_receive(conversation=conversation, text="Hello", dispatch_answer=False)
+    # A change made elsewhere (here: straight in the database) waits for the interval.
+    WebhookSubscription.objects.filter(id=subscription.id).update(events=["lead.created"])
+    with django_assert_num_queries(1):  # the subscribers of message.created, no longer any
+        assert message_created_emit(bot=acme, message_id=0) == []
+    subscriptions_forget()
+    webhook_deliveries_send_due()
+    assert [e["event"] for e in received(receiver)] == ["message.created"]
 
 
 def test_a_delivery_is_signed_with_the_subscriptions_secret(acme, receiver):
