@@ -286,8 +286,11 @@ STAGES = {
                               "psycopg", "kombu/", "celery/")),
     ],
 }  # fmt: skip
+# A thread waiting for a socket or a lock is not using CPU, though py-spy may sample it as busy: the model server's
+# next token, Redis's or PostgreSQL's answer.
 IDLE_WORDS = ("select (selectors", "poll (selectors", "wait (threading", "_worker (concurrent", "epoll",
-              "recv_into (socket", "readinto (socket", "sleep", "accept")  # fmt: skip
+              "recv_into (socket", "readinto (socket", "sleep", "accept", "SyncStream.read (httpcore",
+              "_read_from_socket (redis", "Connection.wait (psycopg", "wait (psycopg/", "acquire (")  # fmt: skip
 
 
 def stage_shares(path: Path, kind: str) -> dict[str, float]:

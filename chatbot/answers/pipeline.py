@@ -71,7 +71,7 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
     # The question's vector is computed while the history loads and the typing indicator goes out.
     question_vector = _question_embedding_soon(bot, question)
     history = _history(message)
-    relay().group_send(group, typing_event(message_id=message.id))
+    relay().group_send_nowait(group, typing_event(message_id=message.id))
     embedded, embed_ms = _embedding_wait(question_vector, since=started)
 
     approved = _approved_answer(bot, question, embedded.vector if embedded else None)

@@ -1,7 +1,8 @@
 """The worker's side of the answer watchdog (chatbot.answers.watchdog): while it answers, a worker process keeps a
 record per answer in Redis, a heartbeat and the text so far, written by one background thread at most every
-CHECKPOINT_INTERVAL_S (never per token, never to the database). The record is deleted once the answer is saved;
-if the process dies, the record goes stale and the web side ends the answer with what was checkpointed.
+CHECKPOINT_INTERVAL_S (never per token, never to the database; the text is appended to, never rewritten). The
+record is deleted once the answer is saved; if the process dies, the record goes stale and the web side ends the
+answer with what was checkpointed.
 """
 
 import logging
@@ -12,7 +13,7 @@ import redis
 from celery.signals import task_received
 
 from chatbot.realtime.connections import sync_client
-from chatbot.realtime.keys import answer_progress_key
+from chatbot.realtime.keys import answer_progress_key, answer_progress_text_key
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ class AnswerProgress:
         with self._lock:
             self._parts.append(text)
 
-    def replace(self, text: str) -> None:
-        with self._lock:
-            self._parts = [text]
-
     def text(self) -> str:
         with self._lock:
             return "".join(self._parts)
@@ -49,7 +46,7 @@ class AnswerProgress:
     def finish(self) -> None:
         _checkpointer().remove(self)
         try:
-            sync_client().delete(answer_progress_key(self.message_id))
+            sync_client().delete(answer_progress_key(self.message_id), answer_progress_text_key(self.message_id))
         except redis.RedisError as error:
             logger.warning("could not clear the progress record of message %s: %s", self.message_id, error)
 
@@ -94,16 +91,19 @@ class _Checkpointer:
     def _write(self, answers: list[AnswerProgress]) -> None:
         now = str(time.time())
         pipe = sync_client().pipeline(transaction=False)
+        texts = []
         for progress in answers:
-            text = progress.text()
-            fields = {"beat": now}
-            if self._written.get(progress.message_id) != len(text):
-                fields["text"] = text
-            pipe.hset(answer_progress_key(progress.message_id), mapping=fields)
-            pipe.expire(answer_progress_key(progress.message_id), RECORD_TTL_S)
+            message_id, text = progress.message_id, progress.text()
+            written = self._written.get(message_id)
+            pipe.hset(answer_progress_key(message_id), "beat", now)
+            if written is None:  # new here, or after a Redis restart: the whole record
+                pipe.expire(answer_progress_key(message_id), RECORD_TTL_S)
+                pipe.set(answer_progress_text_key(message_id), text, ex=RECORD_TTL_S)
+            elif len(text) > written:
+                pipe.append(answer_progress_text_key(message_id), text[written:])
+            texts.append((message_id, len(text)))
         pipe.execute()
-        for progress in answers:
-            self._written[progress.message_id] = len(progress.text())
+        self._written.update(texts)
 
 
 _instance: _Checkpointer | None = None

@@ -29,7 +29,7 @@ from chatbot.answers.texts import answer_text, text_language
 from chatbot.models import Message
 from chatbot.realtime.async_db import db_async
 from chatbot.realtime.connections import async_client, sync_client
-from chatbot.realtime.keys import answer_finalised_key, answer_progress_key
+from chatbot.realtime.keys import answer_finalised_key, answer_progress_key, answer_progress_text_key
 from chatbot.realtime.protocol import ChatDoneEvent, done_event, error_event
 from chatbot.realtime.relay import relay
 
@@ -55,19 +55,27 @@ def _not_started_after_s(given: float | None) -> float:
 # --- web side ----------------------------------------------------------------------------------------------------
 
 
-def _verdict(record: dict, *, lost_after_s: float | None) -> tuple[bool, str]:
-    """(lost, checkpointed text) from a progress record as Redis returns it (bytes)."""
+def _lost(record: dict, *, lost_after_s: float | None) -> bool:
+    """Whether a progress record (as Redis returns it: bytes) says its worker is gone."""
     if not record or b"beat" not in record:
-        return False, ""
-    silent_for = time.time() - float(record[b"beat"])
-    lost = silent_for > _lost_after_s(lost_after_s)
-    return lost, record.get(b"text", b"").decode("utf-8", errors="replace")
+        return False
+    return time.time() - float(record[b"beat"]) > _lost_after_s(lost_after_s)
+
+
+def _text(raw: bytes | None) -> str:
+    return (raw or b"").decode("utf-8", errors="replace")
+
+
+async def _checkpointed_text(message_id: int) -> str:
+    return _text(await async_client().get(answer_progress_text_key(message_id)))
 
 
 async def answer_lost(*, message_id: int, lost_after_s: float | None = None) -> tuple[bool, str]:
     """(lost, checkpointed text). Lost: a worker started this answer and has not beaten for `lost_after_s`.
     An answer no worker has started yet (still queued) is not lost."""
-    return _verdict(await async_client().hgetall(answer_progress_key(message_id)), lost_after_s=lost_after_s)
+    if not _lost(await async_client().hgetall(answer_progress_key(message_id)), lost_after_s=lost_after_s):
+        return False, ""
+    return True, await _checkpointed_text(message_id)
 
 
 def _message_save_lost(message_id: int, text: str, reason: str) -> bool:
@@ -125,7 +133,7 @@ async def answer_finalise_lost(
     logger.error("the worker answering message %s was lost (%s); saved %s characters", message_id, reason, len(text))
     for event in _lost_events(message_id, text, await _language_of(message_id)):
         await channel_layer.group_send(group, event)
-    await async_client().delete(answer_progress_key(message_id))
+    await async_client().delete(answer_progress_key(message_id), answer_progress_text_key(message_id))
     return True
 
 
@@ -169,8 +177,8 @@ async def answer_watch(
     while True:
         try:
             record = await async_client().hgetall(answer_progress_key(message_id))
-            lost, text = _verdict(record, lost_after_s=None)
-            if lost:
+            if _lost(record, lost_after_s=None):
+                text = await _checkpointed_text(message_id)
                 if await answer_finalise_lost(
                     message_id=message_id, text=text, group=group, channel_layer=channel_layer
                 ):
@@ -222,7 +230,7 @@ def _answer_finalise_lost_sync(*, message_id: int, text: str, group: str, reason
     logger.error("the worker answering message %s was lost (%s); saved %s characters", message_id, reason, len(text))
     for event in _lost_events(message_id, text, _message_language(message_id)):
         relay().group_send(group, event)
-    client.delete(answer_progress_key(message_id))
+    client.delete(answer_progress_key(message_id), answer_progress_text_key(message_id))
     return True
 
 
@@ -258,9 +266,8 @@ def lost_answers_finalise(
     lost: dict[int, str] = {}
     unstarted: list[int] = []
     for message_id, record in _records(list(streaming)).items():
-        is_lost, text = _verdict(record, lost_after_s=lost_after_s)
-        if is_lost:
-            lost[message_id] = text
+        if _lost(record, lost_after_s=lost_after_s):
+            lost[message_id] = _text(sync_client().get(answer_progress_text_key(message_id)))
         elif not record and (now - streaming[message_id].created_at).total_seconds() > not_started_after_s:
             unstarted.append(message_id)
     if unstarted:

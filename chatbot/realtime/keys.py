@@ -3,7 +3,16 @@ are theirs; the cache's are prefixed "parley:" by settings.CACHES.)"""
 
 import hashlib
 
+from django.conf import settings
+
 # --- answers ---------------------------------------------------------------------------------------------------
+
+
+def answer_stop_channel() -> str:
+    """The pub/sub channel stop requests are published on (chatbot.answers.stops). Channels are global to a Redis
+    server, not per database: the database number keeps two installations (or test runs) on one server apart."""
+    database = settings.REDIS_URL.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return f"parley:{database if database.isdigit() else 0}:stops"
 
 
 def answer_stop_key(message_id: int) -> str:
@@ -12,8 +21,13 @@ def answer_stop_key(message_id: int) -> str:
 
 
 def answer_progress_key(message_id: int) -> str:
-    """A hash: the worker's heartbeat and the answer's text so far (chatbot.answers.progress)."""
+    """A hash: the heartbeat of the worker writing the answer (chatbot.answers.progress)."""
     return f"parley:answer:{message_id}"
+
+
+def answer_progress_text_key(message_id: int) -> str:
+    """A string: the answer's text so far, appended to as it grows (chatbot.answers.progress)."""
+    return f"parley:answer:{message_id}:text"
 
 
 def answer_finalised_key(message_id: int) -> str:

@@ -49,6 +49,17 @@ class ChannelLayerRelay:
     async def _send(self, group: str, event: dict) -> None:
         await self.send_soon(group, event)
 
+    def group_send_nowait(self, group: str, event: dict) -> None:
+        """From any thread: queue `event` for `group` (after every event handed over before it) and return at once;
+        a failure is logged. For what must not hold up the caller, such as the typing indicator before retrieval."""
+        self._loop.call_soon_threadsafe(self._send_logged, group, event)
+
+    def _send_logged(self, group: str, event: dict) -> None:
+        sent = self.send_soon(group, event)
+        sent.add_done_callback(
+            lambda done: done.exception() and logger.warning("could not send %s: %s", event["type"], done.exception())
+        )
+
     # On the relay's loop.
 
     def send_soon(self, group: str, event: dict) -> asyncio.Future:

@@ -54,9 +54,8 @@ def bot(transactional_db):
 
 def record_write(message_id: int, *, silent_for_s: float, text: str) -> None:
     """The progress record a worker leaves, last beating `silent_for_s` ago."""
-    sync_client().hset(
-        redis_keys.answer_progress_key(message_id), mapping={"beat": str(time.time() - silent_for_s), "text": text}
-    )
+    sync_client().hset(redis_keys.answer_progress_key(message_id), "beat", str(time.time() - silent_for_s))
+    sync_client().set(redis_keys.answer_progress_text_key(message_id), text)
 
 
 async def chat_socket_ready(bot, *, ip: str) -> tuple[WebsocketCommunicator, dict]:
@@ -89,7 +88,9 @@ def test_the_sweep_ends_an_answer_whose_worker_stopped_beating_with_its_text_and
     assert [event["type"] for event in events] == ["chat.done", "chat.error"]
     assert (events[0]["status"], events[0]["text"]) == ("error", "Once upon a")
     assert (events[1]["code"], events[1]["retryable"]) == ("answer_failed", True)
-    assert not sync_client().exists(redis_keys.answer_progress_key(message.id))
+    assert not sync_client().exists(
+        redis_keys.answer_progress_key(message.id), redis_keys.answer_progress_text_key(message.id)
+    )
 
 
 def test_the_sweep_ends_an_answer_no_worker_started_once_the_wait_is_over(bot):
