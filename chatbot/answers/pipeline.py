@@ -39,13 +39,16 @@ PASSAGES_PER_ANSWER = 5
 HISTORY_MESSAGES = 20
 
 
-def answer_generate(*, message_id: int, coalesce_interval_s: float = COALESCE_INTERVAL_S) -> None:
-    """Answer the visitor message that bot message `message_id` replies to. Safe to call twice."""
+def answer_generate(
+    *, message_id: int, coalesce_interval_s: float = COALESCE_INTERVAL_S, question_hint: str | None = None
+) -> None:
+    """Answer the visitor message that bot message `message_id` replies to. Safe to call twice. `question_hint`, the
+    visitor's text when the caller has it, starts the question's embedding while the message loads."""
     # A heartbeat and the text so far go to Redis while this runs (chatbot.answers.progress): if this process dies, the
     # visitor's consumer ends the answer with what was checkpointed.
     progress = answer_progress_start(message_id=message_id)
     try:
-        _answer_generate(message_id=message_id, coalesce_interval_s=coalesce_interval_s)
+        _answer_generate(message_id=message_id, coalesce_interval_s=coalesce_interval_s, question_hint=question_hint)
     except BaseException:
         # Stop beating but keep the checkpoint: the visitor's consumer ends the answer as for a lost worker.
         progress.abandon()
@@ -53,8 +56,10 @@ def answer_generate(*, message_id: int, coalesce_interval_s: float = COALESCE_IN
     progress.finish()
 
 
-def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
+def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hint: str | None) -> None:
     started = time.monotonic()
+    # The question's vector is computed while the message and the history load and the typing indicator goes out.
+    question_vector = _question_embedding_soon(question_hint) if question_hint else None
     message = (
         Message.objects.select_related("conversation__bot", "in_reply_to")
         .filter(id=message_id, status=Message.Status.STREAMING)
@@ -68,8 +73,8 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float) -> None:
     question = message.in_reply_to.text if message.in_reply_to else ""
     # What Parley says itself (no passage in strict mode, the model down) is in the visitor's language.
     language = text_language(conversation.language, bot.language)
-    # The question's vector is computed while the history loads and the typing indicator goes out.
-    question_vector = _question_embedding_soon(bot, question)
+    if question_vector is None or question != question_hint:
+        question_vector = _question_embedding_soon(question)
     history = _history(message)
     relay().group_send_nowait(group, typing_event(message_id=message.id))
     embedded, embed_ms = _embedding_wait(question_vector, since=started)
@@ -160,13 +165,13 @@ def _history(message: Message) -> list[Turn]:
     return [turn for turn in reversed(turns) if turn.text]
 
 
-def _question_embedding_soon(bot: Bot, question: str) -> Future | None:
+def _question_embedding_soon(question: str) -> Future | None:
     if not question.strip():
         return None
     try:
         return get_embedder(settings.EMBEDDING_URL or None).embed_query_soon(question)
     except Exception:
-        logger.exception("could not embed the question for bot %s", bot.slug)
+        logger.exception("could not start the question's embedding")
         return None
 
 

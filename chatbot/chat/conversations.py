@@ -117,7 +117,7 @@ def message_receive(
         )
         if dispatch_answer:
             # Queued before the dashboards are told: the visitor is waiting for this one.
-            transaction.on_commit(lambda: answer_message.delay(bot_message.id))
+            transaction.on_commit(lambda: answer_message.delay(bot_message.id, question=text))
     transaction.on_commit(lambda: _dashboard_notify(visitor_message.id, bot_id=conversation.bot_id))
     message_created_emit(bot=conversation.bot, message_id=visitor_message.id)
     return visitor_message, bot_message

@@ -225,6 +225,20 @@ def test_it_sends_the_persona_the_fenced_passages_and_the_bots_generation_settin
     assert body["stream"] is True
 
 
+def test_the_question_sent_along_with_the_task_only_starts_the_embedding_early_the_saved_text_is_answered(
+    sim, bot_with_pages
+):
+    message = question_ask(bot_with_pages, "How long does delivery take in Europe?")
+
+    saved, _ = answer(message, question_hint="Can I get a refund?")
+
+    body = sim.generation_requests()[-1]["body"]
+    system_prompt, question = body["messages"][0]["content"], body["messages"][-1]["content"]
+    assert question == "How long does delivery take in Europe?"
+    assert prompt_passages(system_prompt)[1][0] == "Shipping"
+    assert saved.status == Message.Status.COMPLETE
+
+
 # --- strict mode and no model ----------------------------------------------------------------------------------
 
 

@@ -52,7 +52,7 @@ class Command(BaseCommand):
             conversation=conversation, text=question, dispatch_answer=False
         )
         if use_worker:
-            await sync_to_async(answer_message.delay)(bot_message.id)
+            await sync_to_async(answer_message.delay)(bot_message.id, question=question)
         else:
             threading.Thread(target=_answer_inline, args=(bot_message.id,), daemon=True).start()
         streamed = False
