@@ -10,7 +10,8 @@ simulator (the floor: a raw HTTP client streaming /v1/chat/completions) and thro
 `websockets` clients speaking docs/protocol.md with the bot's allowed Origin), and reports both, their difference
 and their ratio.
 
-Writes bench/results/latest.json, latest.md and the charts latest_*.png. Times are milliseconds unless named.
+Writes bench/results/latest.json, latest.md and the charts latest_*.png (with --quick: quick.json, quick.md and
+quick_*.png, so that a quick run never replaces the full one). Times are milliseconds unless named.
 """
 
 from __future__ import annotations
@@ -923,7 +924,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def charts(results: dict, raw: dict | None) -> list[str]:
+def charts(results: dict, raw: dict | None, stem: str = "latest") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -949,8 +950,8 @@ def charts(results: dict, raw: dict | None) -> list[str]:
         axes[1].set(title="Token delivery lag (simulator send → visitor)", xlabel="ms", xscale="log")
         axes[1].legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(RESULTS / "latest_latency.png", dpi=110)
-        written.append("latest_latency.png")
+        fig.savefig(RESULTS / f"{stem}_latency.png", dpi=110)
+        written.append(f"{stem}_latency.png")
         plt.close(fig)
 
     rounds = results.get("scenario_2_concurrency", {}).get("rounds", [])
@@ -978,8 +979,8 @@ def charts(results: dict, raw: dict | None) -> list[str]:
                     xscale="log", yscale="log")  # fmt: skip
         axes[1].legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(RESULTS / "latest_throughput.png", dpi=110)
-        written.append("latest_throughput.png")
+        fig.savefig(RESULTS / f"{stem}_throughput.png", dpi=110)
+        written.append(f"{stem}_throughput.png")
         plt.close(fig)
     return written
 
@@ -1112,10 +1113,11 @@ def main() -> None:
     clean = strip_private(results)
     # The headline keys at the top level as well, under the exact names other tools read.
     output = {**clean["headline"], **clean}
-    (RESULTS / "latest.json").write_text(json.dumps(output, indent=2) + "\n")
-    (RESULTS / "latest.md").write_text(markdown(clean))
-    written = charts(clean, raw)
-    log(f"wrote bench/results/latest.json, latest.md, {', '.join(written)} in {results['wall_s']} s")
+    stem = "quick" if quick else "latest"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(output, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(clean))
+    written = charts(clean, raw, stem)
+    log(f"wrote bench/results/{stem}.json, {stem}.md, {', '.join(written)} in {results['wall_s']} s")
     print(json.dumps(clean["headline"], indent=2))
     print(json.dumps(clean["targets"], indent=2))
 
