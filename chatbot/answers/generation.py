@@ -172,6 +172,7 @@ def answer_with_model(
             metrics.ANSWERS.labels(bot=bot.slug, outcome="error").inc()
     finally:
         stop_requests.forget(message_id)
+        coalescer.release()
     if outcome.completion_tokens:
         metrics.TOKENS.labels(bot=bot.slug, direction="out").inc(outcome.completion_tokens)
     if outcome.prompt_tokens:

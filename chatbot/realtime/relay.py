@@ -4,7 +4,8 @@
 process keeps one event loop in a background thread with one channel layer, and threads hand it their events.
 Events go out through one outbox in the order they were handed over: while one batch is on its way to Redis, the
 next accumulates and then leaves in one pipelined round trip (`PubSubChannelLayer.group_send_many`). One event alone
-leaves at once; at load, a round trip carries the events of every answer that has something to send.
+leaves at once; at load, a round trip carries the events of every answer that has something to send, and an answer's
+text pieces that queued up behind it leave as one event.
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from concurrent.futures import Future
 
 import redis
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from chatbot.realtime.protocol import token_event
 
@@ -73,12 +75,13 @@ class ChannelLayerRelay:
     async def _send_outbox(self) -> None:
         while self._outbox:
             batch, self._outbox = self._outbox, []
+            events = token_events_merged([(group, event) for group, event, _ in batch])
             failure: BaseException | None = None
             # Once more on a connection error: after a Redis restart the first command on a pooled connection
             # fails (before anything was published), and the next one reconnects.
             for _attempt in range(2):
                 try:
-                    await self._layer.group_send_many([(group, event) for group, event, _ in batch])
+                    await self._layer.group_send_many(events)
                     failure = None
                     break
                 except redis.ConnectionError as error:
@@ -95,6 +98,25 @@ class ChannelLayerRelay:
                     sent.set_exception(failure)
 
 
+def token_events_merged(events: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """`events` in the same order, except that consecutive text pieces of one answer (nothing else sent to its
+    group between them) become one token event. They are there together only when they queued up behind a round
+    trip to Redis: under load the relay sends, and Daphne forwards, fewer events, and no text waits longer."""
+    merged: list[tuple[str, dict]] = []
+    last_token_at: dict[str, int] = {}  # group -> index in `merged` of its last event, when that is a token event
+    for group, event in events:
+        at = last_token_at.pop(group, None)
+        if event["type"] == "chat.token":
+            if at is not None and merged[at][1]["message_id"] == event["message_id"]:
+                earlier = merged[at][1]
+                merged[at] = (group, {**earlier, "text": earlier["text"] + event["text"]})
+                last_token_at[group] = at
+                continue
+            last_token_at[group] = len(merged)
+        merged.append((group, event))
+    return merged
+
+
 _relay: ChannelLayerRelay | None = None
 _relay_lock = threading.Lock()
 
@@ -107,18 +129,37 @@ def relay() -> ChannelLayerRelay:
         return _relay
 
 
-class TokenCoalescer:
-    """Relays an answer's text as it arrives: the first piece at once, then at most one event per `interval_s`.
+def coalesce_interval(base_s: float, streaming: int) -> float:
+    """The flush interval of an answer's text when `streaming` answers stream in this process: `base_s` up to
+    TOKEN_COALESCE_ADAPTIVE_AFTER answers, then growing with them up to TOKEN_COALESCE_MAX_MS. Each event costs the
+    same CPU in the worker, Redis and Daphne whatever it carries; with many answers at once, fewer and fuller events
+    keep the tokens flowing where one event per token would leave them queueing."""
+    after = max(1, settings.TOKEN_COALESCE_ADAPTIVE_AFTER)
+    if base_s <= 0 or streaming <= after:
+        return base_s
+    return max(base_s, min(base_s * streaming / after, settings.TOKEN_COALESCE_MAX_MS / 1000))
 
-    A fast model at high concurrency would otherwise cost one Redis message per token; 20 ms is below what a
-    reader can notice. Pending text is flushed by a timer on the relay's loop, so a pause in the model's output
-    never holds back text already received. The worker thread feeding text never waits on Redis, and wakes the
-    relay's loop at most once per flush. `close()` sends what is left and waits until all of it was sent."""
+
+class TokenCoalescer:
+    """Relays an answer's text as it arrives: the first piece at once, then at most one event per flush interval
+    (`interval_s`, 20 ms: below what a reader can notice; longer when many answers stream in this process,
+    `coalesce_interval`).
+
+    A fast model at high concurrency would otherwise cost one Redis message per token. Pending text is flushed by
+    a timer on the relay's loop, so a pause in the model's output never holds back text already received. The
+    worker thread feeding text never waits on Redis, and wakes the relay's loop at most once per flush. `close()`
+    sends what is left and waits until all of it was sent."""
+
+    _streaming = 0  # coalescers of this process not closed yet
+    _streaming_lock = threading.Lock()
 
     def __init__(self, *, group: str, message_id: int, interval_s: float = 0.02, layer_relay=None) -> None:
         self.group = group
         self.message_id = message_id
         self.interval_s = interval_s
+        with TokenCoalescer._streaming_lock:
+            TokenCoalescer._streaming += 1
+        self._closed = False
         self._relay = layer_relay or relay()
         self._loop = self._relay._loop
         self._lock = threading.Lock()
@@ -141,12 +182,26 @@ class TokenCoalescer:
 
     def close(self, timeout_s: float = SEND_TIMEOUT_S) -> None:
         """Flush what is pending and wait until every event of this answer has reached the channel layer."""
+        self.release()
         asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result(timeout=timeout_s)
+
+    def release(self) -> None:
+        """No longer count this answer as streaming (`close` does it; safe to call again, for an answer that
+        failed before it could close)."""
+        with TokenCoalescer._streaming_lock:
+            if not self._closed:
+                self._closed = True
+                TokenCoalescer._streaming -= 1
+
+    @classmethod
+    def streaming(cls) -> int:
+        return cls._streaming
 
     # Everything below runs on the relay's event loop.
 
     def _schedule_flush(self) -> None:
-        wait = self.interval_s - (time.monotonic() - self._last_sent)
+        interval_s = coalesce_interval(self.interval_s, TokenCoalescer._streaming)
+        wait = interval_s - (time.monotonic() - self._last_sent)
         if wait <= 0:
             self._flush()
         else:

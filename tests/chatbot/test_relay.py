@@ -1,0 +1,82 @@
+"""How a worker relays answers to the channel layer under load: an answer's text pieces that queue up behind a round
+trip to Redis leave as one event, and the flush interval grows when many answers stream in one process."""
+
+import asyncio
+
+import pytest
+
+from chatbot.realtime.protocol import done_event, token_event, typing_event
+from chatbot.realtime.relay import TokenCoalescer, coalesce_interval, relay, token_events_merged
+from tests.chatbot import GroupListener
+
+
+def token(message_id: int, text: str) -> dict:
+    return token_event(message_id=message_id, text=text)
+
+
+def test_consecutive_pieces_of_one_answer_become_one_event_in_their_place():
+    events = [
+        ("a", typing_event(message_id=1)),
+        ("a", token(1, "Hel")),
+        ("b", token(2, "Bon")),
+        ("a", token(1, "lo")),
+        ("b", token(2, "jour")),
+        ("a", token(1, "!")),
+    ]
+
+    assert token_events_merged(events) == [
+        ("a", typing_event(message_id=1)),
+        ("a", token(1, "Hello!")),
+        ("b", token(2, "Bonjour")),
+    ]
+
+
+def test_pieces_are_not_merged_across_another_event_of_their_group_or_another_answer():
+    done = done_event(message_id=1, status="complete", citations=[], text="Hi")
+    events = [("a", token(1, "H")), ("a", done), ("a", token(1, "i")), ("a", token(3, "x")), ("a", token(1, "y"))]
+
+    assert token_events_merged(events) == events
+
+
+def test_the_flush_interval_is_20_ms_for_a_few_answers_and_grows_with_many_up_to_the_cap(settings):
+    settings.TOKEN_COALESCE_ADAPTIVE_AFTER = 25
+    settings.TOKEN_COALESCE_MAX_MS = 40
+
+    assert coalesce_interval(0.02, 1) == 0.02
+    assert coalesce_interval(0.02, 25) == 0.02
+    assert coalesce_interval(0.02, 30) == pytest.approx(0.024)
+    assert coalesce_interval(0.02, 50) == pytest.approx(0.04)
+    assert coalesce_interval(0.02, 500) == pytest.approx(0.04)
+    assert coalesce_interval(0, 500) == 0  # tests and benches that turn coalescing off
+
+
+def test_an_answer_counts_as_streaming_until_it_is_closed_or_released():
+    before = TokenCoalescer.streaming()
+    first = TokenCoalescer(group="relay-count", message_id=1)
+    second = TokenCoalescer(group="relay-count", message_id=2)
+    assert TokenCoalescer.streaming() == before + 2
+
+    first.close()
+    second.release()
+    second.release()
+
+    assert TokenCoalescer.streaming() == before
+
+
+def test_pieces_queued_behind_a_round_trip_reach_the_group_as_one_event_with_all_the_text_in_order():
+    group = "relay-merge-test"
+    pieces = [f"w{n} " for n in range(50)]
+    layer_relay = relay()
+
+    async def queue_all() -> list[asyncio.Future]:
+        # Handed over in one turn of the relay's loop: all of them wait for the same round trip.
+        return [layer_relay.send_soon(group, token(7, piece)) for piece in pieces]
+
+    with GroupListener(group) as listener:
+        sent = asyncio.run_coroutine_threadsafe(queue_all(), layer_relay._loop).result(5)
+        asyncio.run_coroutine_threadsafe(asyncio.wait(sent), layer_relay._loop).result(5)
+        listener.wait_until(lambda events: "".join(e["text"] for e in events) == "".join(pieces))
+        events = listener.settle()
+
+    assert len(events) == 1
+    assert events[0]["text"] == "".join(pieces)
