@@ -32,6 +32,7 @@ from chatbot.realtime.connections import async_client, sync_client
 from chatbot.realtime.keys import answer_finalised_key, answer_progress_key, answer_progress_text_key
 from chatbot.realtime.protocol import ChatDoneEvent, done_event, error_event
 from chatbot.realtime.relay import relay
+from chatbot.webhooks.events import message_created_emit
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,15 @@ def _message_save_lost(message_id: int, text: str, reason: str) -> bool:
         finish_reason=reason,
         finished_at=timezone.now(),
     )
-    return updated == 1
+    if updated != 1:
+        return False
+    # Subscribers hear of every bot message that ends, as they would of an answer the pipeline saved.
+    try:
+        bot = Message.objects.select_related("conversation__bot").get(id=message_id).conversation.bot
+        message_created_emit(bot=bot, message_id=message_id)
+    except Exception:
+        logger.exception("could not queue the message.created webhooks of message %s", message_id)
+    return True
 
 
 _save_lost = db_async(_message_save_lost)

@@ -38,14 +38,19 @@ def _visitor_send(*, conversation: Conversation, frame: ServerFrame) -> None:
 
 @transaction.atomic
 def conversation_take_over(*, conversation: Conversation, user) -> Conversation:
-    """The staff member answers from now on: the bot stays silent and the visitor sees who joined."""
+    """The staff member answers from now on: the bot stays silent and the visitor sees who joined. A conversation
+    nobody was assigned to becomes theirs (the inbox's "Mine"); one assigned to a colleague stays assigned."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     if conversation.taken_over_by_id == user.id:
         return conversation
     if conversation.taken_over_by_id is not None:
         raise ConversationTakenByOther
     conversation.taken_over_by = user
-    conversation.save(update_fields=["taken_over_by"])
+    changed = ["taken_over_by"]
+    if conversation.assigned_to_id is None:
+        conversation.assigned_to = user
+        changed.append("assigned_to")
+    conversation.save(update_fields=changed)
     frame = staff_joined_frame(name=staff_display_name(user))
     transaction.on_commit(lambda: _visitor_send(conversation=conversation, frame=frame))
     transaction.on_commit(lambda: dashboard_conversation_notify(conversation=conversation))

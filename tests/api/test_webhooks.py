@@ -248,3 +248,19 @@ def test_the_bots_finished_answer_is_a_message_created_event(acme, receiver, sim
         ("visitor", "complete"), ("bot", "complete"),
     ]  # fmt: skip
     assert received(receiver)[1]["message"]["text"] == "We ship to the EU."
+
+
+def test_an_answer_the_watchdog_ends_is_a_message_created_event_with_its_error(acme, receiver):
+    from chatbot.answers.watchdog import lost_answers_finalise
+
+    subscribe(receiver, bot=acme, events=["message.created"])
+    conversation = conversation_resume_or_start(bot=acme, visitor_id="v1")
+    _, answer = message_receive(conversation=conversation, text="Do you ship?", dispatch_answer=False)
+
+    # No worker ever started it.
+    assert lost_answers_finalise(not_started_after_s=0, recheck_after_s=0) == [answer.id]
+
+    webhook_deliveries_send_due()
+    assert [(e["message"]["role"], e["message"]["id"], e["message"]["status"]) for e in received(receiver)] == [
+        ("visitor", answer.in_reply_to_id, "complete"), ("bot", answer.id, "error"),
+    ]  # fmt: skip

@@ -200,6 +200,21 @@ def test_it_assigns_to_a_colleague_who_sees_the_bot_and_refuses_one_who_does_not
     assert conversation.assigned_to is None
 
 
+def test_taking_over_an_unassigned_conversation_makes_it_mine_and_an_assigned_one_stays_with_its_colleague(
+    agent, admin, bot
+):
+    nobodys = visit(bot, "v-nobody", "Talk to a human please")
+    admins = visit(bot, "v-admins", "Can I change my address?")
+    inbox.conversation_assign(conversation=admins, assignee_id=admin.id)
+
+    chat_staff.conversation_take_over(conversation=nobodys, user=agent)
+    chat_staff.conversation_take_over(conversation=admins, user=agent)
+
+    assert page_ids(agent, bot, view="mine")[0] == [nobodys.id]
+    admins.refresh_from_db()
+    assert admins.assigned_to == admin
+
+
 def test_the_transcript_offers_the_colleagues_who_see_the_bot(agent, other_agent, admin, bot):
     conversation = visit(bot, "v1", "Where is my parcel?")
     page = logged_in(agent).get(reverse("dashboard:transcript", args=[conversation.id])).content.decode()
