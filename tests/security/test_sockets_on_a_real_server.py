@@ -182,6 +182,16 @@ async def test_hostile_frames_from_one_address_never_lock_it_out_of_the_chat(bot
     await hang_up(socket)
 
 
+async def test_a_frame_too_deep_to_parse_gets_an_error_on_the_dashboard_socket_too(agent, server):
+    dashboard = await dashboard_socket(server, staff_login(server, "alan"))
+    await dashboard.send(DEEP)
+    assert (await next_frame(dashboard))["type"] == "error"
+    # The socket lives on (it used to die without its `disconnect`: its presence stayed, "online", for a while).
+    await dashboard.send(json.dumps({"type": "ping"}))
+    assert (await next_frame(dashboard))["type"] == "pong"
+    await dashboard.close()
+
+
 # --- item 6: what one address may set off ---
 
 
