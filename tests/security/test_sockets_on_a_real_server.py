@@ -327,3 +327,16 @@ async def test_the_echo_probe_refuses_other_sites_and_counts_against_the_address
     for socket in sockets:
         await socket.close()
     await eventually(lambda: open_count_is(0), what="every probe's slot given back")
+
+
+async def test_the_echo_probe_answers_what_it_cannot_parse_with_an_error_and_lives_on(server):
+    await address_forget()
+    echo = await connect(server.url.replace("http://", "ws://") + "/ws/echo/", origin=server.url, open_timeout=10)
+    for frame in ("{not json", DEEP):  # a script sets any Origin it likes: these used to kill the probe
+        await echo.send(frame)
+        reply = await next_frame(echo)
+        assert (reply["type"], reply["code"]) == ("error", "bad_frame"), reply
+    await echo.send(json.dumps([1]))
+    assert await next_frame(echo) == {"type": "echo", "payload": [1]}
+    await echo.close()
+    await eventually(lambda: open_count_is(0), what="the probe's slot given back")
