@@ -1,5 +1,7 @@
-"""What one address may set off through chat sockets (real websocket clients on the real ASGI application, Redis
-and PostgreSQL): new visitors, leads, requests for a person, and the dashboards' alerts for those requests."""
+"""What one address may set off through chat sockets: new visitors, leads, requests for a person, and the
+dashboards' alerts for those requests. In process: Channels' `WebsocketCommunicator` on the real ASGI application,
+Redis and PostgreSQL. The same limits through real websocket clients against a real Daphne are in
+test_sockets_on_a_real_server.py."""
 
 import pytest
 from channels.db import database_sync_to_async
