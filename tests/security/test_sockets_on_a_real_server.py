@@ -1,8 +1,9 @@
 """Issue 16's socket holes (items 2, 6, 7 and 8) through real websocket clients (the `websockets` library, as a
-browser speaks it) against a real Daphne process, its Redis and the test database. Each test starts its own Daphne
-with the limits it checks set low in its environment. The in-process tests of the same promises
-(tests/security/test_chat_socket_limits.py, test_address_limits.py, tests/dashboard/test_access_changes.py) stay:
-they are faster and reach corners a real client cannot (a consumer cancelled without its `disconnect`).
+browser speaks it) against a real Daphne process, its Redis and the test database. One Daphne serves the module
+(starting one takes seconds), with every limit checked here set low in its environment. The in-process tests of the
+same promises (tests/security/test_chat_socket_limits.py, test_address_limits.py,
+tests/dashboard/test_access_changes.py) stay: they are faster and reach corners a real client cannot (a consumer
+cancelled without its `disconnect`).
 
 Every client here connects from 127.0.0.1, so each test first forgets what Redis counted for that address."""
 
@@ -11,8 +12,6 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,7 +34,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ADDRESS = "127.0.0.1"
 ORIGIN = "https://www.acme.test"  # the `bot` fixture's allowed site
-CLOSE_TOO_MANY = 4429
 DEEP = "[" * 20000
 LOW_LIMITS = {
     "CHAT_CONNECTIONS_PER_IP": "5",
@@ -46,20 +44,11 @@ LOW_LIMITS = {
 }
 
 
-@contextmanager
-def daphne(log_path: Path, **env: str) -> Iterator[ServerProcess]:
-    server = start_daphne(log_path=log_path, **env)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def limits_server(django_db_setup, tmp_path_factory) -> Iterator[ServerProcess]:
-    """One Daphne for the module (starting one takes seconds), with every limit checked here set low."""
-    with daphne(tmp_path_factory.mktemp("daphne") / "daphne.log", **LOW_LIMITS) as server:
-        yield server
+    server = start_daphne(log_path=tmp_path_factory.mktemp("daphne") / "daphne.log", **LOW_LIMITS)
+    yield server
+    server.stop()
 
 
 @pytest.fixture
