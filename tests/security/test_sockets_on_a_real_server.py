@@ -40,7 +40,7 @@ LOW_LIMITS = {
     "CHAT_NEW_VISITORS_PER_MINUTE_PER_IP": "5",
     "CHAT_LEADS_PER_HOUR_PER_IP": "2",
     "CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP": "10",
-    "DASHBOARD_ACCESS_RECHECK_S": "1",
+    "DASHBOARD_ACCESS_RECHECK_S": "0.5",
 }
 
 
@@ -284,7 +284,7 @@ def _user_deactivate(user) -> None:
 async def test_a_staff_member_removed_elsewhere_is_cut_off_within_the_recheck_interval(change, agent, server):
     session = staff_login(server, "alan")
     dashboard = await dashboard_socket(server, session)
-    # As the admin site or a script would: no event is sent. The module's Daphne re-checks every second.
+    # As the admin site or a script would: no event is sent. The module's Daphne re-checks every half second.
     await database_sync_to_async(change)(agent)
     assert await close_code(dashboard, timeout_s=5) == CLOSE_ACCESS_CHANGED
     with pytest.raises(InvalidStatus) as refused:  # closed before the handshake ends: HTTP 403
