@@ -54,7 +54,12 @@ class EchoConsumer(ChannelReleasedOnExit, AsyncJsonWebsocketConsumer):
         self.counted_connection = True
         await self.accept()
 
-    async def receive_json(self, content, **kwargs):
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = json.loads(text_data or "")
+        except (ValueError, RecursionError):  # a frame that is not JSON is the sender's mistake, not the socket's end
+            await self.send_json(error_frame("bad_frame", chat_text("bad_json", "en")))
+            return
         await self.send_json(echo_frame(content))
 
 

@@ -137,7 +137,7 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
     async def receive(self, text_data=None, bytes_data=None):
         try:
             frame = json.loads(text_data or "")
-        except ValueError:
+        except (ValueError, RecursionError):  # "[" * 20000 exhausts the parser's recursion, not the socket
             frame = None
         if not isinstance(frame, dict):
             await self.send_frame(dashboard_error_frame("Frames are JSON objects."))

@@ -1,6 +1,7 @@
 """A staff member whose access changes stops hearing what they may no longer see: their open dashboard sockets close
 at once when it changes in the dashboard, and within the re-check interval when it changes anywhere else (the admin
-site, a script). Real websocket clients on the real ASGI application, Redis channel layer and database."""
+site, a script). In process: Channels' `WebsocketCommunicator` on the real ASGI application, Redis channel layer and
+database. Through real websocket clients against a real Daphne: tests/security/test_sockets_on_a_real_server.py."""
 
 import pytest
 from channels.db import database_sync_to_async

@@ -1,5 +1,7 @@
-"""What one address may set off through chat sockets (real websocket clients on the real ASGI application, Redis
-and PostgreSQL): new visitors, leads, requests for a person, and the dashboards' alerts for those requests."""
+"""What one address may set off through chat sockets: new visitors, leads, requests for a person, and the
+dashboards' alerts for those requests. In process: Channels' `WebsocketCommunicator` on the real ASGI application,
+Redis and PostgreSQL. The same limits through real websocket clients against a real Daphne are in
+test_sockets_on_a_real_server.py."""
 
 import pytest
 from channels.db import database_sync_to_async
@@ -9,6 +11,7 @@ from chatbot.models import Conversation, Lead
 from chatbot.realtime.connections import async_client
 from tests.dashboard.conftest import chat_socket, staff_socket
 from tests.leads.conftest import lead_bot_create
+from tests.security.test_sockets_on_a_real_server import clear_of_window_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 _addresses = iter(range(1, 250))
@@ -37,6 +40,7 @@ def lead_bot(transactional_db):
 async def test_an_address_can_start_only_so_many_new_conversations_a_minute(lead_bot, settings):
     settings.CHAT_NEW_VISITORS_PER_MINUTE_PER_IP = 5
     ip = await _fresh_ip()
+    await clear_of_window_end(60)
     replies = []
     for _ in range(8):
         visitor, reply = await _hello(lead_bot, ip=ip)
@@ -54,6 +58,7 @@ async def test_an_address_can_start_only_so_many_new_conversations_a_minute(lead
 async def test_an_address_can_leave_only_so_many_leads_an_hour(lead_bot, settings):
     settings.CHAT_LEADS_PER_HOUR_PER_IP = 3
     ip = await _fresh_ip()
+    await clear_of_window_end(3600)
     outcomes = []
     for n in range(6):  # fresh visitors, each with a valid lead: each would mean an email and a webhook
         visitor, _ = await _hello(lead_bot, ip=ip)
@@ -67,6 +72,7 @@ async def test_an_address_can_leave_only_so_many_leads_an_hour(lead_bot, setting
 
 async def test_repeated_requests_for_a_person_alert_the_dashboards_once_and_are_limited(bot, settings):
     settings.CHAT_HANDOFF_REQUESTS_PER_HOUR_PER_IP = 10
+    await clear_of_window_end(3600)
     admin = await database_sync_to_async(staff_member_save)(username="ada", role="admin", display_name="Ada")
     dashboard = await staff_socket(await database_sync_to_async(lambda: admin.user)())
     assert (await dashboard.connect(timeout=10))[0]

@@ -1,5 +1,7 @@
-"""The chat socket's per-address limits, through real websocket clients on the real ASGI application (Redis,
-PostgreSQL): a hostile frame cannot leak an address's connection count, and refusals do not keep it alive."""
+"""The chat socket's per-address limits: a hostile frame cannot leak an address's connection count, and refusals do
+not keep it alive. In process (Channels' `WebsocketCommunicator` on the real ASGI application, Redis, PostgreSQL), so
+a consumer can be cut short as Daphne would; the odd handshakes at the end go to a real Daphne. Real websocket
+clients against a real Daphne: test_sockets_on_a_real_server.py."""
 
 import asyncio
 import socket
