@@ -261,6 +261,13 @@ class SourceOut(Schema):
     created_at: datetime
 
 
+class ArchiveUploadOut(Schema):
+    """What a .zip archive added: a source per document inside it, and why each member left out was."""
+
+    sources: list[SourceOut]
+    refused: list[str] = Field(description="One sentence per archive member left out, saying why.")
+
+
 class SourceIn(Schema):
     kind: Literal["url", "sitemap", "site", "faq"]
     url: str = Field("", max_length=2000)

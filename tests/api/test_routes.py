@@ -5,16 +5,19 @@ OpenAPI document and the browsable docs."""
 
 import csv
 import io
+import zipfile
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from chatbot.apikeys.services import api_key_create
 from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.dashboard.services import staff_member_save
 from chatbot.leads.capture import lead_capture
-from chatbot.models import ApprovedAnswer, Conversation, Lead, Message
+from chatbot.models import ApprovedAnswer, Conversation, Lead, Message, Topic, TopicQuestion
+from knowledge.embeddings import EMBEDDING_DIMENSIONS
 from knowledge.models import Source
 from tests.leads.conftest import GOOD, LEAD_FORM
 
@@ -261,6 +264,52 @@ def test_it_adds_each_kind_of_source_and_reports_its_ingestion(api, acme):
     Source.objects.filter(id=page.json()["id"]).update(status="running", documents_total=4, documents_done=1)
     status = api.get(f"/bots/acme/sources/{page.json()['id']}").json()
     assert (status["status"], status["documents_done"], status["documents_total"]) == ("running", 1, 4)
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_it_unpacks_an_uploaded_zip_as_the_dashboard_does(api, acme, django_capture_on_commit_callbacks):
+    archive = _zipped({
+        "guides/shipping.md": b"# Shipping\n\nWe ship in three days.",
+        "guides/returns.txt": b"Returns are free within 30 days.",
+        "logo.png": b"\x89PNG....",
+    })  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = api.upload("/bots/acme/sources/upload", {"file": SimpleUploadedFile("help.zip", archive)})
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert sorted(s["title"] for s in body["sources"]) == [
+        "help.zip › guides/returns.txt",
+        "help.zip › guides/shipping.md",
+    ]
+    assert {s["status"] for s in body["sources"]} == {"pending"} and len(queued) == 2
+    [refused] = body["refused"]
+    assert "“help.zip › logo.png” was left out: not a document" in refused
+    # The same archive again replaces its documents instead of adding them twice.
+    with django_capture_on_commit_callbacks(execute=False):
+        api.upload("/bots/acme/sources/upload", {"file": SimpleUploadedFile("help.zip", archive)})
+    assert Source.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("archive", "why"),
+    [
+        (_zipped({"big.txt": b"0" * 5_000_000}), "refused as unsafe"),  # a bomb: 5 MB of zeros in a few kilobytes
+        (b"PK\x03\x04 not really a zip", "is not a readable zip archive"),
+        (_zipped({"logo.png": b"\x89PNG...."}), "“bundle.zip › logo.png” was left out"),
+    ],
+)
+def test_an_uploaded_zip_with_nothing_to_add_gets_400_saying_why(api, acme, archive, why):
+    response = api.upload("/bots/acme/sources/upload", {"file": SimpleUploadedFile("bundle.zip", archive)})
+    assert response.status_code == 400
+    assert why in response.json()["detail"]
+    assert not Source.objects.exists()
 
 
 def test_it_refuses_bad_sources_with_a_clear_message(api, acme):
