@@ -57,7 +57,11 @@ def conversations_list(request, filters: Query[ConversationFilters]):
     if filters.view == "mine":
         user = request.auth.created_by
         if user is None:
-            raise HttpError(400, "view=mine needs a key made by a staff member: this key has no creator.")
+            raise HttpError(
+                400,
+                "view=mine needs a key that belongs to a staff member (made in the dashboard, or with createapikey "
+                "--created-by): this key has no creator.",
+            )
     dashboard_filters = selectors.ConversationFilters(
         **filters.model_dump(exclude={"limit", "offset", "cursor"}) | {"q": filters.q.strip()}
     )
@@ -103,7 +107,8 @@ def _staff_writer(request, conversation: Conversation, staff_username: str):
             raise HttpError(
                 400,
                 "This key has no creator to write as: name a staff member in `staff_username` (a key that reaches "
-                "every bot only), or use a key made by a staff member in the dashboard.",
+                "every bot only), or use a key that belongs to one (made in the dashboard, or with createapikey "
+                "--created-by).",
             )
         user = creator
     else:
