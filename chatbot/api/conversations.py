@@ -65,20 +65,20 @@ def conversations_list(request, filters: Query[ConversationFilters]):
     dashboard_filters = selectors.ConversationFilters(
         **filters.model_dump(exclude={"limit", "offset", "cursor"}) | {"q": filters.q.strip()}
     )
-    # `offset` (kept for existing scripts) reads the rows it skips; the cursor continues after the previous page.
     try:
         page = selectors.conversation_page(
             bots=bots_of(request),
             filters=dashboard_filters,
             user=user,
             cursor=filters.cursor,
-            limit=filters.offset + filters.limit,
+            limit=filters.limit,
+            offset=filters.offset,  # deprecated, kept for existing scripts: the cursor costs the same at any depth
         )
     except selectors.BadCursor:
         raise HttpError(400, "That cursor is not valid: start again without one.") from None
     more = bool(page.next_cursor)
     return {
-        "items": [conversation_out(row) for row in page.conversations[filters.offset :]],
+        "items": [conversation_out(row) for row in page.conversations],
         "next_cursor": page.next_cursor or None,
         "next_offset": filters.offset + filters.limit if more and not filters.cursor else None,
     }

@@ -136,6 +136,9 @@ def test_it_pages_through_conversations_newest_first(api, acme):
     last = api.get("/conversations", {"limit": 2, "offset": 4}).json()
     assert [c["id"] for c in second["items"] + last["items"]] == [c.id for c in made[2:]]
     assert last["next_offset"] is None
+    # An offset page's cursor continues where it ended.
+    after_second = api.get("/conversations", {"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert after_second["items"] == last["items"]
     assert first["items"][0]["preview"] == "Do you ship to Norway? #0"
     assert api.get("/conversations", {"limit": 0}).status_code == 400
     assert api.get("/conversations", {"limit": 101}).status_code == 400
