@@ -8,8 +8,9 @@ from ninja import File, Router, Status, UploadedFile
 from ninja.errors import HttpError
 
 from chatbot.api.auth import bot_of
-from chatbot.api.schemas import Error, SourceIn, SourceOut
-from chatbot.bots.sources import source_add_and_ingest, source_resync
+from chatbot.api.schemas import ArchiveUploadOut, Error, SourceIn, SourceOut
+from chatbot.bots.sources import source_add_and_ingest, source_resync, sources_add_uploads
+from knowledge.archives import is_zip
 from knowledge.models import Source
 from knowledge.services import source_delete
 
@@ -37,14 +38,24 @@ def sources_list(request, slug: str):
 # Before the routes with a {source_id}: Django tries the URL patterns in order.
 @router.post(
     "/bots/{slug}/sources/upload",
-    response={202: SourceOut, 400: Error, 403: Error, 404: Error, 409: Error},
-    summary="Upload a file (PDF, DOCX, HTML, Markdown, text, CSV)",
+    response={202: SourceOut | ArchiveUploadOut, 400: Error, 403: Error, 404: Error, 409: Error},
+    summary="Upload a file (PDF, DOCX, HTML, Markdown, text, CSV), or a .zip archive of them",
 )
 def source_upload(request, slug: str, file: File[UploadedFile]):
+    """A document gives its source. A .zip archive is unpacked as in the dashboard (same limits and bomb guards):
+    `{"sources": [...], "refused": [...]}`, a source per document inside it and a sentence per member left out;
+    400 when nothing in it can be added. A file named as one already uploaded replaces it."""
     bot = _knowledge_bot(request, slug, write=True)
     if file.size > MAX_UPLOAD_BYTES:
         raise HttpError(400, f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
-    return Status(202, source_add_and_ingest(bot=bot, kind="file", filename=file.name, data=file.read()))
+    data = file.read()
+    report = sources_add_uploads(bot=bot, uploads=[(file.name, data)])
+    sources = report.added + report.updated
+    if not sources:
+        raise HttpError(400, " ".join(report.refused) or "No document was added.")
+    if not is_zip(filename=file.name, data=data):
+        return Status(202, sources[0])
+    return Status(202, {"sources": sources, "refused": report.refused})
 
 
 @router.get("/bots/{slug}/sources/{source_id}", response={200: SourceOut, 404: Error, 409: Error})

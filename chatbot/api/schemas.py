@@ -166,7 +166,11 @@ class ConversationDetailOut(ConversationOut):
 
 class ConversationPage(Schema):
     items: list[ConversationOut]
-    next_offset: int | None = Field(description="Pass as `offset` for the next page; null on the last page.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_offset: int | None = Field(
+        description="Deprecated (use `next_cursor`): pass as `offset` for the next page; null on the last page, "
+        "and when paging with `cursor`."
+    )
 
 
 class ConversationFilters(Schema):
@@ -180,14 +184,36 @@ class ConversationFilters(Schema):
     handed_off: bool = False
     unanswered: bool = False
     q: str = Field("", max_length=200, description="Text in any message.")
+    view: Literal["", "mine", "unassigned", "waiting"] = Field(
+        "",
+        description="The dashboard's inbox: `mine` (assigned to the key's creator), `unassigned`, `waiting` (for a "
+        "person). Shows open conversations unless `status` says otherwise.",
+    )
+    status: Literal["", "open", "resolved"] = Field("", description="`open` or `resolved`; both when empty.")
+    topic: int | None = Field(None, description="A topic's id (the dashboard's Topics page).")
     limit: int = Field(50, ge=1, le=100)
-    offset: int = Field(0, ge=0, le=100_000)
+    cursor: str = Field("", max_length=200, description="The previous page's `next_cursor`.")
+    offset: int = Field(
+        0, ge=0, le=100_000, description="Deprecated (use `cursor`): skip this many conversations. Not with `cursor`."
+    )
 
 
 class StaffReplyIn(Schema):
     text: str = Field(..., min_length=1, max_length=4000)
     staff_username: str = Field(
-        ..., description="The staff member who writes (takes the conversation over if nobody has)."
+        "",
+        max_length=150,
+        description="The staff member who writes (takes the conversation over if nobody has): by default the key's "
+        "creator; another staff member only with a key that reaches every bot.",
+    )
+
+
+class HandBackIn(Schema):
+    staff_username: str = Field(
+        "",
+        max_length=150,
+        description="The staff member who hands back: by default the key's creator; another staff member only with "
+        "a key that reaches every bot. Only who took the conversation over, or an administrator, can hand it back.",
     )
 
 
@@ -259,6 +285,13 @@ class SourceOut(Schema):
     resync_every_hours: int | None
     last_synced_at: datetime | None
     created_at: datetime
+
+
+class ArchiveUploadOut(Schema):
+    """What a .zip archive added: a source per document inside it, and why each member left out was."""
+
+    sources: list[SourceOut]
+    refused: list[str] = Field(description="One sentence per archive member left out, saying why.")
 
 
 class SourceIn(Schema):

@@ -1,5 +1,5 @@
 """A bot's knowledge sources: adding them (then ingested by a worker once committed), re-syncing them, and adding
-files and folders from the command line (`manage.py ingest`)."""
+files, .zip archives and folders from the command line (`manage.py ingest`)."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,27 +60,43 @@ class UploadReport:
     refused: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Unpacked:
+    documents: list[tuple[str, str, bytes]] = field(default_factory=list)  # (title, file name, data)
+    refused: list[str] = field(default_factory=list)  # one sentence per archive (member) left out, saying why
+
+
+def upload_unpack(*, filename: str, data: bytes, title: str = "") -> Unpacked:
+    """A file's documents: the file itself, or the documents inside a .zip archive (with the limits and bomb guards
+    of knowledge/archives.py), titled "<title> › <path in the archive>". `title` defaults to the file's name."""
+    name = Path(filename).name
+    title = title or name
+    if not is_zip(filename=name, data=data):
+        return Unpacked(documents=[(title, name, data)])
+    try:
+        contents = archive_documents(data=data, filename=name)
+    except ArchiveError as error:
+        return Unpacked(refused=[str(error)])
+    unpacked = Unpacked(
+        documents=[(f"{title} › {m.path}", Path(m.path).name, m.data) for m in contents.documents],
+        refused=[f"“{name} › {path}” was left out: {why}." for path, why in contents.refused],
+    )
+    if not contents.documents and not contents.refused:
+        unpacked.refused.append(f"“{name}” holds no document.")
+    return unpacked
+
+
 @transaction.atomic
 def sources_add_uploads(*, bot: Bot, uploads: list[tuple[str, bytes]]) -> UploadReport:
     """Add uploaded files, unpacking .zip archives, and queue their ingestion once committed. A file whose title
     the knowledge base already has (the same name, or the same path in an archive of the same name) is replaced,
     and re-ingested change-aware, instead of added twice."""
     report = UploadReport()
-    documents: list[tuple[str, str, bytes]] = []  # (title, file name, data)
+    documents: list[tuple[str, str, bytes]] = []
     for filename, data in uploads:
-        name = Path(filename).name
-        if not is_zip(filename=name, data=data):
-            documents.append((name, name, data))
-            continue
-        try:
-            contents = archive_documents(data=data, filename=name)
-        except ArchiveError as error:
-            report.refused.append(str(error))
-            continue
-        report.refused += [f"“{name} › {path}” was left out: {why}." for path, why in contents.refused]
-        if not contents.documents and not contents.refused:
-            report.refused.append(f"“{name}” holds no document.")
-        documents += [(f"{name} › {m.path}", Path(m.path).name, m.data) for m in contents.documents]
+        unpacked = upload_unpack(filename=filename, data=data)
+        documents += unpacked.documents
+        report.refused += unpacked.refused
     base = bot.knowledge_base
     for title, filename, data in documents:
         existing = Source.objects.filter(knowledge_base=base, kind=Source.Kind.FILE, title=title).first()
@@ -88,13 +104,17 @@ def sources_add_uploads(*, bot: Bot, uploads: list[tuple[str, bytes]]) -> Upload
             source = knowledge.source_add_file(knowledge_base=base, filename=filename, data=data, title=title)
             report.added.append(source)
         else:
-            existing.file.delete(save=False)
-            existing.file.save(filename, ContentFile(data), save=True)
+            _file_replace(source=existing, filename=filename, data=data)
             Source.objects.filter(id=existing.id).update(status=Source.Status.PENDING, documents_done=0)
             source = existing
             report.updated.append(source)
         source_ingest_after_commit(source)
     return report
+
+
+def _file_replace(*, source: Source, filename: str, data: bytes) -> None:
+    source.file.delete(save=False)
+    source.file.save(filename, ContentFile(data), save=True)
 
 
 def source_resync(*, source: Source) -> None:
@@ -136,13 +156,24 @@ def source_for_site(*, knowledge_base: KnowledgeBase, url: str, resync_hours: in
     return existing
 
 
-def source_for_file(*, knowledge_base: KnowledgeBase, file_path: Path) -> Source:
-    """The file's source (re-ingesting the same path updates it in place, change-aware), or a new one."""
-    title = str(file_path.resolve())
-    data = file_path.read_bytes()
-    existing = Source.objects.filter(knowledge_base=knowledge_base, kind=Source.Kind.FILE, title=title).first()
-    if existing is None:
-        return knowledge.source_add_file(knowledge_base=knowledge_base, filename=file_path.name, data=data, title=title)
-    existing.file.delete(save=False)
-    existing.file.save(file_path.name, ContentFile(data), save=True)
-    return existing
+def sources_for_path(*, knowledge_base: KnowledgeBase, file_path: Path) -> tuple[list[Source], list[str]]:
+    """The file's source, titled with its full path (ingesting the same path again updates it in place,
+    change-aware), or a new one; a .zip archive gives a source per document inside it (titled "<the archive's path>
+    › <path in the archive>"), as uploads do. Returns (sources, one sentence per archive (member) left out)."""
+    unpacked = upload_unpack(filename=file_path.name, data=file_path.read_bytes(), title=str(file_path.resolve()))
+    sources = _sources_for_documents(knowledge_base=knowledge_base, documents=unpacked.documents)
+    return sources, unpacked.refused
+
+
+def _sources_for_documents(*, knowledge_base: KnowledgeBase, documents: list[tuple[str, str, bytes]]) -> list[Source]:
+    sources = []
+    for title, filename, data in documents:
+        existing = Source.objects.filter(knowledge_base=knowledge_base, kind=Source.Kind.FILE, title=title).first()
+        if existing is None:
+            sources.append(
+                knowledge.source_add_file(knowledge_base=knowledge_base, filename=filename, data=data, title=title)
+            )
+        else:
+            _file_replace(source=existing, filename=filename, data=data)
+            sources.append(existing)
+    return sources

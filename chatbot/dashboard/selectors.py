@@ -110,11 +110,18 @@ class ConversationPage:
 
 
 def conversation_page(
-    *, bots: QuerySet[Bot], filters: ConversationFilters, user=None, cursor: str = "", limit: int = PAGE_SIZE
+    *,
+    bots: QuerySet[Bot],
+    filters: ConversationFilters,
+    user=None,
+    cursor: str = "",
+    limit: int = PAGE_SIZE,
+    offset: int = 0,
 ) -> ConversationPage:
     """A page of conversations with at least one message, most recent activity first, each with `.preview` (the
     visitor's last message), `.has_lead` and `.waiting`. `cursor` (from the previous page's `next_cursor`) continues
     after that page's last row: pages stay right while new conversations arrive, and cost the same however deep.
+    `offset` skips that many rows first (the API's deprecated paging; the database still reads them).
     Raises BadCursor for a cursor that does not decode."""
     last_visitor_text = (
         Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.VISITOR)
@@ -171,7 +178,9 @@ def conversation_page(
             Q(last_message_at__lt=after_time) | Q(last_message_at=after_time, id__lt=after_id)
         )
     rows = list(
-        conversations.annotate(waiting=waiting_for_human_flag()).order_by("-last_message_at", "-id")[: limit + 1]
+        conversations.annotate(waiting=waiting_for_human_flag()).order_by("-last_message_at", "-id")[
+            offset : offset + limit + 1
+        ]
     )
     more = len(rows) > limit
     rows = rows[:limit]

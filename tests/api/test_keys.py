@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from chatbot.apikeys.services import api_key_create, api_key_revoke
+from chatbot.dashboard.services import staff_member_save
 from chatbot.models import ApiKey
 
 from .conftest import ApiClient
@@ -37,6 +38,15 @@ def test_the_command_refuses_an_unknown_bot(acme):
     with pytest.raises(CommandError, match="nope"):
         create_key("x", "--bot", "nope")
     assert not ApiKey.objects.exists()
+
+
+def test_the_command_makes_a_key_that_belongs_to_a_staff_member(acme):
+    alan = staff_member_save(username="alan", role="agent", bots=[acme], password="x-long-password").user
+    create_key("Helpdesk", "--created-by", "alan")
+    assert ApiKey.objects.get().created_by == alan
+    with pytest.raises(CommandError, match="nobody"):
+        create_key("x", "--created-by", "nobody")
+    assert ApiKey.objects.count() == 1
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer", "Bearer pk_nope_nope", "Basic dXNlcjpwYXNz", "Bearer x"])

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -218,6 +219,9 @@ def test_every_curl_example_of_the_docs_works(live, tmp_path):
     source = Source.objects.filter(knowledge_base=live.bot.knowledge_base).order_by("id").first()
     subscription = live.subscription  # made by the fixture: what this test writes is not committed
     (tmp_path / "returns.md").write_text("# Returns\n\nYou can return any item within 30 days.\n")
+    with zipfile.ZipFile(tmp_path / "handbook.zip", "w") as handbook:
+        handbook.writestr("policies/returns.md", "# Returns\n\nYou can return any item within 30 days.\n")
+        handbook.writestr("logo.png", b"\x89PNG....")
     env = {
         **os.environ,
         "PARLEY_URL": live.url,

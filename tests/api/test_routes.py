@@ -5,16 +5,19 @@ OpenAPI document and the browsable docs."""
 
 import csv
 import io
+import zipfile
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from chatbot.apikeys.services import api_key_create
 from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.dashboard.services import staff_member_save
 from chatbot.leads.capture import lead_capture
-from chatbot.models import ApprovedAnswer, Conversation, Lead, Message
+from chatbot.models import ApprovedAnswer, Conversation, Lead, Message, Topic, TopicQuestion
+from knowledge.embeddings import EMBEDDING_DIMENSIONS
 from knowledge.models import Source
 from tests.leads.conftest import GOOD, LEAD_FORM
 
@@ -133,6 +136,9 @@ def test_it_pages_through_conversations_newest_first(api, acme):
     last = api.get("/conversations", {"limit": 2, "offset": 4}).json()
     assert [c["id"] for c in second["items"] + last["items"]] == [c.id for c in made[2:]]
     assert last["next_offset"] is None
+    # An offset page's cursor continues where it ended.
+    after_second = api.get("/conversations", {"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert after_second["items"] == last["items"]
     assert first["items"][0]["preview"] == "Do you ship to Norway? #0"
     assert api.get("/conversations", {"limit": 0}).status_code == 400
     assert api.get("/conversations", {"limit": 101}).status_code == 400
@@ -153,6 +159,73 @@ def test_it_filters_conversations_as_the_dashboard_does(api, acme, globex):
     assert ids(has_lead="true") == {acme_rows[0].id}
     assert ids(**{"from": (timezone.localdate() + timedelta(days=1)).isoformat()}) == set()
     assert api.get("/conversations", {"from": "yesterday"}).status_code == 400
+
+
+def test_it_pages_through_conversations_with_a_cursor(api, acme):
+    made = _conversations(acme, 5)
+    seen, cursor, pages = [], "", 0
+    while True:
+        page = api.get("/conversations", {"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [c["id"] for c in page["items"]]
+        pages += 1
+        if cursor:
+            assert page["next_offset"] is None  # an offset means nothing after a cursor
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert (pages, seen) == (3, [c.id for c in made])
+
+
+def test_a_conversation_arriving_between_pages_does_not_shift_the_next_page(api, acme):
+    made = _conversations(acme, 4)
+    first = api.get("/conversations", {"limit": 2}).json()
+    [newer] = _conversations(acme, 1, text="Anyone there?")
+    Conversation.objects.filter(id=newer.id).update(last_message_at=timezone.now() + timedelta(minutes=1))
+    second = api.get("/conversations", {"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [c["id"] for c in second["items"]] == [made[2].id, made[3].id]
+
+
+def test_it_refuses_a_bad_cursor_and_a_cursor_with_an_offset(api, acme):
+    _conversations(acme, 3)
+    cursor = api.get("/conversations", {"limit": 1}).json()["next_cursor"]
+    assert api.get("/conversations", {"cursor": "not-a-cursor"}).status_code == 400
+    both = api.get("/conversations", {"cursor": cursor, "offset": 1})
+    assert both.status_code == 400 and "not both" in both.json()["detail"]
+
+
+def test_it_filters_by_the_dashboards_inbox_views_status_and_topic(acme, globex):
+    alan = staff_member_save(username="alan", role="agent", bots=[acme], password="x-long-password").user
+    _, key = api_key_create(name="alan's", user=alan)
+    api = ApiClient(key)
+    mine, unassigned, waiting, resolved = _conversations(acme, 4)
+    Conversation.objects.filter(id=mine.id).update(assigned_to=alan)
+    Conversation.objects.filter(id=waiting.id).update(assigned_to=alan, handoff_requested_at=timezone.now())
+    Conversation.objects.filter(id=resolved.id).update(resolved_at=timezone.now())
+    topic = Topic.objects.create(bot=acme, label="Shipping", centroid=[1.0] + [0.0] * (EMBEDDING_DIMENSIONS - 1))
+    TopicQuestion.objects.create(
+        topic=topic, message=unassigned.messages.first(), conversation=unassigned, asked_at=timezone.now()
+    )
+
+    def ids(**query):
+        response = api.get("/conversations", query)
+        assert response.status_code == 200, response.json()
+        return {c["id"] for c in response.json()["items"]}
+
+    assert ids(view="mine") == {mine.id, waiting.id}
+    assert ids(view="unassigned") == {unassigned.id}  # open ones only: `resolved` is unassigned too
+    assert ids(view="unassigned", status="resolved") == {resolved.id}
+    assert ids(view="waiting") == {waiting.id}
+    assert ids(status="open") == {mine.id, unassigned.id, waiting.id}
+    assert ids(status="resolved") == {resolved.id}
+    assert ids(topic=topic.id) == {unassigned.id}
+    assert api.get("/conversations", {"view": "everyone"}).status_code == 400
+    assert api.get("/conversations", {"status": "closed"}).status_code == 400
+
+
+def test_view_mine_needs_a_key_made_by_a_staff_member(api, acme):
+    _conversations(acme, 1)
+    response = api.get("/conversations", {"view": "mine"})
+    assert response.status_code == 400 and "no creator" in response.json()["detail"]
 
 
 def test_a_key_lists_only_the_conversations_of_its_bots(acme_api, acme, globex):
@@ -190,6 +263,92 @@ def test_a_staff_member_replies_through_the_api(api, acme):
     staff_member_save(username="grace", role="admin", password="x-long-password")
     taken = api.post(f"/conversations/{conversation.id}/messages", {"text": "Hi", "staff_username": "grace"})
     assert taken.status_code == 409
+
+
+def _key_of(user, *, bots=None) -> ApiClient:
+    _, key = api_key_create(name=f"{user.username}'s key", user=user, bots=bots)
+    return ApiClient(key)
+
+
+def test_a_reply_without_a_staff_username_is_written_by_the_keys_creator(acme, globex):
+    [conversation] = _conversations(acme, 1)
+    alan = staff_member_save(
+        username="alan", role="agent", bots=[acme], display_name="Alan", password="x-long-password"
+    )
+    response = _key_of(alan.user, bots=[acme]).post(
+        f"/conversations/{conversation.id}/messages", {"text": "Alan here."}
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["staff_name"] == "Alan"
+    conversation.refresh_from_db()
+    assert conversation.taken_over_by_id == alan.user_id
+
+
+def test_a_key_without_a_creator_must_name_the_staff_member(api, acme):
+    [conversation] = _conversations(acme, 1)
+    response = api.post(f"/conversations/{conversation.id}/messages", {"text": "Hello"})
+    assert response.status_code == 400 and "staff_username" in response.json()["detail"]
+    assert not conversation.messages.filter(role=Message.Role.STAFF).exists()
+
+
+def test_a_key_for_some_bots_writes_only_as_its_creator(acme, globex):
+    [conversation] = _conversations(acme, 1)
+    alan = staff_member_save(username="alan", role="agent", bots=[acme], password="x-long-password")
+    staff_member_save(username="grace", role="admin", password="x-long-password")
+    api = _key_of(alan.user, bots=[acme])
+    as_admin = api.post(f"/conversations/{conversation.id}/messages", {"text": "Hi", "staff_username": "grace"})
+    assert as_admin.status_code == 400 and "every bot" in as_admin.json()["detail"]
+    as_self = api.post(f"/conversations/{conversation.id}/messages", {"text": "Hi", "staff_username": "alan"})
+    assert as_self.status_code == 201
+    _, unowned = api_key_create(name="acme, no creator", bots=[acme])
+    anyone = ApiClient(unowned).post(
+        f"/conversations/{conversation.id}/messages", {"text": "Hi", "staff_username": "alan"}
+    )
+    assert anyone.status_code == 400
+
+
+def test_a_keys_creator_who_lost_access_to_the_bot_cannot_write(acme, globex):
+    [conversation] = _conversations(globex, 1)
+    alan = staff_member_save(username="alan", role="agent", bots=[acme], password="x-long-password")
+    response = _key_of(alan.user).post(f"/conversations/{conversation.id}/messages", {"text": "Hi"})
+    assert response.status_code == 400 and "'alan'" in response.json()["detail"]
+
+
+def test_it_hands_a_conversation_back_to_the_bot(acme, globex):
+    [conversation] = _conversations(acme, 1)
+    alan = staff_member_save(username="alan", role="agent", bots=[acme], password="x-long-password").user
+    ada = staff_member_save(username="ada", role="agent", bots=[acme], password="x-long-password").user
+    api = _key_of(alan, bots=[acme])
+    assert api.post(f"/conversations/{conversation.id}/messages", {"text": "Alan here."}).status_code == 201
+
+    refused = _key_of(ada, bots=[acme]).post(f"/conversations/{conversation.id}/handback")
+    assert refused.status_code == 409
+    response = api.post(f"/conversations/{conversation.id}/handback")
+    assert response.status_code == 200, response.json()
+    assert response.json()["taken_over_by"] is None
+    conversation.refresh_from_db()
+    assert conversation.taken_over_by is None
+    # Handing back a conversation nobody has is no error.
+    assert api.post(f"/conversations/{conversation.id}/handback").status_code == 200
+
+
+def test_an_administrator_hands_back_a_conversation_someone_else_took_over(api, acme):
+    [conversation] = _conversations(acme, 1)
+    staff_member_save(username="alan", role="agent", bots=[acme], password="x-long-password")
+    staff_member_save(username="grace", role="admin", password="x-long-password")
+    assert (
+        api.post(f"/conversations/{conversation.id}/messages", {"text": "Hi", "staff_username": "alan"}).status_code
+        == 201
+    )
+    response = api.post(f"/conversations/{conversation.id}/handback", {"staff_username": "grace"})
+    assert response.status_code == 200, response.json()
+    conversation.refresh_from_db()
+    assert conversation.taken_over_by is None
+
+
+def test_a_read_only_key_cannot_hand_back(read_only_api, acme):
+    [conversation] = _conversations(acme, 1)
+    assert read_only_api.post(f"/conversations/{conversation.id}/handback").status_code == 403
 
 
 # --- leads ---
@@ -261,6 +420,52 @@ def test_it_adds_each_kind_of_source_and_reports_its_ingestion(api, acme):
     Source.objects.filter(id=page.json()["id"]).update(status="running", documents_total=4, documents_done=1)
     status = api.get(f"/bots/acme/sources/{page.json()['id']}").json()
     assert (status["status"], status["documents_done"], status["documents_total"]) == ("running", 1, 4)
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_it_unpacks_an_uploaded_zip_as_the_dashboard_does(api, acme, django_capture_on_commit_callbacks):
+    archive = _zipped({
+        "guides/shipping.md": b"# Shipping\n\nWe ship in three days.",
+        "guides/returns.txt": b"Returns are free within 30 days.",
+        "logo.png": b"\x89PNG....",
+    })  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = api.upload("/bots/acme/sources/upload", {"file": SimpleUploadedFile("help.zip", archive)})
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert sorted(s["title"] for s in body["sources"]) == [
+        "help.zip › guides/returns.txt",
+        "help.zip › guides/shipping.md",
+    ]
+    assert {s["status"] for s in body["sources"]} == {"pending"} and len(queued) == 2
+    [refused] = body["refused"]
+    assert "“help.zip › logo.png” was left out: not a document" in refused
+    # The same archive again replaces its documents instead of adding them twice.
+    with django_capture_on_commit_callbacks(execute=False):
+        api.upload("/bots/acme/sources/upload", {"file": SimpleUploadedFile("help.zip", archive)})
+    assert Source.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("archive", "why"),
+    [
+        (_zipped({"big.txt": b"0" * 5_000_000}), "refused as unsafe"),  # a bomb: 5 MB of zeros in a few kilobytes
+        (b"PK\x03\x04 not really a zip", "is not a readable zip archive"),
+        (_zipped({"logo.png": b"\x89PNG...."}), "“bundle.zip › logo.png” was left out"),
+    ],
+)
+def test_an_uploaded_zip_with_nothing_to_add_gets_400_saying_why(api, acme, archive, why):
+    response = api.upload("/bots/acme/sources/upload", {"file": SimpleUploadedFile("bundle.zip", archive)})
+    assert response.status_code == 400
+    assert why in response.json()["detail"]
+    assert not Source.objects.exists()
 
 
 def test_it_refuses_bad_sources_with_a_clear_message(api, acme):

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from chatbot.bots.sources import files_under, is_url, source_for_file, source_for_site, source_for_url
+from chatbot.bots.sources import files_under, is_url, source_for_site, source_for_url, sources_for_path
 from chatbot.models import Bot
 from knowledge.models import Source
 from knowledge.services import IngestReport, source_ingest
@@ -11,8 +11,8 @@ from knowledge.services import IngestReport, source_ingest
 
 class Command(BaseCommand):
     help = (
-        "Ingest files, folders (recursively), web pages, sitemaps and whole websites (--crawl) into a bot's "
-        "knowledge base, now."
+        "Ingest files, .zip archives (each document inside), folders (recursively), web pages, sitemaps and whole "
+        "websites (--crawl) into a bot's knowledge base, now."
     )
 
     def add_arguments(self, parser):
@@ -50,6 +50,7 @@ class Command(BaseCommand):
         knowledge_base = found.knowledge_base
 
         sources: list[Source] = []
+        refused: list[str] = []  # archives and archive members left out, one sentence each
         for url in crawl:
             if not is_url(url):
                 raise CommandError(f"--crawl {url}: give an http(s) address")
@@ -77,7 +78,14 @@ class Command(BaseCommand):
             path = Path(target).expanduser()
             if not path.exists():
                 raise CommandError(f"{target}: no such file or folder")
-            sources += [source_for_file(knowledge_base=knowledge_base, file_path=file) for file in files_under(path)]
+            for file in files_under(path):
+                found_sources, left_out = sources_for_path(knowledge_base=knowledge_base, file_path=file)
+                sources += found_sources
+                refused += left_out
+        for problem in refused:
+            self.stdout.write(f"left out: {problem}")
+        if refused and not sources:
+            raise CommandError("nothing left to ingest")
 
         total = IngestReport()
         with tqdm(total=len(sources), unit="source", disable=None, file=self.stderr._out) as bar:
