@@ -60,7 +60,9 @@ class KnowledgeBase(models.Model):
     overlap_tokens = models.PositiveIntegerField(default=30, help_text="Tokens repeated between neighbours.")
     # Set from the language of the bot that answers from it (`knowledge_base_search_config_set`).
     search_config = SearchConfigField(
-        default=DEFAULT_SEARCH_CONFIG, help_text="PostgreSQL text-search configuration: stemming and stop words."
+        default=DEFAULT_SEARCH_CONFIG,
+        db_default=DEFAULT_SEARCH_CONFIG,
+        help_text="PostgreSQL text-search configuration: stemming and stop words.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -166,8 +168,9 @@ class Chunk(models.Model):
     # before migration 0004 until their source is ingested again; search then ranks without the second stage.
     token_signature = models.BinaryField(null=True, editable=False)
     # The knowledge base's text-search configuration, copied at ingestion (and updated with it) so that the search
-    # vector can be a generated column: a generated column reads only its own row.
-    search_config = SearchConfigField(default=DEFAULT_SEARCH_CONFIG)
+    # vector can be a generated column: a generated column reads only its own row. The database default serves rows
+    # written without the ORM (the retrieval benchmark's COPY).
+    search_config = SearchConfigField(default=DEFAULT_SEARCH_CONFIG, db_default=DEFAULT_SEARCH_CONFIG)
     search_vector = models.GeneratedField(
         expression=SearchVector("heading_text", weight="A", config=F("search_config"))
         + SearchVector("text", weight="B", config=F("search_config")),

@@ -34,6 +34,7 @@ class Migration(migrations.Migration):
             name="search_config",
             field=knowledge.models.SearchConfigField(
                 default="english",
+                db_default="english",
                 help_text="PostgreSQL text-search configuration: stemming and stop words.",
                 max_length=63,
             ),
@@ -41,7 +42,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="chunk",
             name="search_config",
-            field=knowledge.models.SearchConfigField(default="english", max_length=63),
+            field=knowledge.models.SearchConfigField(default="english", db_default="english", max_length=63),
         ),
         # PostgreSQL cannot change a generated column's expression: drop it (with its index) and add it again.
         # ALTER TABLE fires no triggers, and the new vectors equal the old ones, so `knowledge_term` stays right.
