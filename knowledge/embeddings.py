@@ -43,6 +43,10 @@ class EmbeddingError(Exception):
     """The embedding model or server could not produce vectors."""
 
 
+class EmbeddingSizeMismatch(EmbeddingError):
+    """The embedding server's vectors do not have the size the database stores (`EMBEDDING_DIMENSIONS`)."""
+
+
 @dataclass(frozen=True)
 class QueryEmbedding:
     """A question as search reads it: its vector, and its token embeddings for late interaction (unit rows, special
@@ -446,8 +450,21 @@ def get_embedder(embedding_url: str | None) -> Embedder:
         embedder = _embedders.get(key)
         if embedder is None:
             embedder = TEIEmbedder(base_url=url) if url else LocalEmbedder(backend=embedding_backend())
+            embedding_size_check(embedder, source=url)
             _embedders[key] = embedder
         return embedder
+
+
+def embedding_size_check(embedder: Embedder, *, source: str = "") -> None:
+    """Refuse an embedder whose vectors would not fit the database's vector(384) columns (chunks, approved
+    answers, insight clusters), with what to do about it, rather than failing at the first insert or search."""
+    if embedder.dimension != EMBEDDING_DIMENSIONS:
+        raise EmbeddingSizeMismatch(
+            f"The embedding server {source} ({embedder.model_name}) gives vectors of {embedder.dimension} "
+            f"dimensions; Parley stores vectors of {EMBEDDING_DIMENSIONS} dimensions. Set EMBEDDING_URL to a server "
+            f"whose model gives {EMBEDDING_DIMENSIONS}-dimension vectors (for example "
+            "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2), or unset it to use the packaged model."
+        )
 
 
 def local_token_counter() -> WordPieceTokenCounter:

@@ -1,12 +1,55 @@
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
+from django.db.models import F
 from pgvector.django import HnswIndex, VectorField
 
 from knowledge.embeddings import EMBEDDING_DIMENSIONS
 
-# Full-text search configuration of the generated tsvector (stemming and stop words for English).
-SEARCH_CONFIG = "english"
+# The full-text search configuration (stemming and stop words) a knowledge base gets unless it is told its language.
+DEFAULT_SEARCH_CONFIG = "english"
+
+# PostgreSQL's text-search configuration for each language a bot may speak (ISO 639-1); any other language is
+# searched with `simple` (lower-cased words, no stemming, no stop words), which works for every language.
+SEARCH_CONFIGS = {
+    "en": "english",
+    "fr": "french",
+    "de": "german",
+    "es": "spanish",
+    "it": "italian",
+    "pt": "portuguese",
+    "nl": "dutch",
+}
+FALLBACK_SEARCH_CONFIG = "simple"
+
+
+def search_config_for_language(language: str) -> str:
+    """The text-search configuration for a language tag ("fr", "de-CH", "pt_BR"): its own, else `simple`."""
+    code = (language or "").strip().lower().replace("_", "-").split("-")[0]
+    return SEARCH_CONFIGS.get(code, FALLBACK_SEARCH_CONFIG)
+
+
+class SearchConfigField(models.CharField):
+    """A PostgreSQL `regconfig`: the database refuses a configuration it does not have, and a generated tsvector
+    may use the column (`to_tsvector(regconfig, text)` is immutable; with a text column and a cast it is not)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("max_length", 63)
+        super().__init__(*args, **kwargs)
+
+    def db_type(self, connection) -> str:
+        return "regconfig"
+
+    def cast_db_type(self, connection) -> str:
+        return "regconfig"
+
+
+@SearchConfigField.register_lookup
+class SearchConfigExact(models.lookups.Exact):
+    # PostgreSQL has no `regconfig = unknown` operator: it would compare as oids and read 'french' as an oid.
+    def process_rhs(self, compiler, connection):
+        sql, params = super().process_rhs(compiler, connection)
+        return f"({sql})::regconfig", params
 
 
 class KnowledgeBase(models.Model):
@@ -15,6 +58,12 @@ class KnowledgeBase(models.Model):
     name = models.CharField(max_length=200)
     chunk_tokens = models.PositiveIntegerField(default=200, help_text="Target chunk size in embedding tokens.")
     overlap_tokens = models.PositiveIntegerField(default=30, help_text="Tokens repeated between neighbours.")
+    # Set from the language of the bot that answers from it (`knowledge_base_search_config_set`).
+    search_config = SearchConfigField(
+        default=DEFAULT_SEARCH_CONFIG,
+        db_default=DEFAULT_SEARCH_CONFIG,
+        help_text="PostgreSQL text-search configuration: stemming and stop words.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -118,9 +167,13 @@ class Chunk(models.Model):
     # from the forward pass that made `embedding`. Null when a TEI server embedded the chunk, or for chunks indexed
     # before migration 0004 until their source is ingested again; search then ranks without the second stage.
     token_signature = models.BinaryField(null=True, editable=False)
+    # The knowledge base's text-search configuration, copied at ingestion (and updated with it) so that the search
+    # vector can be a generated column: a generated column reads only its own row. The database default serves rows
+    # written without the ORM (the retrieval benchmark's COPY).
+    search_config = SearchConfigField(default=DEFAULT_SEARCH_CONFIG, db_default=DEFAULT_SEARCH_CONFIG)
     search_vector = models.GeneratedField(
-        expression=SearchVector("heading_text", weight="A", config=SEARCH_CONFIG)
-        + SearchVector("text", weight="B", config=SEARCH_CONFIG),
+        expression=SearchVector("heading_text", weight="A", config=F("search_config"))
+        + SearchVector("text", weight="B", config=F("search_config")),
         output_field=SearchVectorField(),
         db_persist=True,
     )

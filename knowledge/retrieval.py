@@ -28,7 +28,7 @@ from django.db import connection, transaction
 
 from knowledge.embeddings import get_embedder
 from knowledge.late_interaction import late_interaction_scores
-from knowledge.models import SEARCH_CONFIG, Chunk
+from knowledge.models import Chunk
 from knowledge.reranking import get_reranker
 
 # Candidates taken from each half before fusion.
@@ -388,9 +388,11 @@ def _tsquery_literal(lexeme: str) -> str:
 def text_search(cursor, *, knowledge_base_id: int, query: str, limit: int) -> list[tuple[int, float]]:
     """(chunk id, BM25 score) of the best `limit` chunks for the question's lexemes, best first."""
     cursor.execute(
-        "SELECT lexeme, chunks, lexemes FROM knowledge_term"
-        " WHERE knowledge_base_id = %s AND lexeme = ANY(array_append(tsvector_to_array(to_tsvector(%s, %s)), ''))",
-        [knowledge_base_id, SEARCH_CONFIG, query[:2000]],
+        # The question's lexemes in the knowledge base's own text-search configuration, the one its chunks use.
+        "SELECT lexeme, chunks, lexemes FROM knowledge_term WHERE knowledge_base_id = %s AND lexeme = ANY(array_append("
+        "  tsvector_to_array(to_tsvector("
+        "    (SELECT search_config FROM knowledge_knowledgebase WHERE id = %s), %s)), ''))",
+        [knowledge_base_id, knowledge_base_id, query[:2000]],
     )
     stats = {lexeme: (chunks, lexemes) for lexeme, chunks, lexemes in cursor.fetchall()}
     total_chunks, total_lexemes = stats.pop("", (0, 0))

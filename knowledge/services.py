@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from knowledge.chunking import chunk_document
@@ -52,6 +52,29 @@ class IngestReport:
 
 def knowledge_base_create(*, name: str, **fields) -> KnowledgeBase:
     return KnowledgeBase.objects.create(name=name, **fields)
+
+
+@transaction.atomic
+def knowledge_base_search_config_set(*, knowledge_base_id: int, search_config: str) -> bool:
+    """Search this knowledge base with another text-search configuration (`search_config_for_language`): its
+    chunks' search vectors are computed again in one UPDATE (no embedding), and the term statistics follow through
+    their triggers. Returns whether anything changed (setting the configuration it has costs one query)."""
+    changed = (
+        KnowledgeBase.objects.filter(id=knowledge_base_id)
+        .exclude(search_config=search_config)
+        .update(search_config=search_config)
+    )
+    if changed:
+        Chunk.objects.filter(knowledge_base_id=knowledge_base_id).update(search_config=search_config)
+    return bool(changed)
+
+
+def _knowledge_base_search_config(knowledge_base_id: int) -> str:
+    """The configuration for chunks about to be inserted in this transaction. The share lock makes a concurrent
+    change of configuration either come first (and be read here) or wait for these chunks (and update them)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT search_config FROM knowledge_knowledgebase WHERE id = %s FOR SHARE", [knowledge_base_id])
+        return cursor.fetchone()[0]
 
 
 def source_add_file(*, knowledge_base: KnowledgeBase, filename: str, data: bytes, title: str = "") -> Source:
@@ -378,6 +401,7 @@ def document_index(
                 **caching,
             },
         )
+        search_config = _knowledge_base_search_config(source.knowledge_base_id)
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
             [
@@ -392,6 +416,7 @@ def document_index(
                     text_hash=text_hash,
                     embedding=vector,
                     token_signature=signature,
+                    search_config=search_config,
                 )
                 for draft, text_hash, (vector, signature) in zip(drafts, hashes, embedded, strict=True)
             ],

@@ -5,6 +5,7 @@ import json
 
 from django import forms
 
+from chatbot.bots.services import bot_search_language_apply
 from chatbot.chat.handoff import business_hours_validate
 from chatbot.chat.origins import origin_normalise, origin_problem
 from chatbot.leads.form import LeadFormInvalid, lead_form_parse
@@ -159,7 +160,11 @@ class BotForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> Bot:
         self.instance.model_api_key = self.api_key
-        return super().save(commit=commit)
+        bot = super().save(commit=commit)
+        if commit:
+            # Every way of changing a bot's settings (dashboard, API, bot files) saves through this form.
+            bot_search_language_apply(bot=bot)
+        return bot
 
 
 _KEY_HELP = "Type a new one to replace it; changing the endpoint drops it."

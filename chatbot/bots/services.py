@@ -4,7 +4,8 @@ from django.conf import settings
 from django.db import transaction
 
 from chatbot.models import Bot, new_webhook_secret
-from knowledge.services import knowledge_base_create
+from knowledge.models import search_config_for_language
+from knowledge.services import knowledge_base_create, knowledge_base_search_config_set
 
 DEMO_BOT_SLUG = "demo"
 
@@ -20,7 +21,21 @@ def bot_create(*, slug: str, name: str, with_knowledge_base: bool = True, **fiel
         raise BotExists(f"a bot with the slug '{slug}' already exists")
     if with_knowledge_base and "knowledge_base" not in fields:
         fields["knowledge_base"] = knowledge_base_create(name=f"{name} knowledge")
-    return Bot.objects.create(slug=slug, name=name, **fields)
+    bot = Bot.objects.create(slug=slug, name=name, **fields)
+    bot_search_language_apply(bot=bot)
+    return bot
+
+
+def bot_search_language_apply(*, bot: Bot) -> bool:
+    """Search the bot's knowledge base in the bot's language (stemming, stop words): call it whenever a bot is
+    created or saved. When the language changed, the chunks' search vectors and term statistics are rebuilt in
+    one UPDATE (nothing is embedded again). A knowledge base shared by bots follows the last one saved. Returns
+    whether anything was re-indexed."""
+    if bot.knowledge_base_id is None:
+        return False
+    return knowledge_base_search_config_set(
+        knowledge_base_id=bot.knowledge_base_id, search_config=search_config_for_language(bot.language)
+    )
 
 
 def bot_ensure_demo() -> tuple[Bot, bool]:

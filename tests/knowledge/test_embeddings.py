@@ -8,6 +8,7 @@ from knowledge.embeddings import (
     EMBEDDING_DIMENSIONS,
     EMBEDDING_MAX_TOKENS,
     EmbeddingError,
+    EmbeddingSizeMismatch,
     LocalEmbedder,
     QueryBatcher,
     TEIEmbedder,
@@ -135,11 +136,49 @@ def test_it_reports_a_failing_tei_server():
         server.close()
 
 
-def test_it_picks_the_tei_embedder_when_a_url_is_configured(tei_server):
-    chosen = get_embedder(tei_server.url + "/")
+def test_it_picks_the_tei_embedder_when_a_url_is_configured():
+    server = FakeTEI(info={"model_id": "sentence-transformers/all-MiniLM-L6-v2"}, dimension=EMBEDDING_DIMENSIONS)
+    try:
+        chosen = get_embedder(server.url + "/")
 
-    assert isinstance(chosen, TEIEmbedder)
-    assert get_embedder(tei_server.url) is chosen
+        assert isinstance(chosen, TEIEmbedder)
+        assert get_embedder(server.url) is chosen
+    finally:
+        server.close()
+
+
+def test_it_refuses_a_tei_server_whose_vectors_are_not_the_size_the_database_stores():
+    server = FakeTEI(info={"model_id": "BAAI/bge-base-en-v1.5"}, dimension=768)
+    try:
+        with pytest.raises(EmbeddingSizeMismatch) as refused:
+            get_embedder(server.url)
+
+        message = str(refused.value)
+        assert server.url in message and "BAAI/bge-base-en-v1.5" in message
+        assert "768 dimensions" in message and f"{EMBEDDING_DIMENSIONS} dimensions" in message
+        assert "EMBEDDING_URL" in message
+        # Still refused at the next use: a refused embedder is not kept.
+        with pytest.raises(EmbeddingSizeMismatch):
+            get_embedder(server.url)
+    finally:
+        server.close()
+
+
+def test_a_multilingual_model_of_the_right_size_is_accepted():
+    server = FakeTEI(
+        info={"model_id": "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", "max_input_length": 128},
+        dimension=EMBEDDING_DIMENSIONS,
+    )
+    try:
+        embedder = get_embedder(server.url)
+
+        assert (embedder.model_name, embedder.dimension) == (
+            "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+            EMBEDDING_DIMENSIONS,
+        )
+        assert embedder.max_tokens == 128
+    finally:
+        server.close()
 
 
 def test_questions_asked_at_the_same_moment_are_embedded_in_batches_each_getting_its_own_vector(embedder):
