@@ -35,6 +35,7 @@ from playwright.sync_api import Frame, Page, expect
 
 from chatbot.bots.services import bot_create
 from chatbot.celery import app as celery_app
+from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Bot, Conversation, Message
 from devtools.browser import eventually
 from devtools.pytest_plugin import start_celery_worker, start_daphne
@@ -53,6 +54,7 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TOKENS_PER_S = 30
+STAFF_PASSWORD = "staff-password-for-the-widget-tests"
 LOADER_BUDGET_GZ = 4 * 1024
 CHAT_PAGE_BUDGET_GZ = 40 * 1024
 
@@ -215,6 +217,7 @@ def stack(browser, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
                 )
             )
             knowledge_ingest(sources=sources, redis_url=redis_url, worker=worker)
+            staff_member_save(username="sam", role="admin", password=STAFF_PASSWORD)
             snippet = f'<script src="{daphne.url}/widget.js" data-bot="{bot.public_id}" async></script>'
             (site_dir / "index.html").write_text(
                 site_page(
@@ -421,6 +424,51 @@ def test_the_conversation_is_still_there_after_a_reload(new_page, stack, sim):
     expect(answer.locator(".citations li a")).to_have_attribute("href", stack.shipping_url)
     assert Conversation.objects.filter(bot=stack.bot).count() == conversations  # resumed, not started again
     assert saved(answer).text == ANSWER
+
+
+def test_new_conversation_clears_the_chat_and_the_dashboard_keeps_both_conversations(new_page, stack, sim):
+    page = new_page()
+    page.goto(f"{stack.site}/")
+    open_chat(page)
+    ask(page, "Do you ship abroad?")
+    first = saved(wait_done(page))
+
+    chat(page).get_by_role("button", name="New conversation").click()
+
+    expect(chat(page).locator(".msg-visitor")).to_have_count(0)
+    expect(chat(page).locator(".msg-bot")).to_have_count(1)
+    expect(chat(page).locator(".msg-bot")).to_contain_text("Hi! I'm Acme's assistant.")  # the greeting
+    expect(chat(page).locator("#composer-input")).to_be_focused()
+    ask(page, "How do I return an item?")
+    answer = wait_done(page)
+    expect(answer.locator(".bubble")).to_contain_text("returns are free for 30 days")
+    second = saved(answer)
+    assert second.conversation_id != first.conversation_id
+    old, new = Conversation.objects.get(id=first.conversation_id), Conversation.objects.get(id=second.conversation_id)
+    assert new.visitor_id == old.visitor_id
+    assert list(old.messages.order_by("id").values_list("role", "text")) == [
+        ("visitor", "Do you ship abroad?"),
+        ("bot", ANSWER),
+    ]
+    expect(chat(page).locator(".msg-visitor .bubble")).to_have_text(["How do I return an item?"])
+
+    page.reload()  # the visitor comes back to the new conversation, not the old one
+    open_chat(page)
+    expect(chat(page).locator(".msg-visitor .bubble")).to_have_text(["How do I return an item?"])
+
+    staff = new_page()
+    staff.goto(f"{stack.daphne.url}/dashboard/login/")
+    staff.fill("input[name=username]", "sam")
+    staff.fill("input[name=password]", STAFF_PASSWORD)
+    staff.click("button[type=submit]")
+    rows = staff.locator("tr[data-conversation-id]")
+    expect(rows.filter(has=staff.locator(f'a[href$="/conversations/{old.id}/"]'))).to_contain_text(
+        "Do you ship abroad?"
+    )
+    expect(rows.filter(has=staff.locator(f'a[href$="/conversations/{new.id}/"]'))).to_contain_text(
+        "How do I return an item?"
+    )
+    assert errors(page) == []
 
 
 def test_only_sites_in_the_allowed_origins_can_embed_the_chat(new_page, stack, sim):
