@@ -15,6 +15,7 @@ from chatbot.answers.stops import answer_stop_requested
 from chatbot.asgi import application
 from chatbot.bots.services import bot_create
 from chatbot.chat import session
+from chatbot.chat.identity import identity_hash
 from chatbot.chat.staff import conversation_take_over
 from chatbot.chat.visitors import visitor_token_read
 from chatbot.dashboard.services import staff_member_save
@@ -33,7 +34,7 @@ def acme(db):
     return bot_create(slug="acme", name="Acme Support", allowed_origins=[ALLOWED_ORIGIN], greeting="Hello from Acme")
 
 
-async def _ready(bot, token=None) -> tuple[WebsocketCommunicator, dict]:
+async def _ready(bot, token=None, **hello) -> tuple[WebsocketCommunicator, dict]:
     communicator = WebsocketCommunicator(
         application,
         f"/ws/chat/{bot.public_id}/",
@@ -44,7 +45,7 @@ async def _ready(bot, token=None) -> tuple[WebsocketCommunicator, dict]:
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to(
-        {"type": "hello", "protocol": 1, "visitor_token": token, "page_url": "https://www.acme.test/pricing"}
+        {"type": "hello", "protocol": 1, "visitor_token": token, "page_url": "https://www.acme.test/pricing", **hello}
     )
     ready = await communicator.receive_json_from(timeout=5)
     assert ready["type"] == "ready"
@@ -207,6 +208,24 @@ async def test_the_new_conversation_is_announced_to_webhooks_as_started(acme):
         ready["conversation_id"],
     ]
     await communicator.disconnect()
+
+
+async def test_a_verified_visitor_stays_verified_and_their_other_devices_find_the_new_conversation(acme):
+    ada = {"user_id": "user-42", "user_hash": identity_hash(secret=acme.identity_secret, user_id="user-42")}
+    laptop, first = await _ready(acme, identity={**ada, "name": "Ada Lovelace", "email": "ada@example.com"})
+    await _ask(laptop, "Do you ship to Norway?", "c1")
+    await _answered(first["conversation_id"])
+
+    ready = await _start_over(laptop)
+    phone, on_phone = await _ready(acme, identity=ada)
+
+    assert ready["identity"] == "verified"
+    assert ready["visitor"] == {"name": "Ada Lovelace", "email": "ada@example.com"}
+    new = await _conversation(ready["conversation_id"])
+    assert (new.visitor_verified, new.visitor_name, new.visitor_email) == (True, "Ada Lovelace", "ada@example.com")
+    assert on_phone["conversation_id"] == ready["conversation_id"] != first["conversation_id"]
+    await laptop.disconnect()
+    await phone.disconnect()
 
 
 async def test_new_conversation_before_hello_is_a_bad_frame(acme):
