@@ -471,6 +471,28 @@ def test_new_conversation_clears_the_chat_and_the_dashboard_keeps_both_conversat
     assert errors(page) == []
 
 
+def test_new_conversation_while_an_answer_streams_stops_it_and_shows_none_of_it(new_page, stack, sim):
+    sim.configure(script_text=LONG_ANSWER)
+    page = new_page()
+    page.goto(f"{stack.site}/")
+    open_chat(page)
+    ask(page, "How do I check a parcel label?")
+    expect(chat(page).locator(".bubble.is-streaming")).to_contain_text("Step 3:")
+
+    chat(page).get_by_role("button", name="New conversation").click()
+
+    expect(chat(page).locator(".msg-visitor")).to_have_count(0)
+    question = Message.objects.filter(text="How do I check a parcel label?").latest("id")
+    answer = Message.objects.get(in_reply_to=question)
+    eventually(
+        lambda: Message.objects.get(id=answer.id).status == Message.Status.STOPPED, what="the old answer to stop"
+    )
+    time.sleep(0.5)  # at 30 tokens a second, a stream still shown would add about 15
+    expect(chat(page).locator(".msg-bot")).to_have_count(1)  # the greeting, nothing of the old answer
+    expect(chat(page).locator("#send-button")).to_be_visible()
+    assert errors(page) == []
+
+
 def test_only_sites_in_the_allowed_origins_can_embed_the_chat(new_page, stack, sim):
     allowed = new_page()
     allowed.goto(f"{stack.site}/")
