@@ -161,11 +161,11 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         ) or await address_limits.new_conversation_limited_for_address(client_ip=self.client_ip):
             await self.send_error("rate_limited", chat_text("new_conversation_too_fast", self.language), retryable=True)
             return
-        self.answers.stop()
-        await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
         started = await session.visitor_conversation_new(
             bot=self.bot, conversation=self.conversation, hello=self.hello, user_agent=self.user_agent
         )
+        self.answers.stop()
+        await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
         self.left_messages_up_to = max(self.left_messages_up_to, started.left_messages_up_to)
         await self.session_enter(started)
 
