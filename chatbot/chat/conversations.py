@@ -5,7 +5,7 @@ from django.db.models import BigIntegerField, Exists, Max, OuterRef, Subquery, V
 from django.utils import timezone
 
 from chatbot.answers.tasks import answer_message
-from chatbot.chat.staff_feed import dashboard_message_notify
+from chatbot.chat.staff_feed import dashboard_message_notify, dashboard_visitor_left_notify
 from chatbot.models import Bot, Conversation, Lead, Message, staff_display_name
 from chatbot.realtime.presence import staff_online
 from chatbot.realtime.protocol import Citation, MessagePayload
@@ -92,6 +92,8 @@ def conversation_start_next(
         visitor_email=conversation.visitor_email,
     )
     started.bot = conversation.bot
+    if staff_online(bot_id=conversation.bot_id):
+        dashboard_visitor_left_notify(conversation=conversation, following=started)
     return started
 
 

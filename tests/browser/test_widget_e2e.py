@@ -432,6 +432,14 @@ def test_new_conversation_clears_the_chat_and_the_dashboard_keeps_both_conversat
     open_chat(page)
     ask(page, "Do you ship abroad?")
     first = saved(wait_done(page))
+    # A staff member is looking at the conversation.
+    staff = new_page()
+    staff.goto(f"{stack.daphne.url}/dashboard/login/?next=/dashboard/conversations/{first.conversation_id}/")
+    staff.fill("input[name=username]", "sam")
+    staff.fill("input[name=password]", STAFF_PASSWORD)
+    staff.click("button[type=submit]")
+    expect(staff.locator("#live-status")).to_have_text("Live")
+    expect(staff.locator("#visitor-left")).to_be_hidden()
 
     chat(page).get_by_role("button", name="New conversation").click()
 
@@ -451,16 +459,16 @@ def test_new_conversation_clears_the_chat_and_the_dashboard_keeps_both_conversat
         ("bot", ANSWER),
     ]
     expect(chat(page).locator(".msg-visitor .bubble")).to_have_text(["How do I return an item?"])
+    # The staff member's transcript of the old conversation says the visitor moved on, and where to.
+    expect(staff.locator("#visitor-left")).to_be_visible()
+    expect(staff.locator("#visitor-left a")).to_have_attribute("href", f"/dashboard/conversations/{new.id}/")
+    expect(staff.locator("#messages > li[data-message-id]")).to_have_count(2)  # nothing of the new conversation
 
     page.reload()  # the visitor comes back to the new conversation, not the old one
     open_chat(page)
     expect(chat(page).locator(".msg-visitor .bubble")).to_have_text(["How do I return an item?"])
 
-    staff = new_page()
-    staff.goto(f"{stack.daphne.url}/dashboard/login/")
-    staff.fill("input[name=username]", "sam")
-    staff.fill("input[name=password]", STAFF_PASSWORD)
-    staff.click("button[type=submit]")
+    staff.goto(f"{stack.daphne.url}/dashboard/")
     rows = staff.locator("tr[data-conversation-id]")
     expect(rows.filter(has=staff.locator(f'a[href$="/conversations/{old.id}/"]'))).to_contain_text(
         "Do you ship abroad?"
@@ -469,6 +477,7 @@ def test_new_conversation_clears_the_chat_and_the_dashboard_keeps_both_conversat
         "How do I return an item?"
     )
     assert errors(page) == []
+    assert errors(staff) == []
 
 
 def test_new_conversation_while_an_answer_streams_stops_it_and_shows_none_of_it(new_page, stack, sim):
