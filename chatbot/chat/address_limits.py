@@ -22,6 +22,17 @@ async def new_visitor_limited(*, bot: Bot, visitor_token: str | None, client_ip:
     )
 
 
+async def new_conversation_limited_for_address(*, client_ip: str) -> bool:
+    """Whether a visitor's "New conversation" (a conversation row and a `conversation.started` webhook each) is over
+    its address's limit: the same as for new visitors, counted apart."""
+    return await limits.rate_limit_hit(
+        scope="new-conversation-ip",
+        identity=client_ip,
+        limit=settings.CHAT_NEW_VISITORS_PER_MINUTE_PER_IP,
+        window_s=60,
+    )
+
+
 async def lead_submit_limited_for_address(*, client_ip: str) -> bool:
     return await limits.rate_limit_hit(
         scope="lead-ip", identity=client_ip, limit=settings.CHAT_LEADS_PER_HOUR_PER_IP, window_s=HOUR_S

@@ -66,6 +66,9 @@ class EchoConsumer(ChannelReleasedOnExit, AsyncJsonWebsocketConsumer):
 class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketConsumer):
     bot: Bot | None = None
     conversation: Conversation | None = None
+    hello: frames.HelloValues | None = None
+    # After "New conversation": events of messages up to this id belong to the conversation the visitor left.
+    left_messages_up_to = 0
     counted_connection = False
     answers: SocketAnswers | None = None
 
@@ -153,6 +156,26 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         if self.conversation is not None:
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
         started = await db_async(session.chat_session_start)(bot=self.bot, hello=hello, user_agent=self.user_agent)
+        # The conversation it resumes may be an older one (`Parley.identify`): none of its events is left behind.
+        self.hello, self.left_messages_up_to = hello, 0
+        await self.session_enter(started)
+
+    async def on_new_conversation(self, frame: dict) -> None:
+        if await session.conversation_new_limited(
+            visitor_id=self.conversation.visitor_id
+        ) or await address_limits.new_conversation_limited_for_address(client_ip=self.client_ip):
+            await self.send_error("rate_limited", chat_text("new_conversation_too_fast", self.language), retryable=True)
+            return
+        started = await session.visitor_conversation_new(
+            bot=self.bot, conversation=self.conversation, hello=self.hello, user_agent=self.user_agent
+        )
+        self.answers.stop()
+        await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+        self.left_messages_up_to = max(self.left_messages_up_to, started.left_messages_up_to)
+        await self.session_enter(started)
+
+    async def session_enter(self, started: session.SessionStarted) -> None:
+        """Listen to the started (or resumed) conversation's events and tell the widget with `ready`."""
         self.conversation = started.conversation
         await self.channel_layer.group_add(self.conversation.group_name, self.channel_name)
         await self.send_frames(started.frames)
@@ -223,18 +246,26 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         "ping": on_ping,
         "lead_submit": on_lead_submit,
         "lead_dismiss": on_lead_dismiss,
+        "new_conversation": on_new_conversation,
     }
 
     # --- events from the conversation's channel-layer group ---
 
+    def left_behind(self, event) -> bool:
+        """Whether an event is about a message of a conversation the visitor left: it was on its way when they
+        started a new one, and is not shown in the new one."""
+        return event.get("message_id", self.left_messages_up_to + 1) <= self.left_messages_up_to
+
     async def chat_typing(self, event):
-        await self.send_frame(typing_frame(event))
+        if not self.left_behind(event):
+            await self.send_frame(typing_frame(event))
 
     async def chat_token(self, event):
-        await self.send_frame(token_frame(event))
+        if not self.left_behind(event):
+            await self.send_frame(token_frame(event))
 
     async def chat_done(self, event: ChatDoneEvent):
-        if self.answers.done_arrived(event):
+        if not self.left_behind(event) and self.answers.done_arrived(event):
             await self.send_frame(done_frame(event))
 
     async def send_done_again(self, event: ChatDoneEvent) -> None:
@@ -247,7 +278,8 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
         await self.send_error(event["code"], event["message"], retryable=event.get("retryable", True))
 
     async def chat_frame(self, event):
-        await self.send_frame(event["frame"])
+        if not self.left_behind(event["frame"]):
+            await self.send_frame(event["frame"])
 
     # --- sending ---
 

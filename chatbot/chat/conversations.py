@@ -1,12 +1,12 @@
 """Conversation reads and writes: what the chat consumer, the answer task and the dashboard call."""
 
 from django.db import transaction
-from django.db.models import BigIntegerField, Exists, OuterRef, Subquery, Value
+from django.db.models import BigIntegerField, Exists, Max, OuterRef, Subquery, Value
 from django.utils import timezone
 
 from chatbot.answers.tasks import answer_message
-from chatbot.chat.staff_feed import dashboard_message_notify
-from chatbot.models import Bot, Conversation, Message, staff_display_name
+from chatbot.chat.staff_feed import dashboard_message_notify, dashboard_visitor_left_notify
+from chatbot.models import Bot, Conversation, Lead, Message, staff_display_name
 from chatbot.realtime.presence import staff_online
 from chatbot.realtime.protocol import Citation, MessagePayload
 from chatbot.webhooks.events import conversation_started_emit, feedback_negative_emit, message_created_emit
@@ -21,14 +21,19 @@ def _clip_url(value: str) -> str:
     return value[:2000] if value.startswith(("http://", "https://")) else ""
 
 
-def conversation_resume_or_start(
-    *, bot: Bot, visitor_id: str, page_url: str = "", referrer: str = "", language: str = "", user_agent: str = ""
+def conversation_start(
+    *,
+    bot: Bot,
+    visitor_id: str,
+    page_url: str = "",
+    referrer: str = "",
+    language: str = "",
+    user_agent: str = "",
+    visitor_verified: bool = False,
+    visitor_name: str = "",
+    visitor_email: str = "",
 ) -> Conversation:
-    """The visitor's latest conversation with the bot, or a new one."""
-    conversation = Conversation.objects.filter(bot=bot, visitor_id=visitor_id).order_by("-last_message_at").first()
-    if conversation is not None:
-        conversation.bot = bot  # the caller's bot: every message of the socket reads it (language, lead form)
-        return conversation
+    """A new conversation of the visitor with the bot; `conversation.started` goes to the webhooks."""
     conversation = Conversation.objects.create(
         bot=bot,
         visitor_id=visitor_id,
@@ -36,9 +41,66 @@ def conversation_resume_or_start(
         referrer=_clip_url(referrer),
         language=(language or "")[:8],
         user_agent=(user_agent or "")[:500],
+        visitor_verified=visitor_verified,
+        visitor_name=visitor_name,
+        visitor_email=visitor_email,
     )
     conversation_started_emit(conversation=conversation)
     return conversation
+
+
+def conversation_resume_or_start(
+    *, bot: Bot, visitor_id: str, page_url: str = "", referrer: str = "", language: str = "", user_agent: str = ""
+) -> Conversation:
+    """The visitor's latest conversation with the bot, or a new one. The latest is the one started last, not the
+    one written in last: a conversation the visitor left for a new one stays left, even when staff write in it."""
+    conversation = (
+        Conversation.objects.filter(bot=bot, visitor_id=visitor_id).order_by("-started_at", "-last_message_at").first()
+    )
+    if conversation is not None:
+        conversation.bot = bot  # the caller's bot: every message of the socket reads it (language, lead form)
+        return conversation
+    return conversation_start(
+        bot=bot, visitor_id=visitor_id, page_url=page_url, referrer=referrer, language=language, user_agent=user_agent
+    )
+
+
+def conversation_start_next(
+    *, conversation: Conversation, page_url: str = "", referrer: str = "", language: str = "", user_agent: str = ""
+) -> Conversation:
+    """The visitor leaves `conversation` for a new one (the widget's "New conversation"). The new one keeps only who
+    the visitor is (a verified identity); no handoff, takeover or lead form carries over, and the old one stays as
+    it is for staff. A conversation in which nothing happened yet (no message, no request for a person, no lead)
+    is as good as new: it is kept rather than left empty behind."""
+    untouched = (
+        Conversation.objects.filter(pk=conversation.pk, handoff_requested_at__isnull=True)
+        .exclude(Exists(Message.objects.filter(conversation=OuterRef("pk"))))
+        .exclude(Exists(Lead.objects.filter(conversation=OuterRef("pk"))))
+        .exists()
+    )
+    if untouched:
+        return conversation
+    started = conversation_start(
+        bot=conversation.bot,
+        visitor_id=conversation.visitor_id,
+        page_url=page_url,
+        referrer=referrer,
+        language=language,
+        user_agent=user_agent,
+        visitor_verified=conversation.visitor_verified,
+        visitor_name=conversation.visitor_name,
+        visitor_email=conversation.visitor_email,
+    )
+    started.bot = conversation.bot
+    if staff_online(bot_id=conversation.bot_id):
+        dashboard_visitor_left_notify(conversation=conversation, following=started)
+    return started
+
+
+def conversation_last_message_id(*, conversation: Conversation) -> int:
+    """The id of the conversation's newest message (0 when it has none). Ids only grow: every message written
+    after this call, in any conversation, has a greater one."""
+    return conversation.messages.aggregate(last=Max("id"))["last"] or 0
 
 
 def message_payload(message: Message) -> MessagePayload:

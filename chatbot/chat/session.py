@@ -6,6 +6,7 @@ The synchronous ones touch the database and run on the consumers' database threa
 frame."""
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from django.conf import settings
 
@@ -42,6 +43,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 LEAD_SUBMITS_PER_MINUTE = 10
+NEW_CONVERSATIONS_PER_MINUTE = 5
 
 
 # --- opening the socket --------------------------------------------------------------------------------------
@@ -87,6 +89,9 @@ class SessionStarted:
     frames: list[ServerFrame]
     # A bot answer still streaming (its worker may have died while nobody watched): watch it.
     streaming_message_id: int | None = None
+    # After "New conversation": the newest message id of the conversation left. The events of its answers may still
+    # be on their way to the socket; none of them is for the visitor any more.
+    left_messages_up_to: int = 0
 
 
 def chat_session_start(*, bot: Bot, hello: HelloValues, user_agent: str) -> SessionStarted:
@@ -117,6 +122,17 @@ def chat_session_start(*, bot: Bot, hello: HelloValues, user_agent: str) -> Sess
     )
     if identity is not None:
         conversation_identity_save(conversation=conversation, identity=identity)
+    return _session_started(
+        bot=bot,
+        conversation=conversation,
+        token=token,
+        identity=None if verified is None else "verified" if verified else "rejected",
+    )
+
+
+def _session_started(
+    *, bot: Bot, conversation: Conversation, token: str, identity: Literal["verified", "rejected"] | None
+) -> SessionStarted:
     history = conversations.conversation_history(conversation=conversation)
     frames: list[ServerFrame] = [
         ready_frame(
@@ -125,14 +141,57 @@ def chat_session_start(*, bot: Bot, hello: HelloValues, user_agent: str) -> Sess
             messages=history,
             bot_name=bot.name,
             greeting=bot.greeting,
-            identity=None if verified is None else "verified" if verified else "rejected",
-            visitor={"name": conversation.visitor_name, "email": conversation.visitor_email} if verified else None,
+            identity=identity,
+            visitor={"name": conversation.visitor_name, "email": conversation.visitor_email}
+            if identity == "verified"
+            else None,
         )
     ]
     if lead_form := lead_form_on_hello(conversation=conversation):
         frames.append(lead_form)
     streaming = [m["id"] for m in history if m["role"] == "bot" and m["status"] == "streaming"]
     return SessionStarted(conversation, frames, streaming[-1] if streaming else None)
+
+
+# --- a new conversation ----------------------------------------------------------------------------------------
+
+
+async def conversation_new_limited(*, visitor_id: str) -> bool:
+    """Whether a "New conversation" is over the visitor's per-minute limit (counted either way)."""
+    return await limits.rate_limit_hit(
+        scope="new-conversation", identity=visitor_id, limit=NEW_CONVERSATIONS_PER_MINUTE, window_s=60
+    )
+
+
+async def visitor_conversation_new(
+    *, bot: Bot, conversation: Conversation, hello: HelloValues, user_agent: str
+) -> SessionStarted:
+    """The visitor starts over: the answer streaming in the conversation they leave is stopped (nobody reads it
+    now), and they get their next conversation (`conversations.conversation_start_next`) as `ready`, with the lead
+    form if it is due, as after `hello`. Their token stays theirs; a reload resumes the new conversation."""
+    await visitor_stop(conversation=conversation)
+    return await db_async(_conversation_next_session)(
+        bot=bot, conversation=conversation, hello=hello, user_agent=user_agent
+    )
+
+
+def _conversation_next_session(
+    *, bot: Bot, conversation: Conversation, hello: HelloValues, user_agent: str
+) -> SessionStarted:
+    left_up_to = conversations.conversation_last_message_id(conversation=conversation)
+    following = conversations.conversation_start_next(
+        conversation=conversation,
+        page_url=hello.page_url,
+        referrer=hello.referrer,
+        language=hello.language,
+        user_agent=user_agent,
+    )
+    token, _ = visitor_token_issue(bot_public_id=bot.public_id, visitor_id=following.visitor_id)
+    started = _session_started(
+        bot=bot, conversation=following, token=token, identity="verified" if following.visitor_verified else None
+    )
+    started.left_messages_up_to = left_up_to
+    return started
 
 
 # --- a message -----------------------------------------------------------------------------------------------

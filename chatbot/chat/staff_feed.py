@@ -15,6 +15,7 @@ from chatbot.realtime.protocol import (
     conversation_event,
     handoff_event,
     message_event,
+    visitor_left_event,
 )
 from chatbot.realtime.relay import relay
 
@@ -102,6 +103,19 @@ def dashboard_message_notify(*, message_id: int) -> None:
     _send(
         bot_id=conversation.bot_id,
         event=conversation_event(conversation=conversation_row(conversation, preview=preview)),
+    )
+
+
+def dashboard_visitor_left_notify(*, conversation: Conversation, following: Conversation) -> None:
+    """The visitor left `conversation` for `following` (the widget's "New conversation"): an open transcript of the
+    one left says so and links to the new one."""
+    _send(
+        bot_id=conversation.bot_id,
+        event=visitor_left_event(
+            conversation_id=conversation.id,
+            new_conversation_id=following.id,
+            new_url=reverse("dashboard:transcript", args=[following.id]),
+        ),
     )
 
 

@@ -101,6 +101,13 @@ CHAT_TEXTS: dict[str, dict[str, str]] = {
         "fr": "Cette réponse ne fait pas partie de cette discussion.",
         "de": "Diese Antwort gehört nicht zu diesem Gespräch.",
     },
+    "new_conversation_too_fast": {
+        "en": "You've started several new conversations in a row. Please wait a moment and try again.",
+        "fr": "Vous avez commencé plusieurs nouvelles discussions d'affilée. Veuillez patienter un instant et "
+        "réessayer.",
+        "de": "Sie haben mehrere neue Gespräche hintereinander begonnen. Bitte warten Sie einen Moment und versuchen "
+        "Sie es erneut.",
+    },
     "lead_too_fast": {
         "en": "Please wait a moment before sending the form again.",
         "fr": "Veuillez patienter un instant avant de renvoyer le formulaire.",

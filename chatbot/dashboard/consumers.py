@@ -29,6 +29,7 @@ from chatbot.realtime.protocol import (
     dashboard_handoff_frame,
     dashboard_message_frame,
     dashboard_source_frame,
+    dashboard_visitor_left_frame,
     pong_frame,
     staff_user_group,
     watching_frame,
@@ -183,6 +184,9 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
 
     async def dashboard_handoff(self, event):
         await self.send_frame(dashboard_handoff_frame(event))
+
+    async def dashboard_visitor_left(self, event):
+        await self.send_frame(dashboard_visitor_left_frame(event))
 
     async def dashboard_source(self, event):
         await self.send_frame(dashboard_source_frame(event))

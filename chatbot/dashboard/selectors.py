@@ -202,6 +202,18 @@ def transcript(*, conversation: Conversation) -> list[Message]:
     )
 
 
+def conversation_next_of_visitor(*, conversation: Conversation) -> Conversation | None:
+    """The conversation the visitor started after this one (the widget's "New conversation"), if they did: the
+    one they now see, where staff should write to reach them."""
+    return (
+        Conversation.objects.filter(
+            bot_id=conversation.bot_id, visitor_id=conversation.visitor_id, started_at__gt=conversation.started_at
+        )
+        .order_by("started_at")
+        .first()
+    )
+
+
 def transcript_after(*, conversation_id: str, after_message_id: int, limit: int = 200) -> list[Message]:
     """The conversation's messages saved after the one a page last showed (ids grow with time)."""
     return list(

@@ -35,6 +35,7 @@ from playwright.sync_api import Frame, Page, expect
 
 from chatbot.bots.services import bot_create
 from chatbot.celery import app as celery_app
+from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Bot, Conversation, Message
 from devtools.browser import eventually
 from devtools.pytest_plugin import start_celery_worker, start_daphne
@@ -53,6 +54,7 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TOKENS_PER_S = 30
+STAFF_PASSWORD = "staff-password-for-the-widget-tests"
 LOADER_BUDGET_GZ = 4 * 1024
 CHAT_PAGE_BUDGET_GZ = 40 * 1024
 
@@ -215,6 +217,7 @@ def stack(browser, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
                 )
             )
             knowledge_ingest(sources=sources, redis_url=redis_url, worker=worker)
+            staff_member_save(username="sam", role="admin", password=STAFF_PASSWORD)
             snippet = f'<script src="{daphne.url}/widget.js" data-bot="{bot.public_id}" async></script>'
             (site_dir / "index.html").write_text(
                 site_page(
@@ -421,6 +424,82 @@ def test_the_conversation_is_still_there_after_a_reload(new_page, stack, sim):
     expect(answer.locator(".citations li a")).to_have_attribute("href", stack.shipping_url)
     assert Conversation.objects.filter(bot=stack.bot).count() == conversations  # resumed, not started again
     assert saved(answer).text == ANSWER
+
+
+def test_new_conversation_clears_the_chat_and_the_dashboard_keeps_both_conversations(new_page, stack, sim):
+    page = new_page()
+    page.goto(f"{stack.site}/")
+    open_chat(page)
+    ask(page, "Do you ship abroad?")
+    first = saved(wait_done(page))
+    # A staff member is looking at the conversation.
+    staff = new_page()
+    staff.goto(f"{stack.daphne.url}/dashboard/login/?next=/dashboard/conversations/{first.conversation_id}/")
+    staff.fill("input[name=username]", "sam")
+    staff.fill("input[name=password]", STAFF_PASSWORD)
+    staff.click("button[type=submit]")
+    expect(staff.locator("#live-status")).to_have_text("Live")
+    expect(staff.locator("#visitor-left")).to_be_hidden()
+
+    chat(page).get_by_role("button", name="New conversation").click()
+
+    expect(chat(page).locator(".msg-visitor")).to_have_count(0)
+    expect(chat(page).locator(".msg-bot")).to_have_count(1)
+    expect(chat(page).locator(".msg-bot")).to_contain_text("Hi! I'm Acme's assistant.")  # the greeting
+    expect(chat(page).locator("#composer-input")).to_be_focused()
+    ask(page, "How do I return an item?")
+    answer = wait_done(page)
+    expect(answer.locator(".bubble")).to_contain_text("returns are free for 30 days")
+    second = saved(answer)
+    assert second.conversation_id != first.conversation_id
+    old, new = Conversation.objects.get(id=first.conversation_id), Conversation.objects.get(id=second.conversation_id)
+    assert new.visitor_id == old.visitor_id
+    assert list(old.messages.order_by("id").values_list("role", "text")) == [
+        ("visitor", "Do you ship abroad?"),
+        ("bot", ANSWER),
+    ]
+    expect(chat(page).locator(".msg-visitor .bubble")).to_have_text(["How do I return an item?"])
+    # The staff member's transcript of the old conversation says the visitor moved on, and where to.
+    expect(staff.locator("#visitor-left")).to_be_visible()
+    expect(staff.locator("#visitor-left a")).to_have_attribute("href", f"/dashboard/conversations/{new.id}/")
+    expect(staff.locator("#messages > li[data-message-id]")).to_have_count(2)  # nothing of the new conversation
+
+    page.reload()  # the visitor comes back to the new conversation, not the old one
+    open_chat(page)
+    expect(chat(page).locator(".msg-visitor .bubble")).to_have_text(["How do I return an item?"])
+
+    staff.goto(f"{stack.daphne.url}/dashboard/")
+    rows = staff.locator("tr[data-conversation-id]")
+    expect(rows.filter(has=staff.locator(f'a[href$="/conversations/{old.id}/"]'))).to_contain_text(
+        "Do you ship abroad?"
+    )
+    expect(rows.filter(has=staff.locator(f'a[href$="/conversations/{new.id}/"]'))).to_contain_text(
+        "How do I return an item?"
+    )
+    assert errors(page) == []
+    assert errors(staff) == []
+
+
+def test_new_conversation_while_an_answer_streams_stops_it_and_shows_none_of_it(new_page, stack, sim):
+    sim.configure(script_text=LONG_ANSWER)
+    page = new_page()
+    page.goto(f"{stack.site}/")
+    open_chat(page)
+    ask(page, "How do I check a parcel label?")
+    expect(chat(page).locator(".bubble.is-streaming")).to_contain_text("Step 3:")
+
+    chat(page).get_by_role("button", name="New conversation").click()
+
+    expect(chat(page).locator(".msg-visitor")).to_have_count(0)
+    question = Message.objects.filter(text="How do I check a parcel label?").latest("id")
+    answer = Message.objects.get(in_reply_to=question)
+    eventually(
+        lambda: Message.objects.get(id=answer.id).status == Message.Status.STOPPED, what="the old answer to stop"
+    )
+    time.sleep(0.5)  # at 30 tokens a second, a stream still shown would add about 15
+    expect(chat(page).locator(".msg-bot")).to_have_count(1)  # the greeting, nothing of the old answer
+    expect(chat(page).locator("#send-button")).to_be_visible()
+    assert errors(page) == []
 
 
 def test_only_sites_in_the_allowed_origins_can_embed_the_chat(new_page, stack, sim):

@@ -6,7 +6,8 @@ then open http://localhost:8765/host.html (the host page; Parley itself is at 12
 
 What the fake bot answers depends on the visitor's text: "xss" (hostile Markdown), "slow" (a long
 stream, to stop), "fail" (a retryable error frame), "drop" (the socket dies mid-answer), anything else
-a short Markdown answer with two citations.
+a short Markdown answer with two citations. "New conversation" starts the visitor's conversation over, unless
+their last message says "stay" (then it is refused as rate limited).
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ ROGUE_PAGE = (
 class Visitor:
     token: str
     messages: list[dict] = field(default_factory=list)
+    conversation: int = 1
 
 
 class Socket:
@@ -337,16 +339,7 @@ class FakeParley:
                 token = secrets.token_urlsafe(16)
                 self.visitors[token] = Visitor(token)
             session["visitor"] = visitor = self.visitors[token]
-            await sock.send(
-                {
-                    "type": "ready",
-                    "protocol": 1,
-                    "visitor_token": token,
-                    "conversation_id": "c-" + token[:6],
-                    "messages": visitor.messages,
-                    "bot": {"name": BOT["name"], "greeting": BOT["greeting"]},
-                }
-            )
+            await sock.send(self.ready(visitor))
         elif visitor is None:
             await sock.send({"type": "error", "code": "bad_frame", "message": "Say hello first.", "retryable": False})
         elif kind == "ping":
@@ -362,6 +355,15 @@ class FakeParley:
                 visitor.messages.append(saved)
                 await sock.send({"type": "ack", "client_id": frame.get("client_id"), "message_id": saved["id"]})
                 session["stream"] = asyncio.create_task(self.answer(sock, visitor, text))
+        elif kind == "new_conversation":
+            said = [m["text"] for m in visitor.messages if m["role"] == "visitor"]
+            if said and "stay" in said[-1]:
+                await sock.send({"type": "error", "code": "rate_limited", "message": "Not so fast.", "retryable": True})
+                return
+            if session["stream"] and not session["stream"].done():
+                session["stream"].cancel()
+            visitor.messages, visitor.conversation = [], visitor.conversation + 1
+            await sock.send(self.ready(visitor))
         elif kind == "stop":
             if session["stream"] and not session["stream"].done():
                 session["stream"].cancel()
@@ -383,6 +385,16 @@ class FakeParley:
             )
         else:
             await sock.send({"type": "error", "code": "unknown_type", "message": "Unknown frame.", "retryable": False})
+
+    def ready(self, visitor: Visitor) -> dict:
+        return {
+            "type": "ready",
+            "protocol": 1,
+            "visitor_token": visitor.token,
+            "conversation_id": f"c-{visitor.token[:6]}-{visitor.conversation}",
+            "messages": visitor.messages,
+            "bot": {"name": BOT["name"], "greeting": BOT["greeting"]},
+        }
 
     def message(self, role: str, text: str, **extra) -> dict:
         return {

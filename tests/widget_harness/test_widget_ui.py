@@ -255,6 +255,43 @@ def test_it_reconnects_with_the_stored_token_and_resumes_the_conversation(page, 
     assert token is None or token == resumed[-1]["visitor_token"]
 
 
+def test_new_conversation_clears_the_transcript_once_the_server_started_it(page, server):
+    open_chat(page, server)
+    send(page, "returns")
+    wait_done(page)
+    conversations = len(server.frames("new_conversation"))
+
+    page.get_by_role("button", name="New conversation").click()
+
+    expect(page.locator(".msg-visitor")).to_have_count(0)
+    expect(page.locator(".msg-bot")).to_have_count(1)
+    expect(page.locator(".msg-bot")).to_contain_text("Hi! I answer questions")
+    expect(page.locator("#composer-input")).to_be_focused()
+    assert server.frames("new_conversation")[conversations:] == [{"type": "new_conversation"}]
+    send(page, "shipping")
+    wait_done(page)
+    expect(page.locator(".msg-visitor")).to_have_text(["You: shipping"])
+    page.reload()
+    expect(page.locator(".msg-visitor")).to_have_text(["You: shipping"])
+    assert page.console_errors == []
+
+
+def test_a_new_conversation_the_server_refuses_leaves_the_transcript_as_it_was(page, server):
+    open_chat(page, server)
+    send(page, "I'd rather stay")
+    wait_done(page)
+
+    page.get_by_role("button", name="New conversation").click()
+
+    error = page.locator(".msg-error")
+    expect(error).to_contain_text("Not so fast.")
+    expect(error.get_by_role("button", name="Retry")).to_have_count(0)  # a Retry would resend the old question
+    expect(page.locator(".msg-visitor")).to_have_text(["You: I'd rather stay"])
+    expect(page.get_by_role("button", name="New conversation")).to_be_enabled()
+    send(page, "returns")
+    expect(page.locator(".msg-visitor")).to_have_count(2)
+
+
 def test_it_reconnects_when_the_server_drops_an_idle_socket(page, server):
     open_chat(page, server)
     hellos = len(server.frames("hello"))
@@ -327,6 +364,7 @@ def test_every_control_has_an_accessible_name_and_the_page_is_translated(page, s
     assert page.locator("html").get_attribute("lang") == "fr"
     expect(page.locator("#composer-input")).to_have_attribute("placeholder", "Écrivez votre message…")
     expect(page.get_by_role("button", name="Parler à une personne")).to_be_visible()
+    expect(page.get_by_role("button", name="Nouvelle conversation")).to_be_enabled()
     page.keyboard.press("Tab")  # keyboard focus is visible
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"

@@ -57,6 +57,7 @@ def transcript(request, conversation_id: str):
         {
             "conversation": conversation,
             "messages_": messages_,
+            "next_conversation": selectors.conversation_next_of_visitor(conversation=conversation),
             "taken_over_by_me": conversation.taken_over_by_id == request.user.id,
             "taken_over_by_name": staff_colleague_name(conversation.taken_over_by)
             if conversation.taken_over_by

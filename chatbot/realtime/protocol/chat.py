@@ -111,6 +111,13 @@ class LeadDismissFrame(TypedDict):
     type: Literal["lead_dismiss"]
 
 
+class NewConversationFrame(TypedDict):
+    """The visitor starts over: answered by a `ready` for their next conversation (the one they leave stays, for
+    staff, and is never shown to them again)."""
+
+    type: Literal["new_conversation"]
+
+
 # --- server → client ---
 
 

@@ -88,6 +88,16 @@ class HandoffEvent(TypedDict):
     summary: str
 
 
+class VisitorLeftEvent(TypedDict):
+    """The visitor started a new conversation (the widget's "New conversation"): staff writing in this one would
+    not reach them any more."""
+
+    type: Literal["dashboard.visitor_left"]
+    conversation_id: str
+    new_conversation_id: str
+    new_url: str
+
+
 class AccessChangedEvent(TypedDict):
     type: Literal["dashboard.access_changed"]
 
@@ -107,6 +117,15 @@ def message_event(*, conversation_id: str, message: DashboardMessage) -> Message
 def handoff_event(*, conversation_id: str, url: str, bot: str, status: HandoffStatus, summary: str) -> HandoffEvent:
     return HandoffEvent(
         type="dashboard.handoff", conversation_id=conversation_id, url=url, bot=bot, status=status, summary=summary
+    )
+
+
+def visitor_left_event(*, conversation_id: str, new_conversation_id: str, new_url: str) -> VisitorLeftEvent:
+    return VisitorLeftEvent(
+        type="dashboard.visitor_left",
+        conversation_id=conversation_id,
+        new_conversation_id=new_conversation_id,
+        new_url=new_url,
     )
 
 
@@ -131,6 +150,13 @@ class DashboardHandoffFrame(TypedDict):
     bot: str
     status: HandoffStatus
     summary: str
+
+
+class DashboardVisitorLeftFrame(TypedDict):
+    type: Literal["visitor_left"]
+    conversation_id: str
+    new_conversation_id: str
+    new_url: str
 
 
 class AnswerTokenFrame(TypedDict):
@@ -176,6 +202,15 @@ def dashboard_handoff_frame(event: HandoffEvent) -> DashboardHandoffFrame:
         bot=event["bot"],
         status=event["status"],
         summary=event["summary"],
+    )
+
+
+def dashboard_visitor_left_frame(event: VisitorLeftEvent) -> DashboardVisitorLeftFrame:
+    return DashboardVisitorLeftFrame(
+        type="visitor_left",
+        conversation_id=event["conversation_id"],
+        new_conversation_id=event["new_conversation_id"],
+        new_url=event["new_url"],
     )
 
 

@@ -4,6 +4,7 @@
 const STRINGS = {
   en: {
     close: "Close chat",
+    newConversation: "New conversation",
     online: "Online",
     messages: "Conversation",
     placeholder: "Type your message…",
@@ -44,6 +45,7 @@ const STRINGS = {
   },
   fr: {
     close: "Fermer la discussion",
+    newConversation: "Nouvelle conversation",
     online: "En ligne",
     messages: "Conversation",
     placeholder: "Écrivez votre message…",
@@ -84,6 +86,7 @@ const STRINGS = {
   },
   de: {
     close: "Chat schließen",
+    newConversation: "Neues Gespräch",
     online: "Online",
     messages: "Unterhaltung",
     placeholder: "Nachricht eingeben…",

@@ -49,6 +49,9 @@ avatarImg?.addEventListener("error", () => avatarImg.remove()); // the initial l
 const closeButton = document.getElementById("close-button");
 closeButton.setAttribute("aria-label", t("close"));
 closeButton.title = t("close");
+const newConversationButton = document.getElementById("new-conversation-button");
+newConversationButton.setAttribute("aria-label", t("newConversation"));
+newConversationButton.title = t("newConversation");
 document.getElementById("messages").setAttribute("aria-label", t("messages"));
 
 // --- a verified visitor (docs/widget.md): the host page's logged-in user ------------------------
@@ -128,8 +131,22 @@ const composer = new Composer(document.getElementById("composer"), {
   },
 });
 
+// --- a new conversation: the transcript is cleared when the server's `ready` for it arrives -----------------------
+// The server stops an answer still streaming; the conversation left stays, for staff, and is not shown again.
+let startingOver = false;
+
+newConversationButton.addEventListener("click", () => {
+  if (startingOver || !connection.send({ type: "new_conversation" })) return;
+  startingOver = true;
+  refreshNewConversationButton();
+});
+
+function refreshNewConversationButton() {
+  newConversationButton.disabled = startingOver || !connection.ready;
+}
+
 function sendMessage(text) {
-  if (!text || charCount(text) > MAX_CHARS) return false;
+  if (startingOver || !text || charCount(text) > MAX_CHARS) return false;
   const clientId = randomId();
   if (!connection.send({ type: "message", text, client_id: clientId })) return false;
   lastVisitorText = text;
@@ -175,6 +192,8 @@ let statusTimer = null;
 function showStatus(status) {
   clearTimeout(statusTimer);
   composer.setConnected(status === "open");
+  if (status !== "open") startingOver = false; // a reconnect's `hello` says which conversation goes on
+  refreshNewConversationButton();
   if (status === "open") {
     statusLine.hidden = true;
     return;
@@ -203,7 +222,17 @@ const handlers = {
     if (typeof frame.bot?.greeting === "string") bot.greeting = frame.bot.greeting;
     const unsent = list.takePending(); // sent before the connection dropped, never acknowledged
     list.reset(bot.greeting, frame.messages);
-    for (const text of unsent) list.addUnsent(text);
+    if (startingOver) {
+      // Nothing of the conversation left comes along: no unsent message, no form, no pending request for a person.
+      startingOver = false;
+      lastVisitorText = null;
+      leadForm = null;
+      composer.setHandoffPending(false);
+      composer.focus();
+    } else {
+      for (const text of unsent) list.addUnsent(text);
+    }
+    refreshNewConversationButton();
     syncStreaming();
   },
   ack(frame) {
@@ -229,6 +258,13 @@ const handlers = {
     keepLeadFormLast();
   },
   error(frame) {
+    if (startingOver) {
+      // The server did not start a new conversation (too many in a row): the current one goes on.
+      startingOver = false;
+      refreshNewConversationButton();
+      list.addError(frame.message, false);
+      return;
+    }
     // Errors don't name the message they answer: one sent but not acknowledged was not saved.
     if (["bad_frame", "too_long", "busy", "rate_limited"].includes(frame.code)) list.failPending();
     list.addError(frame.message, frame.retryable === true && lastVisitorText !== null);

@@ -55,6 +55,11 @@ onFrame((frame) => {
     const item = messageItem(frame.message_id, "bot");
     item.classList.remove("is-streaming");
     setText(item, frame.text);
+  } else if (frame.type === "visitor_left") {
+    // The visitor pressed "New conversation": staff should follow them there.
+    const notice = document.getElementById("visitor-left");
+    notice.querySelector("a").href = frame.new_url;
+    notice.hidden = false;
   }
 });
 
