@@ -84,8 +84,8 @@ class BotForm(forms.ModelForm):
         model = Bot
         fields = [
             "name", "slug", "persona", "greeting", "color", "avatar_url", "language", "allowed_origins",
-            "model_endpoint", "adapter_id", "temperature", "top_p", "max_new_tokens", "stop_sequences", "seed",
-            "strict_mode", "business_hours", "lead_form", "notification_email", "crm_webhook_url",
+            "model_endpoint", "adapter_id", "temperature", "top_p", "max_new_tokens", "max_passages", "stop_sequences",
+            "seed", "strict_mode", "business_hours", "lead_form", "notification_email", "crm_webhook_url",
             "lead_retention_days", "conversation_retention_days",
         ]  # fmt: skip
         widgets = {
