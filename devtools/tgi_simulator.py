@@ -577,7 +577,6 @@ class _Handler(BaseHTTPRequestHandler):
         stream = bool(body.get("stream"))
         requested_model = body.get("model")
         if config.required_model is not None and requested_model != config.required_model:
-            self.record["outcome"] = "model_not_found"
             message = f"model '{requested_model}' not found"
             raise _RequestRejected(404, _compact_json({"error": message}), "application/json")
         served_model = config.model_id if requested_model in (None, "tgi") else requested_model

@@ -94,6 +94,10 @@ class BotForm(forms.ModelForm):
             "color": forms.TextInput(attrs={"type": "color"}),
         }
 
+    def clean_max_passages(self):
+        value = self.cleaned_data["max_passages"]
+        return Bot._meta.get_field("max_passages").default if value is None else value
+
     def clean_temperature(self):
         value = self.cleaned_data["temperature"]
         if not 0 <= value <= 2:
@@ -136,6 +140,8 @@ class BotForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Left out (an older bot file, a form posted without it): the default.
+        self.fields["max_passages"].required = False
         saved = self.instance.model_api_key if self.instance.pk else ""
         if saved:
             self.fields["model_api_key"].help_text = f"A key ending in …{saved[-4:]} is saved. {_KEY_HELP}"

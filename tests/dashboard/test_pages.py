@@ -135,3 +135,21 @@ def test_charts_escape_labels_and_scale():
     assert 'height="0' not in svg
     line = charts.line_chart(title="t", labels=["a", "b", "c"], series=[charts.Series("m", [100, None, 300], "#000")])
     assert line.count("<circle") == 2
+
+
+def test_the_most_passages_sent_to_the_model_is_a_bot_setting_between_1_and_20(admin, bot):
+    client = logged_in(admin)
+    form = {
+        "name": "Acme Support", "slug": "acme", "color": "#112233", "language": "en", "temperature": "0.3",
+        "max_new_tokens": "512", "lead_retention_days": "365", "max_passages": "12",
+    }  # fmt: skip
+    assert 'name="max_passages"' in client.get(reverse("dashboard:bot-edit", args=["acme"])).content.decode()
+
+    assert client.post(reverse("dashboard:bot-edit", args=["acme"]), form).status_code == 302
+    bot.refresh_from_db()
+    assert bot.max_passages == 12
+    for refused in ("0", "21"):
+        response = client.post(reverse("dashboard:bot-edit", args=["acme"]), {**form, "max_passages": refused})
+        assert response.status_code == 200
+    bot.refresh_from_db()
+    assert bot.max_passages == 12
