@@ -248,3 +248,38 @@ def test_a_bots_adapter_is_sent_instead_of_the_model_name(shop, sim, settings):
     answered(ask(shop, "How long does delivery to Norway take?"))
 
     assert sim.generation_requests()[-1]["body"]["model"] == "shop-voice"
+
+
+# --- a first question costs what it did ------------------------------------------------------------------------
+
+
+def test_a_first_question_runs_the_statements_of_a_plain_search_and_no_more(shop, sim):
+    """The conversation-aware search adds nothing for a question without earlier messages: the pipeline's statements
+    on the knowledge base's tables are exactly those of chunk_search for the same question."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from knowledge.embeddings import get_embedder
+    from knowledge.retrieval import chunk_search
+
+    question = "How long does delivery to Norway take?"
+    embedded = get_embedder(None).embed_query_soon(question).result()
+    with CaptureQueriesContext(connection) as plain:
+        chunk_search(
+            knowledge_base_id=shop.knowledge_base_id,
+            query=question,
+            k=shop.max_passages,
+            embedding=embedded.vector,
+            query_tokens=embedded.tokens,
+        )
+    message = ask(shop, question)
+    with CaptureQueriesContext(connection) as pipeline:
+        answered(message)
+
+    def on_the_knowledge_base(queries) -> list[str]:
+        return [q["sql"] for q in queries if "knowledge_chunk" in q["sql"] or "knowledge_term" in q["sql"]]
+
+    searched = on_the_knowledge_base(plain.captured_queries)
+    assert searched, "the plain search reads the chunks"
+    assert len(on_the_knowledge_base(pipeline.captured_queries)) == len(searched)
+    assert {p["context"] for p in message.__class__.objects.get(id=message.id).retrieved} == {"none"}
