@@ -10,10 +10,13 @@ sentence says the documentation does not answer it.
 import logging
 from collections.abc import Sequence
 
+from django.conf import settings
+
 from chatbot.answers.outcome import AnswerOutcome
 from chatbot.answers.texts import answer_text
 from chatbot.models import Message
 from chatbot.realtime.protocol import Citation
+from knowledge.embeddings import get_embedder
 from knowledge.extractive import answer_extract, answer_piece_cite, chunk_citation
 from knowledge.retrieval import RetrievedChunk
 
@@ -58,13 +61,15 @@ def extractive_answer(
     language: str = "en",
     first_number: int = 1,
 ) -> tuple[str, list[Citation]]:
-    """ "From our documentation:" and the pieces of `chunks` that answer `question`, each passage's pieces marked
-    with one number (from `first_number`), and the citations ("Title › Section", the section's anchor in the link).
-    ("", []) when there is nothing to show."""
+    """The answer's text, "From our documentation:" and the pieces of `chunks` that answer `question` (each
+    passage's pieces marked with one number, from `first_number`), and its citations ("Title › Section", the
+    section's anchor in the link). ("", []) when there is nothing to show."""
     chunks = list(chunks)
-    if not chunks or question_vector is None:
+    if not chunks:
         return "", []
     try:
+        if question_vector is None:  # the pipeline could not embed it earlier: one more try
+            question_vector = get_embedder(settings.EMBEDDING_URL or None).embed_query_soon(question).result().vector
         pieces = answer_extract(question=question, question_vector=question_vector, chunks=chunks)
     except Exception:
         logger.exception("could not extract an answer from %d passages", len(chunks))
