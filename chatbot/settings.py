@@ -229,7 +229,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_POOL = env_str("CELERY_WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 32)
 
-# Model server (TGI or another OpenAI-compatible server). Empty: retrieval-only mode.
+# Model server (TGI or another OpenAI-compatible server). Empty: answers from the documentation (no model).
 TGI_URL = env_str("TGI_URL").rstrip("/")
 # The model name sent with each request, unless the bot names an adapter: TGI accepts "tgi"; llama.cpp's
 # llama-server, Ollama and vLLM want the name of the model they serve ("llama3.2:3b", say).
