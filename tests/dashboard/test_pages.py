@@ -63,6 +63,28 @@ def test_the_trace_shows_the_rerankers_scores_only_when_a_reranker_ordered_the_p
     assert "Reranker" in page and "0.98125" in page
 
 
+def test_the_trace_says_which_passages_were_sent_to_the_model_and_why_the_others_were_not(
+    agent, conversation, answered
+):
+    passage = {k: v for k, v in answered.retrieved[0].items() if k != "text"}
+    answered.retrieved = [
+        {**passage, "text": "Sent passage.", "sent": True, "cut": None, "context": "follow_up"},
+        {**passage, "text": "Weak passage.", "sent": False, "cut": "below_relevance", "context": "follow_up"},
+        {**passage, "text": "Too long passage.", "sent": False, "cut": "over_budget", "context": "follow_up"},
+    ]
+    answered.save(update_fields=["retrieved"])
+
+    page = logged_in(agent).get(reverse("dashboard:transcript", args=[conversation.id])).content.decode()
+
+    assert "Searched as a follow-up of the earlier messages." in page
+    rows = page.split('class="passage-sent">')[1:]
+    assert [row.split("</td>")[0] for row in rows] == [
+        "sent",
+        "cut: not relevant enough",
+        "cut: did not fit the prompt",
+    ]
+
+
 def test_search_finds_conversations_by_message_text(agent, conversation, answered):
     client = logged_in(agent)
     assert conversation.id in client.get(reverse("dashboard:conversations"), {"q": "shipping"}).content.decode()
