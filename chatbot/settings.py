@@ -233,8 +233,11 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_POOL = env_str("CELERY_WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 32)
 
-# Model server (TGI or another OpenAI-compatible server). Empty: retrieval-only mode.
+# Model server (TGI or another OpenAI-compatible server). Empty: answers from the documentation (no model).
 TGI_URL = env_str("TGI_URL").rstrip("/")
+# The model name sent with each request, unless the bot names an adapter: TGI accepts "tgi"; llama.cpp's
+# llama-server, Ollama and vLLM want the name of the model they serve ("llama3.2:3b", say).
+MODEL_NAME = env_str("MODEL_NAME", "tgi") or "tgi"
 TGI_API_KEY = env_str("TGI_API_KEY")
 TGI_TIMEOUT_S = env_float("TGI_TIMEOUT_S", 30.0)
 # The circuit breaker in front of the model server (chatbot/ops/circuit.py): after this many answers in a row could

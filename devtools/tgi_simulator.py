@@ -39,7 +39,8 @@ Configuration (`SimulatorConfig`):
   requests fail (with `fault`, or "unavailable_503" when no fault is set), then the server recovers.
 - `healthy` (GET /health), `openai_only` (answer only /v1/chat/completions and /v1/models, like a
   non-TGI OpenAI-compatible server), `api_key` (bearer required, bare 401 otherwise, like `--api-key`), `model_id`,
-  `max_input_tokens`, `max_total_tokens`.
+  `max_input_tokens`, `max_total_tokens`; `required_model`: a chat request naming another model is refused as
+  Ollama refuses it (404 `{"error": "model 'x' not found"}`; TGI itself accepts any name).
 
 The tokenizer approximates Llama 3's pre-tokenizer (one token per pre-token): deterministic, close to the real
 counts for English, not exact.
@@ -251,6 +252,7 @@ class SimulatorConfig:
     model_id: str = MODEL_ID
     max_input_tokens: int = 8191
     max_total_tokens: int = 8192
+    required_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
@@ -574,6 +576,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _text_error(422, "Failed to deserialize the JSON body into the target type: messages: invalid type")
         stream = bool(body.get("stream"))
         requested_model = body.get("model")
+        if config.required_model is not None and requested_model != config.required_model:
+            message = f"model '{requested_model}' not found"
+            raise _RequestRejected(404, _compact_json({"error": message}), "application/json")
         served_model = config.model_id if requested_model in (None, "tgi") else requested_model
         self.record["adapter_id"] = None if requested_model in (None, "tgi") else requested_model
         prompt_tokens = _chat_prompt_tokens(messages)

@@ -59,13 +59,15 @@ class GenerationSettings:
     """How to reach the model server and how to sample.
 
     `adapter_id` is the LoRA adapter name on TGI (sent as the OpenAI `model` field; None means the base
-    model), or the served model name on other OpenAI-compatible servers. `timeout_s` is per read (connect, each
-    chunk), not for the whole answer. `connect_retries` is how many times a failure before the first token is
-    retried.
+    model), or the served model name on other OpenAI-compatible servers. `model` is the name sent when there is
+    no adapter: "tgi" for TGI, the served model's name for llama-server, Ollama or vLLM. `timeout_s` is per read
+    (connect, each chunk), not for the whole answer. `connect_retries` is how many times a failure before the first
+    token is retried.
     """
 
     endpoint: str
     adapter_id: str | None = None
+    model: str = "tgi"
     temperature: float | None = 0.3
     top_p: float | None = None
     max_new_tokens: int = 512
@@ -180,7 +182,7 @@ def _stream_once(
         # Builds and sends the request and checks its status; returns a generator parsing the events, left unread.
         client.chat_completion(
             messages,
-            model=settings.adapter_id or "tgi",
+            model=settings.adapter_id or settings.model or "tgi",
             stream=True,
             max_tokens=settings.max_new_tokens,
             temperature=settings.temperature,

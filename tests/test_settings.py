@@ -60,3 +60,17 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_the_model_name_defaults_to_what_tgi_accepts_and_is_read_from_the_environment():
+    code = "from django.conf import settings; print(settings.MODEL_NAME)"
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatbot.settings", "DEBUG": "1"}
+    environment.pop("MODEL_NAME", None)
+    read = [
+        subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=BASE_DIR, env={**environment, **extra}, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for extra in ({}, {"MODEL_NAME": "llama3.2:3b"})
+    ]  # fmt: skip
+    assert read == ["tgi", "llama3.2:3b"]

@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 
 from chatbot.answers import guard as output_guard
-from chatbot.answers.fallback import retrieval_only_outcome
+from chatbot.answers.fallback import extractive_answer, extractive_outcome
 from chatbot.answers.outcome import AnswerOutcome, citations_of
 from chatbot.answers.progress import answer_progress
 from chatbot.answers.stops import stop_requests
@@ -27,7 +27,7 @@ from inference.client import (
     stream_chat,
 )
 from inference.prompts import Passage, Turn, extract_citations
-from knowledge.retrieval import SearchResult
+from knowledge.retrieval import RetrievedChunk
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def generation_settings(bot: Bot) -> GenerationSettings:
     return GenerationSettings(
         endpoint=bot.endpoint,
         adapter_id=bot.adapter_id or None,
+        model=settings.MODEL_NAME,
         temperature=bot.temperature,
         top_p=bot.top_p,
         max_new_tokens=bot.max_new_tokens,
@@ -78,13 +79,15 @@ def answer_with_model(
     passages: list[Passage],
     history: list[Turn],
     question: str,
-    search: SearchResult | None,
+    chunks: list[RetrievedChunk],
+    question_vector: list[float] | None,
     started: float,
     coalesce_interval_s: float,
     language: str = "en",
 ) -> AnswerOutcome:
     """Ask the bot's model and relay its answer as it comes; `language` is the visitor's, for what Parley says
-    itself when the model fails."""
+    itself when the model fails. `passages` are `chunks` as the prompt shows them: when the model fails, the
+    visitor gets an extractive answer from them (chatbot.answers.fallback)."""
     generation = generation_settings(bot)
     coalescer = TokenCoalescer(group=group, message_id=message_id, interval_s=coalesce_interval_s)
     parts: list[str] = []
@@ -115,6 +118,7 @@ def answer_with_model(
         guard.protect(built.messages[0]["content"])
         outcome.model = info.model_id
         passages_used = built.passages_used
+        outcome.passages_over_budget = _left_out(passages, built.passages_used)
         metrics.ADDED_SECONDS.labels(bot=bot.slug).observe(time.monotonic() - started)
         end: StreamEnd | None = None
         for event in stream_chat(generation, built.messages, should_stop=should_stop):
@@ -156,9 +160,17 @@ def answer_with_model(
             outcome.status, outcome.finish_reason = Message.Status.STOPPED, "stopped"
             metrics.ANSWERS.labels(bot=bot.slug, outcome="stopped").inc()
         elif not parts:
-            logger.error("model server unavailable for bot %s (%s): answering with passages only", bot.slug, error)
-            fallback = retrieval_only_outcome(search, reason=kind, language=language)
+            logger.error("model server unavailable for bot %s (%s): answering from the passages", bot.slug, error)
+            fallback = extractive_outcome(
+                question=question,
+                question_vector=question_vector,
+                chunks=chunks,
+                reason=kind,
+                model_failed=True,
+                language=language,
+            )
             fallback.prompt, fallback.model = outcome.prompt, outcome.model
+            fallback.passages_over_budget = outcome.passages_over_budget
             outcome = fallback
             metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
         else:
@@ -169,6 +181,17 @@ def answer_with_model(
             outcome.error_code = "answer_failed"
             outcome.error_message = answer_text("answer_cut_off", language)
             outcome.citations = citations_of(extract_citations(outcome.text, passages_used))
+            # What was said stays; what the documentation says follows it, numbered after the prompt's passages.
+            extracted, citations = extractive_answer(
+                question=question,
+                question_vector=question_vector,
+                chunks=chunks,
+                language=language,
+                first_number=len(passages_used) + 1,
+            )
+            if extracted:
+                outcome.text = f"{outcome.text.rstrip()}\n\n{extracted}"
+                outcome.citations += citations
             metrics.ANSWERS.labels(bot=bot.slug, outcome="error").inc()
     finally:
         stop_requests.forget(message_id)
@@ -178,3 +201,18 @@ def answer_with_model(
     if outcome.prompt_tokens:
         metrics.TOKENS.labels(bot=bot.slug, direction="in").inc(outcome.prompt_tokens)
     return outcome
+
+
+def _left_out(offered: list[Passage], used: list[Passage]) -> list[int]:
+    """The numbers of the `offered` passages the prompt left out (`used` keeps their order, renumbered)."""
+    left_out, remaining = [], list(used)
+    for passage in offered:
+        if remaining and (remaining[0].title, remaining[0].url, remaining[0].text) == (
+            passage.title,
+            passage.url,
+            passage.text,
+        ):
+            remaining.pop(0)
+        else:
+            left_out.append(passage.n)
+    return left_out

@@ -3,21 +3,26 @@
 load the conversation → retrieve passages → build the prompt within the model's budget → stream from the model
 server → relay text to the conversation's channel-layer group as it arrives → save the final message once.
 
-No database connection is held while the model streams, and nothing is written per token. When the model server
-cannot be used, the visitor still gets the most relevant passages with their links ("retrieval-only").
+Retrieval reads the question in the light of the visitor's earlier messages (knowledge.conversation; a first
+question is searched exactly as on its own), and sends the model as many of the ranked passages as are relevant
+enough and fit its prompt, up to the bot's `max_passages` (knowledge.passages); the saved trace says which were sent
+and why the others were not. No database connection is held while the model streams, and nothing is written per
+token. Without a model, or when it fails, the visitor gets an extractive answer from the passages, with citations
+(chatbot.answers.fallback).
 """
 
 import dataclasses
 import logging
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from chatbot.answers.approved import APPROVED_ANSWER_FINISH_REASON, approved_answer_for, approved_answer_use
-from chatbot.answers.fallback import retrieval_only_outcome
+from chatbot.answers.fallback import extractive_outcome
 from chatbot.answers.generation import answer_with_model
 from chatbot.answers.outcome import AnswerOutcome, passage_of
 from chatbot.answers.progress import answer_progress_start
@@ -29,14 +34,25 @@ from chatbot.realtime.protocol import done_event, error_event, token_event, typi
 from chatbot.realtime.relay import relay
 from chatbot.webhooks.events import message_created_emit
 from inference.prompts import Turn
+from knowledge.conversation import conversation_search
 from knowledge.embeddings import QueryEmbedding, get_embedder
-from knowledge.retrieval import SearchResult, chunk_search
+from knowledge.passages import PassageChoice, PassageDecision, passages_choose
+from knowledge.retrieval import SearchResult
 
 logger = logging.getLogger(__name__)
 
 COALESCE_INTERVAL_S = 0.02
-PASSAGES_PER_ANSWER = 5
 HISTORY_MESSAGES = 20
+
+
+@dataclass(frozen=True)
+class History:
+    """The conversation before the question: its turns for the prompt (oldest first), the visitor's earlier
+    messages (oldest first) and the passages of the bot's previous answer (best first) for retrieval."""
+
+    turns: list[Turn]
+    visitor_messages: list[str]
+    previous_chunk_ids: list[int]
 
 
 def answer_generate(
@@ -59,7 +75,7 @@ def answer_generate(
 def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hint: str | None) -> None:
     started = time.monotonic()
     # The question's vector is computed while the message and the history load and the typing indicator goes out.
-    question_vector = _question_embedding_soon(question_hint) if question_hint else None
+    question_embedding = _question_embedding_soon(question_hint) if question_hint else None
     message = (
         Message.objects.select_related("conversation__bot", "in_reply_to")
         .filter(id=message_id, status=Message.Status.STREAMING)
@@ -73,15 +89,17 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     question = message.in_reply_to.text if message.in_reply_to else ""
     # What Parley says itself (no passage in strict mode, the model down) is in the visitor's language.
     language = text_language(conversation.language, bot.language)
-    if question_vector is None or question != question_hint:
-        question_vector = _question_embedding_soon(question)
+    if question_embedding is None or question != question_hint:
+        question_embedding = _question_embedding_soon(question)
     history = _history(message)
     relay().group_send_nowait(group, typing_event(message_id=message.id))
-    embedded, embed_ms = _embedding_wait(question_vector, since=started)
+    embedded, embed_ms = _embedding_wait(question_embedding, since=started)
 
     approved = _approved_answer(bot, question, embedded.vector if embedded else None)
-    search = None if approved else _retrieve(bot, question, embedded, embed_ms=embed_ms)
-    passages = [passage_of(n, chunk) for n, chunk in enumerate(search.chunks if search and search.relevant else [], 1)]
+    search = None if approved else _retrieve(bot, question, embedded, history, embed_ms=embed_ms)
+    choice = _passages_choose(search, max_passages=bot.max_passages)
+    passages = [passage_of(n, chunk) for n, chunk in enumerate(choice.sent, 1)]
+    question_vector = embedded.vector if embedded else None
     retrieval_ms = (search.embed_ms + search.search_ms) if search else 0.0
     # Nothing below needs the database until the final save: give the connection back while the model streams.
     connection.close()
@@ -93,7 +111,14 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
         outcome = AnswerOutcome(text=answer_text("strict_no_answer", language), finish_reason="no_relevant_passages")
         metrics.ANSWERS.labels(bot=bot.slug, outcome="no_relevant_passages").inc()
     elif not bot.endpoint:
-        outcome = retrieval_only_outcome(search, reason="not_configured", language=language)
+        outcome = extractive_outcome(
+            question=question,
+            question_vector=question_vector,
+            chunks=choice.sent,
+            reason="not_configured",
+            model_failed=False,
+            language=language,
+        )
         metrics.ANSWERS.labels(bot=bot.slug, outcome="retrieval_only").inc()
     else:
         outcome = answer_with_model(
@@ -101,9 +126,10 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
             bot=bot,
             group=group,
             passages=passages,
-            history=history,
+            history=history.turns,
             question=question,
-            search=search,
+            chunks=choice.sent,
+            question_vector=question_vector,
             started=started,
             coalesce_interval_s=coalesce_interval_s,
             language=language,
@@ -124,7 +150,7 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
         completion_tokens=outcome.completion_tokens,
         ttft_ms=outcome.ttft_ms,
         total_ms=total_ms,
-        retrieved=_trace(search),
+        retrieved=_trace(search, _over_budget(choice, outcome.passages_over_budget)),
         prompt=outcome.prompt,
         finished_at=timezone.now(),
     )
@@ -153,16 +179,32 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
         logger.exception("could not offer the lead form after message %s", message.id)
 
 
-def _history(message: Message) -> list[Turn]:
-    earlier = (
+def _history(message: Message) -> History:
+    earlier = list(
         Message.objects.filter(conversation_id=message.conversation_id, created_at__lt=message.in_reply_to.created_at)
         .exclude(status__in=[Message.Status.STREAMING, Message.Status.ERROR])
         .order_by("-created_at", "-id")[:HISTORY_MESSAGES]
         if message.in_reply_to
         else []
     )
-    turns = [Turn(role="user" if m.role == Message.Role.VISITOR else "assistant", text=m.text) for m in earlier]
-    return [turn for turn in reversed(turns) if turn.text]
+    oldest_first = list(reversed(earlier))
+    previous_answer = next((m for m in earlier if m.role == Message.Role.BOT), None)
+    return History(
+        turns=[
+            Turn(role="user" if m.role == Message.Role.VISITOR else "assistant", text=m.text)
+            for m in oldest_first
+            if m.text
+        ],
+        visitor_messages=[m.text for m in oldest_first if m.role == Message.Role.VISITOR and m.text.strip()],
+        previous_chunk_ids=_sent_chunk_ids(previous_answer.retrieved if previous_answer else []),
+    )
+
+
+def _sent_chunk_ids(trace: list[dict] | None) -> list[int]:
+    """The passages an answer sent the model, best first (a trace saved before `sent` existed: all of them)."""
+    if not isinstance(trace, list):
+        return []
+    return [p["chunk_id"] for p in trace if isinstance(p, dict) and "chunk_id" in p and p.get("sent", True)]
 
 
 def _question_embedding_soon(question: str) -> Future | None:
@@ -208,16 +250,22 @@ def _approved_outcome(approved: ApprovedAnswer, *, group: str, message_id: int, 
     )
 
 
-def _retrieve(bot: Bot, question: str, embedded: QueryEmbedding | None, *, embed_ms: float) -> SearchResult | None:
+def _retrieve(
+    bot: Bot, question: str, embedded: QueryEmbedding | None, history: History, *, embed_ms: float
+) -> SearchResult | None:
     if bot.knowledge_base_id is None or not question:
         return None
     try:
-        search = chunk_search(
+        # Without earlier visitor messages this is chunk_search with the question's embedding: no statement or
+        # forward pass more for a first question. The optional rewrite by the model is not wired (rewrite=None):
+        # it would put a model round trip before every follow-up's first token.
+        search = conversation_search(
             knowledge_base_id=bot.knowledge_base_id,
-            query=question,
-            k=PASSAGES_PER_ANSWER,
-            embedding=embedded.vector if embedded else None,
-            query_tokens=embedded.tokens if embedded else None,
+            question=question,
+            history=history.visitor_messages,
+            previous_chunk_ids=history.previous_chunk_ids,
+            k=bot.max_passages,
+            embedded=embedded,
         )
     except Exception:
         logger.exception("retrieval failed for bot %s; answering without passages", bot.slug)
@@ -228,12 +276,36 @@ def _retrieve(bot: Bot, question: str, embedded: QueryEmbedding | None, *, embed
     return search
 
 
-def _trace(search: SearchResult | None) -> list[dict]:
+def _passages_choose(search: SearchResult | None, *, max_passages: int) -> PassageChoice:
+    """The passages to send, in rank order. A search that found nothing relevant sends nothing."""
+    if search is None:
+        return PassageChoice(decisions=[])
+    choice = passages_choose(chunks=search.chunks, max_passages=max_passages)
+    if search.relevant:
+        return choice
+    return PassageChoice(
+        decisions=[dataclasses.replace(d, cut="below_relevance") if d.sent else d for d in choice.decisions]
+    )
+
+
+def _over_budget(choice: PassageChoice, passage_numbers: list[int]) -> PassageChoice:
+    """`choice` with the sent passages the prompt left out (by their number in the prompt, from 1) marked."""
+    sent = choice.sent
+    return choice.over_budget({sent[n - 1].chunk_id for n in passage_numbers if 0 < n <= len(sent)})
+
+
+def _trace(search: SearchResult | None, choice: PassageChoice) -> list[dict]:
+    """Every passage the search ranked, in order, whether it was sent and why not (`cut`: below_relevance,
+    over_max or over_budget), and which search ran (`context`: none, standalone, follow_up, rewritten)."""
     if search is None:
         return []
+    decisions: dict[int, PassageDecision] = {d.chunk.chunk_id: d for d in choice.decisions}
     return [
         {
             "chunk_id": chunk.chunk_id,
+            "sent": decisions[chunk.chunk_id].sent if chunk.chunk_id in decisions else False,
+            "cut": decisions[chunk.chunk_id].cut if chunk.chunk_id in decisions else "over_max",
+            "context": search.context,
             "title": chunk.title,
             "url": chunk.url,
             "heading_path": chunk.heading_path,

@@ -20,15 +20,28 @@ ANSWER_TEXTS: dict[str, dict[str, str]] = {
             "wir uns bei Ihnen."
         ),
     },
-    "model_down_with_passages": {
-        "en": "I can't write a full answer right now, but these passages from our documentation look relevant:",
+    "from_our_documentation": {
+        "en": "From our documentation:",
+        "fr": "D'après notre documentation :",
+        "de": "Aus unserer Dokumentation:",
+    },
+    "model_down_notice": {
+        "en": "I can't write a full answer right now, so here is what our documentation says.",
+        "fr": "Je ne peux pas rédiger de réponse complète pour le moment ; voici ce que dit notre documentation.",
+        "de": "Ich kann gerade keine vollständige Antwort schreiben; hier steht, was unsere Dokumentation sagt.",
+    },
+    "nothing_in_documentation": {
+        "en": (
+            "I couldn't find anything in our documentation that answers this. You can ask for a person from our "
+            "team, or leave your details and we'll get back to you."
+        ),
         "fr": (
-            "Je ne peux pas rédiger de réponse complète pour le moment, mais ces passages de notre documentation "
-            "semblent pertinents :"
+            "Je n'ai rien trouvé dans notre documentation qui réponde à cette question. Vous pouvez demander à "
+            "parler à une personne de notre équipe, ou laisser vos coordonnées pour que nous vous recontactions."
         ),
         "de": (
-            "Ich kann gerade keine vollständige Antwort schreiben, aber diese Abschnitte aus unserer Dokumentation "
-            "scheinen passend:"
+            "In unserer Dokumentation habe ich nichts gefunden, das diese Frage beantwortet. Sie können nach einer "
+            "Person aus unserem Team fragen oder Ihre Kontaktdaten hinterlassen, dann melden wir uns bei Ihnen."
         ),
     },
     "model_down_no_passages": {

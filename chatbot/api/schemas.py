@@ -71,6 +71,7 @@ class BotOut(Schema):
     temperature: float
     top_p: float | None
     max_new_tokens: int
+    max_passages: int
     stop_sequences: list[str]
     seed: int | None
     strict_mode: bool
@@ -100,6 +101,7 @@ class BotPatch(Schema):
     temperature: float | None = None
     top_p: float | None = None
     max_new_tokens: int | None = None
+    max_passages: int | None = None
     stop_sequences: list[str] | None = None
     seed: int | None = None
     strict_mode: bool | None = None

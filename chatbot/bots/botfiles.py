@@ -28,14 +28,15 @@ VERSION = 1
 # public_id (the instance's address for the widget), the knowledge base (its sources are listed instead).
 SETTINGS = [
     "name", "persona", "greeting", "color", "avatar_url", "language", "allowed_origins", "model_endpoint",
-    "adapter_id", "temperature", "top_p", "max_new_tokens", "stop_sequences", "seed", "strict_mode",
-    "business_hours", "lead_form", "notification_email", "crm_webhook_url", "lead_retention_days",
+    "adapter_id", "temperature", "top_p", "max_new_tokens", "max_passages", "stop_sequences", "seed",
+    "strict_mode", "business_hours", "lead_form", "notification_email", "crm_webhook_url", "lead_retention_days",
     "conversation_retention_days",
 ]  # fmt: skip
 _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "persona": (str,), "greeting": (str,), "color": (str,), "avatar_url": (str,), "language": (str,),
     "allowed_origins": (list,), "model_endpoint": (str,), "adapter_id": (str,), "temperature": (int, float),
-    "top_p": (int, float, type(None)), "max_new_tokens": (int,), "stop_sequences": (list,),
+    "top_p": (int, float, type(None)), "max_new_tokens": (int,), "max_passages": (int,),
+    "stop_sequences": (list,),
     "seed": (int, type(None)), "strict_mode": (bool,), "business_hours": (dict,), "lead_form": (dict,),
     "notification_email": (str,), "crm_webhook_url": (str,), "lead_retention_days": (int,),
     "conversation_retention_days": (int, type(None)),
@@ -123,6 +124,9 @@ def bot_config_validate(document: Any) -> list[str]:
     retention = bot.get("conversation_retention_days")
     if isinstance(retention, int) and not isinstance(retention, bool) and retention < 1:
         problems.append('"bot.conversation_retention_days" must be at least 1 day (null keeps conversations).')
+    passages = bot.get("max_passages")
+    if isinstance(passages, int) and not isinstance(passages, bool) and not 1 <= passages <= 20:
+        problems.append('"bot.max_passages" must be between 1 and 20.')
     if isinstance(bot.get("business_hours"), dict):
         problems += [f"bot.business_hours: {p}" for p in business_hours_validate(bot["business_hours"])]
     for index, answer in enumerate(document.get("approved_answers", [])):

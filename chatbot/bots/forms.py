@@ -85,8 +85,8 @@ class BotForm(forms.ModelForm):
         model = Bot
         fields = [
             "name", "slug", "persona", "greeting", "color", "avatar_url", "language", "allowed_origins",
-            "model_endpoint", "adapter_id", "temperature", "top_p", "max_new_tokens", "stop_sequences", "seed",
-            "strict_mode", "business_hours", "lead_form", "notification_email", "crm_webhook_url",
+            "model_endpoint", "adapter_id", "temperature", "top_p", "max_new_tokens", "max_passages", "stop_sequences",
+            "seed", "strict_mode", "business_hours", "lead_form", "notification_email", "crm_webhook_url",
             "lead_retention_days", "conversation_retention_days",
         ]  # fmt: skip
         widgets = {
@@ -94,6 +94,10 @@ class BotForm(forms.ModelForm):
             "greeting": forms.Textarea(attrs={"rows": 2}),
             "color": forms.TextInput(attrs={"type": "color"}),
         }
+
+    def clean_max_passages(self):
+        value = self.cleaned_data["max_passages"]
+        return Bot._meta.get_field("max_passages").default if value is None else value
 
     def clean_temperature(self):
         value = self.cleaned_data["temperature"]
@@ -137,6 +141,8 @@ class BotForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Left out (an older bot file, a form posted without it): the default.
+        self.fields["max_passages"].required = False
         saved = self.instance.model_api_key if self.instance.pk else ""
         if saved:
             self.fields["model_api_key"].help_text = f"A key ending in …{saved[-4:]} is saved. {_KEY_HELP}"

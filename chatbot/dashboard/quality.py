@@ -1,8 +1,10 @@
 """What the bots could not answer, grouped by similar question; and the approved answers that fill the gaps.
 
-A question counts as unanswered when its bot answer found no relevant passage (status retrieval_only, finish
-reason "no_relevant_passages", or no retrieved passage at or above MIN_RELEVANCE in its trace), when the visitor
-voted it down, or when the visitor asked for a person after it.
+A question counts as unanswered when its bot answer found no relevant passage (finish reason
+"no_relevant_passages", no retrieved passage at or above MIN_RELEVANCE in its trace, or an answer from the
+documentation that cites nothing), when the visitor voted it down, or when the visitor asked for a person after it.
+An answer from the documentation (status retrieval_only: no model, or the model failed) that cites a relevant
+passage counts as answered, here and in analytics (`no_relevant_passage_q`).
 """
 
 from dataclasses import dataclass, field
@@ -59,11 +61,34 @@ class QuestionGroup:
 
 
 def no_relevant_passage(message: Message) -> bool:
-    if message.status == Message.Status.RETRIEVAL_ONLY or message.finish_reason == "no_relevant_passages":
+    """Whether a bot answer found nothing relevant to answer from (`no_relevant_passage_q` in SQL)."""
+    if message.finish_reason == "no_relevant_passages":
         return True
-    if message.finish_reason == APPROVED_ANSWER_FINISH_REASON or message.status != Message.Status.COMPLETE:
+    if message.finish_reason == APPROVED_ANSWER_FINISH_REASON:
+        return False
+    if message.status == Message.Status.RETRIEVAL_ONLY and not message.citations:
+        return True
+    if message.status not in (Message.Status.COMPLETE, Message.Status.RETRIEVAL_ONLY):
         return False
     return not any((passage.get("similarity") or 0) >= MIN_RELEVANCE for passage in message.retrieved or [])
+
+
+def no_relevant_passage_q() -> Q:
+    """Bot answers (Message rows) that found nothing relevant to answer from: `no_relevant_passage` in SQL."""
+    from django.db.models.expressions import RawSQL
+
+    without_relevant_passage = RawSQL(
+        "SELECT m.id FROM chatbot_message m WHERE m.role = 'bot' AND m.status IN ('complete', 'retrieval_only') "
+        "AND m.finish_reason <> %s AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements("
+        "CASE WHEN jsonb_typeof(m.retrieved) = 'array' THEN m.retrieved ELSE '[]'::jsonb END) AS p "
+        "WHERE (p->>'similarity')::float >= %s)",
+        (APPROVED_ANSWER_FINISH_REASON, MIN_RELEVANCE),
+    )
+    return (
+        Q(finish_reason="no_relevant_passages")
+        | Q(status=Message.Status.RETRIEVAL_ONLY, citations=[])
+        | Q(id__in=without_relevant_passage)
+    )
 
 
 def unanswered_questions(*, bots, since: datetime | None = None) -> list[UnansweredQuestion]:
@@ -166,20 +191,5 @@ def unanswered_groups(*, bots, since: datetime | None = None) -> list[QuestionGr
 
 def unanswered_filter() -> Q:
     """Conversations with an unanswered question (for the conversation list's filter; the same rules in SQL)."""
-    no_passage = Q(
-        messages__role=Message.Role.BOT,
-        messages__status__in=[Message.Status.RETRIEVAL_ONLY],
-    ) | Q(messages__role=Message.Role.BOT, messages__finish_reason="no_relevant_passages")
-    return no_passage | Q(id__in=_answers_without_relevant_passage())
-
-
-def _answers_without_relevant_passage():
-    from django.db.models.expressions import RawSQL
-
-    return RawSQL(
-        "SELECT m.conversation_id FROM chatbot_message m WHERE m.role = 'bot' AND m.status = 'complete' "
-        "AND m.finish_reason <> %s AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements("
-        "CASE WHEN jsonb_typeof(m.retrieved) = 'array' THEN m.retrieved ELSE '[]'::jsonb END) AS p "
-        "WHERE (p->>'similarity')::float >= %s)",
-        (APPROVED_ANSWER_FINISH_REASON, MIN_RELEVANCE),
-    )
+    answers = Message.objects.filter(role=Message.Role.BOT).filter(no_relevant_passage_q())
+    return Q(id__in=answers.values("conversation_id"))

@@ -10,7 +10,7 @@ from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, Out
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from chatbot.dashboard.quality import unanswered_filter
+from chatbot.dashboard.quality import no_relevant_passage_q, unanswered_filter
 from chatbot.models import Bot, Conversation, Lead, Message, TopicQuestion
 
 INBOX_VIEWS = ("mine", "unassigned", "waiting")
@@ -242,6 +242,8 @@ class Analytics:
     ttft_median_ms: list[float | None]
     ttft_p90_ms: list[float | None]
     tokens_by_bot: list[tuple[str, int]]
+    # Questions answered with nothing relevant from the knowledge base: the quality page's "No relevant passage".
+    unanswered: list[int] | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -253,6 +255,7 @@ class Analytics:
             "feedback_up": sum(self.feedback_up),
             "feedback_down": sum(self.feedback_down),
             "leads": sum(self.leads),
+            "unanswered_questions": sum(self.unanswered or []),
             "tokens": sum(tokens for _, tokens in self.tokens_by_bot),
         }
 
@@ -281,6 +284,14 @@ def analytics(*, bots: QuerySet[Bot], days: int = 30, today: date | None = None)
     human_counts = _per_day(with_human, day_list)
 
     answers = Message.objects.filter(role=Message.Role.BOT, conversation__bot__in=bots, created_at__gte=since)
+    gaps = (
+        answers.exclude(in_reply_to=None)
+        .exclude(status=Message.Status.STREAMING)
+        .filter(no_relevant_passage_q())
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+    )
     feedback = answers.exclude(feedback="").annotate(day=TruncDate("created_at")).values("day")
     up = feedback.filter(feedback=Message.Feedback.UP).annotate(n=Count("id"))
     down = feedback.filter(feedback=Message.Feedback.DOWN).annotate(n=Count("id"))
@@ -318,4 +329,5 @@ def analytics(*, bots: QuerySet[Bot], days: int = 30, today: date | None = None)
         ttft_median_ms=[quantile(ttfts.get(day, []), 0.5) for day in day_list],
         ttft_p90_ms=[quantile(ttfts.get(day, []), 0.9) for day in day_list],
         tokens_by_bot=[(row["conversation__bot__name"], row["n"] or 0) for row in tokens],
+        unanswered=_per_day(gaps, day_list),
     )

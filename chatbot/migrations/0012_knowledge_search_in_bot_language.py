@@ -38,7 +38,7 @@ def search_in_english(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chatbot", "0010_inbox_corrections_privacy_insights"),
+        ("chatbot", "0011_bot_max_passages"),
         ("knowledge", "0007_search_config_per_knowledge_base"),
     ]
 

@@ -3,7 +3,7 @@
 import secrets
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -41,6 +41,13 @@ class Bot(models.Model):
     temperature = models.FloatField(default=0.3)
     top_p = models.FloatField(null=True, blank=True)
     max_new_tokens = models.PositiveIntegerField(default=512)
+    # The most passages an answer sends the model (knowledge.passages): fewer when they are not relevant enough or
+    # do not fit the prompt.
+    max_passages = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="The most passages of the knowledge base sent to the model with a question (1 to 20).",
+    )
     stop_sequences = models.JSONField(default=list, blank=True)
     seed = models.BigIntegerField(null=True, blank=True)
     knowledge_base = models.ForeignKey(

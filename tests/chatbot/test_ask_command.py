@@ -71,5 +71,5 @@ def test_it_exits_with_a_one_line_message_when_it_cannot_answer_at_all(db):
 
     assert finished.returncode != 0
     error_lines = [line for line in finished.stderr.splitlines() if line.startswith("CommandError")]
-    assert error_lines == ["CommandError: the model server is unavailable and no relevant passage was found"]
-    assert finished.stdout.startswith("I'm sorry, I can't answer right now.")
+    assert error_lines == ["CommandError: no model answered and no relevant passage was found"]
+    assert finished.stdout.startswith("I couldn't find anything in our documentation that answers this.")

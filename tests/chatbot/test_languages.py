@@ -83,7 +83,7 @@ def test_without_a_model_the_visitor_is_told_in_their_widgets_language(settings)
     settings.TGI_URL = ""
     bot = lingual_bot("en")
     message, _ = answered(ask(bot, "Wie lange dauert der Versand?", visitor_language="de"))
-    assert (message.status, message.text) == ("retrieval_only", ANSWER_TEXTS["model_down_no_passages"]["de"])
+    assert (message.status, message.text) == ("retrieval_only", ANSWER_TEXTS["nothing_in_documentation"]["de"])
 
 
 def test_an_answer_cut_off_by_the_model_server_is_explained_in_the_bots_language(sim):

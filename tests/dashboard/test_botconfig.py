@@ -25,6 +25,7 @@ def configured(bot):
         top_p=0.9,
         stop_sequences=["</s>"],
         seed=42,
+        max_passages=12,
         strict_mode=True,
         business_hours={"timezone": "Europe/Paris", "days": {"mon": ["09:00", "18:00"]}},
         lead_form={"fields": [{"type": "email", "required": True}]},
@@ -42,6 +43,7 @@ def test_the_export_holds_the_whole_configuration_and_no_secret(configured):
     document = botconfig.bot_config_export(bot=configured)
     assert (document["format"], document["version"]) == ("parley.bot", 1)
     assert document["bot"]["slug"] == "acme" and document["bot"]["adapter_id"] == "acme-voice-v3"
+    assert document["bot"]["max_passages"] == 12
     assert document["bot"]["lead_form"] == {"fields": [{"type": "email", "required": True}]}
     assert document["approved_answers"] == [{"question": "Do you ship abroad?", "answer": "Yes, to the EU."}]
     assert {s["kind"] for s in document["sources"]} == {"url", "faq"}
@@ -87,6 +89,8 @@ def test_importing_again_updates_settings_and_adds_nothing_twice(configured, dja
         ({"bot": {"slug": "x", "name": "X", "temperature": "hot"}}, "wrong type"),
         ({"bot": {"slug": "x", "name": "X", "crm_webhook_secret": "s"}}, "Unknown setting"),
         ({"bot": {"slug": "x", "name": "X", "conversation_retention_days": 0}}, "at least 1 day"),
+        ({"bot": {"slug": "x", "name": "X", "max_passages": 21}}, "between 1 and 20"),
+        ({"bot": {"slug": "x", "name": "X", "max_passages": 0}}, "between 1 and 20"),
     ],
 )
 def test_it_refuses_a_document_it_cannot_read(db, change, problem):

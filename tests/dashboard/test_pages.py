@@ -63,6 +63,28 @@ def test_the_trace_shows_the_rerankers_scores_only_when_a_reranker_ordered_the_p
     assert "Reranker" in page and "0.98125" in page
 
 
+def test_the_trace_says_which_passages_were_sent_to_the_model_and_why_the_others_were_not(
+    agent, conversation, answered
+):
+    passage = {k: v for k, v in answered.retrieved[0].items() if k != "text"}
+    answered.retrieved = [
+        {**passage, "text": "Sent passage.", "sent": True, "cut": None, "context": "follow_up"},
+        {**passage, "text": "Weak passage.", "sent": False, "cut": "below_relevance", "context": "follow_up"},
+        {**passage, "text": "Too long passage.", "sent": False, "cut": "over_budget", "context": "follow_up"},
+    ]
+    answered.save(update_fields=["retrieved"])
+
+    page = logged_in(agent).get(reverse("dashboard:transcript", args=[conversation.id])).content.decode()
+
+    assert "Searched as a follow-up of the earlier messages." in page
+    rows = page.split('class="passage-sent">')[1:]
+    assert [row.split("</td>")[0] for row in rows] == [
+        "sent",
+        "cut: not relevant enough",
+        "cut: did not fit the prompt",
+    ]
+
+
 def test_search_finds_conversations_by_message_text(agent, conversation, answered):
     client = logged_in(agent)
     assert conversation.id in client.get(reverse("dashboard:conversations"), {"q": "shipping"}).content.decode()
@@ -135,3 +157,21 @@ def test_charts_escape_labels_and_scale():
     assert 'height="0' not in svg
     line = charts.line_chart(title="t", labels=["a", "b", "c"], series=[charts.Series("m", [100, None, 300], "#000")])
     assert line.count("<circle") == 2
+
+
+def test_the_most_passages_sent_to_the_model_is_a_bot_setting_between_1_and_20(admin, bot):
+    client = logged_in(admin)
+    form = {
+        "name": "Acme Support", "slug": "acme", "color": "#112233", "language": "en", "temperature": "0.3",
+        "max_new_tokens": "512", "lead_retention_days": "365", "max_passages": "12",
+    }  # fmt: skip
+    assert 'name="max_passages"' in client.get(reverse("dashboard:bot-edit", args=["acme"])).content.decode()
+
+    assert client.post(reverse("dashboard:bot-edit", args=["acme"]), form).status_code == 302
+    bot.refresh_from_db()
+    assert bot.max_passages == 12
+    for refused in ("0", "21"):
+        response = client.post(reverse("dashboard:bot-edit", args=["acme"]), {**form, "max_passages": refused})
+        assert response.status_code == 200
+    bot.refresh_from_db()
+    assert bot.max_passages == 12

@@ -178,3 +178,64 @@ def test_deleting_an_approved_answer_goes_back_to_the_page_it_was_on(bot, agent,
         reverse("dashboard:approved-answer-delete", args=[password_answer.id]), {"next": page}
     )
     assert response["Location"] == page
+
+
+# --- answers from the documentation (no model, or the model failed) ---
+
+EXTRACTIVE_CITATIONS = [{"n": 1, "title": "Shipping › Norway", "url": "https://www.acme.test/shipping#norway"}]
+
+
+def test_an_answer_from_the_documentation_is_answered_when_it_cites_a_relevant_passage_and_a_gap_when_not(
+    bot, conversation
+):
+    _exchange(
+        conversation,
+        "Do you ship to Norway?",
+        status="retrieval_only",
+        finish_reason="not_configured",
+        text="From our documentation:\n\nWe ship to Norway. [1]",
+        citations=EXTRACTIVE_CITATIONS,
+        retrieved=[{"similarity": 0.71, "sent": True, "cut": None}, {"similarity": 0.2, "sent": False}],
+    )
+    _exchange(
+        conversation,
+        "Can I pay in bitcoin?",
+        status="retrieval_only",
+        finish_reason="not_configured",
+        text="I couldn't find anything in our documentation that answers this.",
+        retrieved=[{"similarity": 0.18, "sent": False, "cut": "below_relevance"}],
+    )
+    _exchange(
+        conversation,
+        "Do you sell gift cards?",
+        status="retrieval_only",
+        finish_reason="unreachable",
+        citations=EXTRACTIVE_CITATIONS,
+        retrieved=[{"similarity": 0.12, "sent": False, "cut": "below_relevance"}],
+    )
+
+    found = {q.text: q.reason for q in quality.unanswered_questions(bots=[bot])}
+
+    assert found == {"Can I pay in bitcoin?": "no_passage", "Do you sell gift cards?": "no_passage"}
+
+
+def test_the_quality_page_and_analytics_count_the_same_answers_from_the_documentation_as_gaps(bot, conversation):
+    from chatbot.dashboard.selectors import analytics
+    from chatbot.models import Bot, Conversation
+
+    _exchange(
+        conversation,
+        "Do you ship to Norway?",
+        status="retrieval_only",
+        citations=EXTRACTIVE_CITATIONS,
+        retrieved=[{"similarity": 0.71, "sent": True, "cut": None}],
+    )
+    _exchange(conversation, "Can I pay in bitcoin?", status="retrieval_only", retrieved=[{"similarity": 0.18}])
+    _exchange(conversation, "Do you sell gift cards?", retrieved=[{"similarity": 0.1}])
+    _exchange(conversation, "How long is delivery?")
+
+    gaps_on_the_quality_page = len(quality.unanswered_questions(bots=[bot]))
+    gaps_in_analytics = analytics(bots=Bot.objects.filter(id=bot.id)).totals["unanswered_questions"]
+
+    assert gaps_on_the_quality_page == gaps_in_analytics == 2
+    assert Conversation.objects.filter(quality.unanswered_filter()).filter(id=conversation.id).exists()

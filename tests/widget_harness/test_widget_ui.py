@@ -123,6 +123,34 @@ def test_it_renders_hostile_markdown_as_inert_text(page, server):
     assert "<script>window.__pwned='code'</script>" in result["text"]
 
 
+def test_a_markdown_table_renders_as_a_table_with_inert_cells(page, server):
+    open_chat(page, server, "?nocsp=1")
+    result = page.evaluate(
+        """async (src) => {
+            const { renderMarkdown } = await import('/static/parley/chat/markdown.js');
+            const div = document.createElement('div');
+            document.body.append(div);
+            renderMarkdown(div, src, {citations: new Map()});
+            await new Promise(r => setTimeout(r, 300));
+            return {
+                head: [...div.querySelectorAll('thead th')].map(c => c.textContent),
+                rows: [...div.querySelectorAll('tbody tr')].map(r => [...r.children].map(c => c.innerHTML)),
+                after: div.querySelector('table + p, .table-wrap + p')?.textContent ?? null,
+                tags: [...new Set([...div.querySelectorAll('*')].map(e => e.localName))].sort(),
+                pwned: window.__pwned ?? null,
+            };
+        }""",
+        "| Variable | Default |\n|---|:---:|\n| `TGI_URL` | **unset** |\n"
+        "| <img src=x onerror=window.__pwned=1> | a \\| b |\n\n[1]",
+    )
+    assert result["head"] == ["Variable", "Default"]
+    assert result["rows"][0] == ["<code>TGI_URL</code>", "<strong>unset</strong>"]
+    assert result["rows"][1][0] == "&lt;img src=x onerror=window.__pwned=1&gt;"
+    assert result["rows"][1][1] == "a | b", "an escaped pipe stays in its cell"
+    assert result["pwned"] is None
+    assert set(result["tags"]) <= {"div", "table", "thead", "tbody", "tr", "th", "td", "p", "code", "strong", "span"}
+
+
 def test_a_hostile_streamed_answer_stays_inert_in_the_conversation(page, server):
     open_chat(page, server, "?nocsp=1")
     send(page, "xss please")

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         if status == Message.Status.ERROR:
             raise CommandError("the answer failed part-way (see the worker's log)")
         if status == Message.Status.RETRIEVAL_ONLY and not citations:
-            raise CommandError("the model server is unavailable and no relevant passage was found")
+            raise CommandError("no model answered and no relevant passage was found")
 
     async def _ask(self, conversation, question: str, use_worker: bool):
         layer = get_channel_layer()

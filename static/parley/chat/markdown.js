@@ -10,7 +10,8 @@
 //
 // Supported: paragraphs, line breaks (a single newline is a <br>, as in chat), **bold**/__bold__,
 // *italic*/_italic_, `code`, fenced code blocks, # headings, - / * / + and 1. lists (nested by
-// indentation), > quotes, --- rules, [text](url), <url>, bare http(s) URLs, citation markers [1], [1, 2].
+// indentation), > quotes, --- rules, | tables | (a header row, a |---| row, body rows), [text](url), <url>,
+// bare http(s) URLs, citation markers [1], [1, 2].
 
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 
@@ -61,6 +62,13 @@ const RE_RULE = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
 const RE_QUOTE = /^ {0,3}> ?/;
 const RE_ITEM = /^( {0,3})([-*+]|\d{1,9}[.)])([ \t]+|$)/;
 const RE_BLANK = /^\s*$/;
+const RE_TABLE_ROW = /^ {0,3}\|.*\|\s*$/;
+const RE_TABLE_DELIMITER = /^ {0,3}\|(?:\s*:?-+:?\s*\|)+\s*$/;
+
+// The cells of a "| a | b |" row (a backslash keeps a "|" in a cell).
+function tableCells(line) {
+  return line.trim().replace(/^\|/, "").replace(/\|$/, "").split(/(?<!\\)\|/).map((cell) => cell.trim());
+}
 
 function startsBlock(line) {
   return RE_FENCE.test(line) || RE_HEADING.test(line) || RE_RULE.test(line) || RE_QUOTE.test(line) ||
@@ -103,6 +111,18 @@ function parseBlocks(lines) {
       let j = i;
       while (j < lines.length && RE_QUOTE.test(lines[j])) body.push(lines[j++].replace(RE_QUOTE, ""));
       blocks.push({ type: "quote", children: parseBlocks(body), raw: lines.slice(i, j).join("\n") });
+      i = j;
+      continue;
+    }
+    if (RE_TABLE_ROW.test(line) && i + 1 < lines.length && RE_TABLE_DELIMITER.test(lines[i + 1])) {
+      let j = i + 2;
+      while (j < lines.length && RE_TABLE_ROW.test(lines[j])) j++;
+      blocks.push({
+        type: "table",
+        header: tableCells(line),
+        rows: lines.slice(i + 2, j).map(tableCells),
+        raw: lines.slice(i, j).join("\n"),
+      });
       i = j;
       continue;
     }
@@ -215,6 +235,31 @@ function renderBlock(block, ctx) {
     }
     case "rule":
       return el("hr");
+    case "table": {
+      const wrap = el("div", "table-wrap");
+      const table = el("table");
+      const head = el("thead");
+      const headRow = el("tr");
+      for (const cell of block.header) {
+        const th = el("th");
+        renderInline(cell, th, ctx);
+        headRow.appendChild(th);
+      }
+      head.appendChild(headRow);
+      const body = el("tbody");
+      for (const row of block.rows) {
+        const tr = el("tr");
+        block.header.forEach((_, index) => {
+          const td = el("td");
+          renderInline(row[index] ?? "", td, ctx);
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      }
+      table.append(head, body);
+      wrap.appendChild(table);
+      return wrap;
+    }
     case "quote": {
       const q = el("blockquote");
       for (const child of block.children) q.appendChild(renderBlock(child, ctx));

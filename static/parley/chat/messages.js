@@ -234,7 +234,8 @@ export class MessageList {
       renderMarkdown(bubble, state.text, { citations: state.citations, citeLabel: citeLabel });
       body.append(bubble);
     }
-    const note = { stopped: "stopped", error: "answerFailed", retrieval_only: "retrievalOnly" }[state.status];
+    // An answer from the documentation (retrieval_only) says what it is in its own text.
+    const note = { stopped: "stopped", error: "answerFailed" }[state.status];
     if (note) body.append(el("p", `msg-note${state.status === "error" ? " msg-note-error" : ""}`, t(note)));
     if (state.status === "error") body.append(this.retryButton());
     if (state.citations.size) body.append(this.renderCitations(state.citations));
