@@ -183,7 +183,9 @@ def _history(message: Message) -> History:
     earlier = list(
         Message.objects.filter(conversation_id=message.conversation_id, created_at__lt=message.in_reply_to.created_at)
         .exclude(status__in=[Message.Status.STREAMING, Message.Status.ERROR])
-        .order_by("-created_at", "-id")[:HISTORY_MESSAGES]
+        .order_by("-created_at", "-id")
+        # Not the saved prompts (each holds its passages) nor the other columns: a follow-up reads up to 20 rows.
+        .only("id", "role", "text", "retrieved")[:HISTORY_MESSAGES]
         if message.in_reply_to
         else []
     )
