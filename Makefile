@@ -25,8 +25,12 @@ install: $(INSTALLED)
 run: install
 	$(PY) manage.py up
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test module to a process: each has its own database
+# and Redis database on the same embedded servers. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: install
 	$(VENV)/bin/ruff format --check .

@@ -8,6 +8,7 @@ real Daphne server, both pointed at the test database.
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,8 +42,10 @@ for _limit in (
 # Tests make and change webhook subscriptions straight in the database and expect the next event to see them; ids
 # come back with every test database. (tests/api/test_webhooks.py checks the cache itself.)
 os.environ.setdefault("WEBHOOK_SUBSCRIPTIONS_CACHE_S", "0")
-# Several test runs may share the embedded servers (a developer's and an editor's): each gets its own database.
-os.environ.setdefault("PARLEY_TEST_DATABASE_NAME", f"test_parley_{os.getpid()}")
+# Several test runs may share the embedded servers (a developer's and an editor's, pytest-xdist's workers): each
+# gets its own database. A worker inherits the environment of the run that started it, name included: not kept.
+if re.fullmatch(r"(test_parley_\d+)?", os.environ.get("PARLEY_TEST_DATABASE_NAME", "")):
+    os.environ["PARLEY_TEST_DATABASE_NAME"] = f"test_parley_{os.getpid()}"
 embedded.configure_environment()
 _RUNS_FILE = TEST_DATA_DIR / ".pytest-runs"
 
