@@ -9,6 +9,7 @@ import logging
 import os
 import queue
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,6 +305,10 @@ def query_embedding_threads() -> int:
     return max(1, getattr(settings, "EMBEDDING_QUERY_THREADS", 1)) if settings.configured else 1
 
 
+# A question longer than this is not kept for the next follow-up (its token embeddings take room).
+REMEMBERED_QUERY_MAX_CHARS = 1000
+
+
 class QueryBatcher:
     """Embeds the questions asked at the same moment in one batch, on one thread per process.
 
@@ -312,12 +317,16 @@ class QueryBatcher:
     asked alone goes straight in (no waiting for company); while a batch runs, the next questions queue and go
     together in the following one."""
 
-    def __init__(self, embed_batch, *, max_batch: int = 64, thread_setup=None) -> None:
+    def __init__(self, embed_batch, *, max_batch: int = 64, thread_setup=None, remember: int = 256) -> None:
         """`embed_batch` takes a list of questions and returns one result per question, in order; `thread_setup`,
-        if given, runs first on the batcher's thread."""
+        if given, runs first on the batcher's thread. The results of the last `remember` short questions are
+        kept: a follow-up's search embeds the visitor's earlier messages, which were questions here moments ago."""
         self._embed_batch = embed_batch
         self._max_batch = max_batch
         self._thread_setup = thread_setup
+        self._remember = remember
+        self._recent: OrderedDict[str, object] = OrderedDict()
+        self._recent_lock = threading.Lock()
         # Each entry is texts that must share a batch, with their futures.
         self._queue: queue.SimpleQueue[list[tuple[str, Future]]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="query-embedding", daemon=True)
@@ -327,11 +336,28 @@ class QueryBatcher:
         return self.submit_many([text])[0]
 
     def submit_many(self, texts: list[str]) -> list[Future]:
-        """Futures for `texts`, embedded together in one batch."""
-        entry = [(text, Future()) for text in texts]
+        """Futures for `texts`, embedded together in one batch (those embedded lately come back at once)."""
+        futures = {index: Future() for index in range(len(texts))}
+        entry = []
+        with self._recent_lock:
+            for index, text in enumerate(texts):
+                if text in self._recent:
+                    self._recent.move_to_end(text)
+                    futures[index].set_result(self._recent[text])
+                else:
+                    entry.append((text, futures[index]))
         if entry:
             self._queue.put(entry)
-        return [future for _, future in entry]
+        return [futures[index] for index in range(len(texts))]
+
+    def _remember_results(self, texts: list[str], results: list) -> None:
+        with self._recent_lock:
+            for text, result in zip(texts, results, strict=True):
+                if len(text) <= REMEMBERED_QUERY_MAX_CHARS:
+                    self._recent[text] = result
+                    self._recent.move_to_end(text)
+            while len(self._recent) > self._remember:
+                self._recent.popitem(last=False)
 
     def _run(self) -> None:
         if self._thread_setup is not None:
@@ -352,6 +378,7 @@ class QueryBatcher:
                 for _, vector in batch:
                     vector.set_exception(error)
                 continue
+            self._remember_results([text for text, _ in batch], vectors)
             for (_, vector), values in zip(batch, vectors, strict=True):
                 vector.set_result(values)
 

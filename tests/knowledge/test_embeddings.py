@@ -214,6 +214,41 @@ def test_a_failed_batch_fails_every_question_in_it_and_the_next_ones_still_work(
     assert batcher.submit("second").result(timeout=10) == [1.0, 0.0]
 
 
+def test_a_question_embedded_lately_comes_back_without_another_forward_pass():
+    """A follow-up's search embeds the visitor's earlier messages, which were questions moments before."""
+    batches: list[list[str]] = []
+
+    def embed_batch(texts: list[str]) -> list[str]:
+        batches.append(list(texts))
+        return [f"vector of {text}" for text in texts]
+
+    batcher = QueryBatcher(embed_batch, remember=2)
+    assert batcher.submit("How long does shipping take?").result(timeout=10) == "vector of How long does shipping take?"
+    follow_up, earlier = batcher.submit_many(["And to Norway?", "How long does shipping take?"])
+
+    assert earlier.result(timeout=10) == "vector of How long does shipping take?"
+    assert follow_up.result(timeout=10) == "vector of And to Norway?"
+    assert batches == [["How long does shipping take?"], ["And to Norway?"]]
+    batcher.submit("A third question").result(timeout=10)
+    batcher.submit("How long does shipping take?").result(timeout=10)
+    assert batches[-1] == ["How long does shipping take?"], "only the last `remember` questions are kept"
+
+
+def test_a_failed_question_is_not_remembered():
+    failing = {"now": True}
+
+    def embed_batch(texts: list[str]) -> list[str]:
+        if failing["now"]:
+            raise EmbeddingError("the embedding server is down")
+        return ["vector" for _ in texts]
+
+    batcher = QueryBatcher(embed_batch)
+    with pytest.raises(EmbeddingError):
+        batcher.submit("Where is my parcel?").result(timeout=10)
+    failing["now"] = False
+    assert batcher.submit("Where is my parcel?").result(timeout=10) == "vector"
+
+
 def test_questions_are_embedded_on_one_torch_thread_and_other_threads_keep_theirs(settings):
     import torch
 
