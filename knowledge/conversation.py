@@ -14,10 +14,11 @@ leans on the earlier turns and, when it does, searches with the conversation's c
   standalone question when a model is configured and the time budget allows. It is only asked for follow-ups, and
   its question is searched as a first question would be. This module never calls a model itself.
 
-No model round trip on the hot path: a question with history costs one forward pass for the earlier turns (batched
-with the question when the caller has not embedded it yet), two one-row vector lookups for the decision and, for a
-follow-up, two small queries more (the focus documents' nearest chunks, the passages' similarity to the topic). A
-first question (no history) costs exactly what `chunk_search` costs. Measured on
+No model round trip on the hot path: a question with history costs one forward pass for the earlier turns (none
+when they were asked of this process lately: the embedder remembers its recent questions), one vector search more
+than a first question (the question's alone, for the decision; the mixed vector's serves both the decision and the
+search) and, for a follow-up, two small queries more (the focus documents' nearest chunks, the passages' similarity
+to the topic). A first question (no history) costs exactly what `chunk_search` costs. Measured on
 tests/fixtures/eval/conversations.jsonl, see docs/retrieval.md.
 """
 
@@ -38,9 +39,9 @@ from knowledge.retrieval import (
     CANDIDATES,
     MIN_RELEVANCE,
     SearchResult,
-    chunk_best_similarities,
     chunk_search,
     chunk_similarities,
+    vector_neighbours,
 )
 
 # Earlier visitor turns that count, most recent first; older ones rarely help and often mislead.
@@ -107,9 +108,12 @@ def conversation_search(
     mixed = _mixed_vector(embedded.vector, [turn.vector for turn in results], weight=CONTEXT_WEIGHT)
     embed_ms = (time.perf_counter() - started) * 1000
 
-    best_alone, best_mixed = chunk_best_similarities(
-        knowledge_base_id=knowledge_base_id, embeddings=[embedded.vector, mixed]
+    # The mixed vector's neighbours are also the search's vector half below: searched once.
+    alone_hits, mixed_hits = vector_neighbours(
+        knowledge_base_id=knowledge_base_id, embeddings=[embedded.vector, mixed], limit=candidates
     )
+    best_alone = 1.0 - alone_hits[0][1] if alone_hits else 0.0
+    best_mixed = 1.0 - mixed_hits[0][1] if mixed_hits else 0.0
     context: SearchContext = "standalone"
     if best_mixed > best_alone + DEPENDENCE_MARGIN or _FOLLOW_UP_OPENING.match(question):
         context = "follow_up"
@@ -131,6 +135,7 @@ def conversation_search(
         query_tokens=embedded.tokens,
         text_query=" ".join([*recent, question]),
         focus_documents=_focus_documents(previous_chunk_ids) if context == "follow_up" else None,
+        vector_hits=mixed_hits,
     )
     if context == "follow_up":
         result = _judged_with_topic(result, _mixed_vector(embedded.vector, [t.vector for t in results], weight=1.0))

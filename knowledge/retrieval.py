@@ -113,6 +113,7 @@ def chunk_search(
     query_tokens: np.ndarray | None = None,
     text_query: str | None = None,
     focus_documents: Mapping[int, float] | None = None,
+    vector_hits: list[tuple[int, float]] | None = None,
 ) -> SearchResult:
     """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
     Pass `embedding` (and `query_tokens`) when the query is already embedded: the answer pipeline embeds it while
@@ -121,7 +122,9 @@ def chunk_search(
 
     `text_query` replaces `query` for the full-text half (a conversation searches the words of its recent turns).
     `focus_documents` maps document ids to a bonus added to their chunks' scores; their nearest chunks join the
-    candidates (knowledge.conversation: the documents an earlier answer came from)."""
+    candidates (knowledge.conversation: the documents an earlier answer came from). `vector_hits`, the vector half
+    the caller already ran for `embedding` (`vector_neighbours` with `candidates`), is used instead of running it
+    again."""
     if mode not in {"hybrid", "vector", "text"}:
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
@@ -134,18 +137,19 @@ def chunk_search(
     timings: dict[str, float] = {}
 
     with transaction.atomic(), connection.cursor() as cursor:
-        vector_hits: list[tuple[int, float]] = []
+        vector_hits = list(vector_hits) if vector_hits is not None and embedding is not None else []
         text_hits: list[tuple[int, float]] = []
         if embedding is not None:
-            plan = vector_search_plan(cursor, knowledge_base_id)
-            vector_hits = _vector_search(
-                cursor,
-                knowledge_base_id=knowledge_base_id,
-                embedding=embedding,
-                limit=candidates,
-                exact=plan.exact if exact is None else exact,
-                ef_search=plan.ef_search,
-            )
+            if not vector_hits:
+                plan = vector_search_plan(cursor, knowledge_base_id)
+                vector_hits = _vector_search(
+                    cursor,
+                    knowledge_base_id=knowledge_base_id,
+                    embedding=embedding,
+                    limit=candidates,
+                    exact=plan.exact if exact is None else exact,
+                    ef_search=plan.ef_search,
+                )
             if focus_documents:
                 vector_hits += _vector_search_in_documents(
                     cursor,
@@ -265,23 +269,28 @@ def chunk_search(
     )
 
 
-def chunk_best_similarities(*, knowledge_base_id: int, embeddings: list[list[float]]) -> list[float]:
-    """For each vector, the cosine similarity of the knowledge base's nearest chunk (0 when it has none): one
-    single-row lookup each, through the same plan as search."""
-    best = []
+def vector_neighbours(
+    *, knowledge_base_id: int, embeddings: list[list[float]], limit: int = CANDIDATES
+) -> list[list[tuple[int, float]]]:
+    """For each vector, the knowledge base's `limit` nearest chunks as (chunk id, cosine distance), nearest first,
+    through the plan search uses: what `chunk_search` takes as `vector_hits`.
+
+    Ask for as many as search does even when only the nearest matters: with `LIMIT 1` the planner walked the
+    knowledge base's rows through its id index and sorted them all (44-54 ms at 10,000 chunks, against 10 ms
+    through HNSW)."""
     with transaction.atomic(), connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id)
-        for embedding in embeddings:
-            hits = _vector_search(
+        return [
+            _vector_search(
                 cursor,
                 knowledge_base_id=knowledge_base_id,
                 embedding=embedding,
-                limit=1,
+                limit=limit,
                 exact=plan.exact,
                 ef_search=plan.ef_search,
             )
-            best.append(1.0 - hits[0][1] if hits else 0.0)
-    return best
+            for embedding in embeddings
+        ]
 
 
 def chunk_similarities(*, chunk_ids: list[int], embedding: list[float]) -> dict[int, float]:
