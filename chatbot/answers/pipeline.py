@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from chatbot.answers.approved import APPROVED_ANSWER_FINISH_REASON, approved_answer_for, approved_answer_use
@@ -79,6 +80,16 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     message = (
         Message.objects.select_related("conversation__bot", "in_reply_to")
         .filter(id=message_id, status=Message.Status.STREAMING)
+        # Two questions of every answer, asked in the same statement: most questions come first in their
+        # conversation, and most bots have no approved answers; each saves a round trip then.
+        .annotate(
+            has_earlier_messages=Exists(
+                Message.objects.filter(
+                    conversation_id=OuterRef("conversation_id"), created_at__lt=OuterRef("in_reply_to__created_at")
+                )
+            ),
+            bot_has_approved_answers=Exists(ApprovedAnswer.objects.filter(bot_id=OuterRef("conversation__bot_id"))),
+        )
         .first()
     )
     if message is None:
@@ -95,7 +106,11 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     relay().group_send_nowait(group, typing_event(message_id=message.id))
     embedded, embed_ms = _embedding_wait(question_embedding, since=started)
 
-    approved = _approved_answer(bot, question, embedded.vector if embedded else None)
+    approved = (
+        _approved_answer(bot, question, embedded.vector if embedded else None)
+        if message.bot_has_approved_answers
+        else None
+    )
     search = None if approved else _retrieve(bot, question, embedded, history, embed_ms=embed_ms)
     choice = _passages_choose(search, max_passages=bot.max_passages)
     passages = [passage_of(n, chunk) for n, chunk in enumerate(choice.sent, 1)]
@@ -186,7 +201,7 @@ def _history(message: Message) -> History:
         .order_by("-created_at", "-id")
         # Not the saved prompts (each holds its passages) nor the other columns: a follow-up reads up to 20 rows.
         .only("id", "role", "text", "retrieved")[:HISTORY_MESSAGES]
-        if message.in_reply_to
+        if message.in_reply_to and getattr(message, "has_earlier_messages", True)
         else []
     )
     oldest_first = list(reversed(earlier))
