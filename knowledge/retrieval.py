@@ -139,9 +139,11 @@ def chunk_search(
     with transaction.atomic(), connection.cursor() as cursor:
         vector_hits = list(vector_hits) if vector_hits is not None and embedding is not None else []
         text_hits: list[tuple[int, float]] = []
+        search_config = None
         if embedding is not None:
             if not vector_hits:
                 plan = vector_search_plan(cursor, knowledge_base_id)
+                search_config = plan.search_config
                 vector_hits = _vector_search(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
@@ -165,6 +167,7 @@ def chunk_search(
                 knowledge_base_id=knowledge_base_id,
                 query=query if text_query is None else text_query,
                 limit=candidates,
+                search_config=search_config,
             )
         timings["text_ms"] = (time.perf_counter() - embedded) * 1000 - timings["vector_ms"]
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
@@ -313,6 +316,8 @@ def _document_title(document) -> str:
 class VectorSearchPlan:
     exact: bool
     ef_search: int
+    # The knowledge base's text-search configuration, read in the same statement for the text half (None: absent).
+    search_config: str | None = None
 
 
 def vector_search_plan(cursor, knowledge_base_id: int) -> VectorSearchPlan:
@@ -321,10 +326,11 @@ def vector_search_plan(cursor, knowledge_base_id: int) -> VectorSearchPlan:
     # is the planner's estimate, plenty for a share.
     cursor.execute(
         "SELECT (SELECT chunks FROM knowledge_term WHERE knowledge_base_id = %s AND lexeme = ''),"
-        " (SELECT reltuples FROM pg_class WHERE oid = 'knowledge_chunk'::regclass)",
-        [knowledge_base_id],
+        " (SELECT reltuples FROM pg_class WHERE oid = 'knowledge_chunk'::regclass),"
+        " (SELECT search_config::text FROM knowledge_knowledgebase WHERE id = %s)",
+        [knowledge_base_id, knowledge_base_id],
     )
-    chunks, table_chunks = cursor.fetchone()
+    chunks, table_chunks, search_config = cursor.fetchone()
     chunks = chunks or 0
     if chunks <= EXACT_SEARCH_ALWAYS_CHUNKS:
         exact = True
@@ -333,7 +339,9 @@ def vector_search_plan(cursor, knowledge_base_id: int) -> VectorSearchPlan:
     else:
         exact = chunks / max(table_chunks or 0, chunks) < HNSW_MIN_SHARE
     return VectorSearchPlan(
-        exact=exact, ef_search=HNSW_EF_SEARCH_LARGE if chunks > HNSW_LARGE_KB_CHUNKS else HNSW_EF_SEARCH
+        exact=exact,
+        ef_search=HNSW_EF_SEARCH_LARGE if chunks > HNSW_LARGE_KB_CHUNKS else HNSW_EF_SEARCH,
+        search_config=search_config,
     )
 
 
@@ -358,12 +366,14 @@ def _vector_search(
         cursor.execute("SET LOCAL enable_indexscan = on")
         return hits
     else:
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(ef_search, limit)])
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         # pgvector's cost estimate grows with ef_search: at 200 the planner chose a scan of all 10,000 rows and a
         # sort (19 ms) over the index (2.3 ms). This path was chosen because the index suits the knowledge base.
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        # The settings hold until the transaction ends (SET LOCAL), all four in one round trip.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
+            [str(max(ef_search, limit))],
+        )
         cursor.execute(
             "SELECT id, distance FROM ("
             "  SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
@@ -373,8 +383,7 @@ def _vector_search(
         )
         hits = [(row[0], float(row[1])) for row in cursor.fetchall()]
         # The text half reads the GIN index with a bitmap scan.
-        cursor.execute("SET LOCAL enable_seqscan = on")
-        cursor.execute("SET LOCAL enable_bitmapscan = on")
+        cursor.execute("SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true)")
         return hits
 
 
@@ -394,19 +403,24 @@ def _tsquery_literal(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def text_search(cursor, *, knowledge_base_id: int, query: str, limit: int) -> list[tuple[int, float]]:
-    """(chunk id, BM25 score) of the best `limit` chunks for the question's lexemes, best first."""
+def text_search(
+    cursor, *, knowledge_base_id: int, query: str, limit: int, search_config: str | None = None
+) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score) of the best `limit` chunks for the question's lexemes, best first. `search_config`
+    is the knowledge base's text-search configuration when the caller read it (`vector_search_plan`)."""
     # The question's lexemes in the knowledge base's own text-search configuration, the one its chunks use. Read
     # first and passed as a constant: with the configuration as a subquery inside the lookup, PostgreSQL no longer
     # looked the lexemes up by the index (text_search 2 -> 41 ms at 10,000 chunks, bench/run.py --quick).
-    cursor.execute("SELECT search_config::text FROM knowledge_knowledgebase WHERE id = %s", [knowledge_base_id])
-    row = cursor.fetchone()
-    if row is None:
-        return []
+    if search_config is None:
+        cursor.execute("SELECT search_config::text FROM knowledge_knowledgebase WHERE id = %s", [knowledge_base_id])
+        row = cursor.fetchone()
+        if row is None:
+            return []
+        search_config = row[0]
     cursor.execute(
         "SELECT lexeme, chunks, lexemes FROM knowledge_term WHERE knowledge_base_id = %s"
         " AND lexeme = ANY(array_append(tsvector_to_array(to_tsvector(%s::regconfig, %s)), ''))",
-        [knowledge_base_id, row[0], query[:2000]],
+        [knowledge_base_id, search_config, query[:2000]],
     )
     stats = {lexeme: (chunks, lexemes) for lexeme, chunks, lexemes in cursor.fetchall()}
     total_chunks, total_lexemes = stats.pop("", (0, 0))

@@ -4,6 +4,7 @@ The evaluation corpus (tests/fixtures/eval) is ingested once for the module, com
 every test runs in a transaction that is rolled back, so what a test adds never leaks into the next.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -292,7 +293,7 @@ def test_a_very_large_knowledge_base_walks_further_through_the_hnsw_graph(monkey
         with CaptureQueriesContext(connection) as queries:
             chunk_search(knowledge_base_id=knowledge_base.id, query="q", mode="vector", embedding=query, exact=False)
         [setting] = [q["sql"] for q in queries if "hnsw.ef_search" in q["sql"]]
-        return int(setting.rsplit(" ", 1)[-1])
+        return int(re.search(r"'hnsw\.ef_search', '(\d+)'", setting).group(1))
 
     assert ef_search_used(large) == retrieval.HNSW_EF_SEARCH_LARGE
     assert ef_search_used(ordinary) == retrieval.HNSW_EF_SEARCH
