@@ -337,18 +337,18 @@ class QueryBatcher:
 
     def submit_many(self, texts: list[str]) -> list[Future]:
         """Futures for `texts`, embedded together in one batch (those embedded lately come back at once)."""
-        futures = {index: Future() for index in range(len(texts))}
+        futures = [Future() for _ in texts]
         entry = []
         with self._recent_lock:
-            for index, text in enumerate(texts):
+            for text, future in zip(texts, futures, strict=True):
                 if text in self._recent:
                     self._recent.move_to_end(text)
-                    futures[index].set_result(self._recent[text])
+                    future.set_result(self._recent[text])
                 else:
-                    entry.append((text, futures[index]))
+                    entry.append((text, future))
         if entry:
             self._queue.put(entry)
-        return [futures[index] for index in range(len(texts))]
+        return futures
 
     def _remember_results(self, texts: list[str], results: list) -> None:
         with self._recent_lock:

@@ -201,7 +201,7 @@ def _history(message: Message) -> History:
         .order_by("-created_at", "-id")
         # Not the saved prompts (each holds its passages) nor the other columns: a follow-up reads up to 20 rows.
         .only("id", "role", "text", "retrieved")[:HISTORY_MESSAGES]
-        if message.in_reply_to and getattr(message, "has_earlier_messages", True)
+        if message.in_reply_to and message.has_earlier_messages
         else []
     )
     oldest_first = list(reversed(earlier))
