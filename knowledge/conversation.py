@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Literal, Protocol
 
@@ -41,6 +42,7 @@ from knowledge.retrieval import (
     SearchResult,
     chunk_search,
     chunk_similarities,
+    query_embedding_result,
     vector_neighbours,
 )
 
@@ -78,13 +80,15 @@ def conversation_search(
     mode: str = "hybrid",
     candidates: int = CANDIDATES,
     embedded: QueryEmbedding | None = None,
+    embedding_soon: Future | None = None,
     rewrite: QuestionRewrite | None = None,
 ) -> SearchResult:
     """The `k` chunks that best answer `question` in the light of the conversation so far.
 
     `history` is the visitor's earlier messages, oldest first (the bot's answers are not needed); `previous_chunk_ids`
     the passages of the bot's previous answer, best first (its trace). `embedded` is the question's embedding when
-    the caller already started it (`Embedder.embed_query_soon`). Without history this is `chunk_search`, no more.
+    the caller has it, `embedding_soon` (a Future of it, `Embedder.embed_query_soon`) when it is under way: a first
+    question's full-text half then runs while it finishes. Without history this is `chunk_search`, no more.
     The result's `context` says which search ran: "none" (no history), "standalone", "follow_up" or "rewritten"."""
     recent = [turn for turn in history if turn.strip()][-CONTEXT_TURNS:]
     embedder = get_embedder(settings.EMBEDDING_URL or None)
@@ -98,13 +102,14 @@ def conversation_search(
             candidates=candidates,
             embedding=embedded.vector if embedded else None,
             query_tokens=embedded.tokens if embedded else None,
+            embedding_soon=None if embedded else embedding_soon,
         )
     started = time.perf_counter()
-    pending = [] if embedded is not None else [embedder.embed_query_soon(question)]
-    pending += [embedder.embed_query_soon(turn) for turn in reversed(recent)]
-    results = [future.result() for future in pending]
+    question_soon = None if embedded is not None else embedding_soon or embedder.embed_query_soon(question)
+    turns_soon = [embedder.embed_query_soon(turn) for turn in reversed(recent)]
     if embedded is None:
-        embedded = results.pop(0)
+        embedded = query_embedding_result(question_soon, question)
+    results = [future.result() for future in turns_soon]
     mixed = _mixed_vector(embedded.vector, [turn.vector for turn in results], weight=CONTEXT_WEIGHT)
     embed_ms = (time.perf_counter() - started) * 1000
 

@@ -17,9 +17,11 @@ itself) are returned once.
 Weights were tuned on tests/fixtures/eval (see docs/retrieval.md); rank fusion (RRF) was measured and was worse.
 """
 
+import logging
 import math
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +32,8 @@ from knowledge.embeddings import get_embedder
 from knowledge.late_interaction import late_interaction_scores
 from knowledge.models import Chunk
 from knowledge.reranking import get_reranker
+
+logger = logging.getLogger(__name__)
 
 # Candidates taken from each half before fusion.
 CANDIDATES = 40
@@ -111,14 +115,16 @@ def chunk_search(
     exact: bool | None = None,
     embedding: list[float] | None = None,
     query_tokens: np.ndarray | None = None,
+    embedding_soon: Future | None = None,
     text_query: str | None = None,
     focus_documents: Mapping[int, float] | None = None,
     vector_hits: list[tuple[int, float]] | None = None,
 ) -> SearchResult:
     """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
-    Pass `embedding` (and `query_tokens`) when the query is already embedded: the answer pipeline embeds it while
-    it does other work (`Embedder.embed_query_soon`). `search_ms` is database time and fusion, `embed_ms` the
-    query's embedding.
+    Pass `embedding` (and `query_tokens`) when the query is already embedded, or `embedding_soon` (a Future of its
+    `QueryEmbedding`, `Embedder.embed_query_soon`) when its embedding is under way: the full-text half runs while
+    the embedding finishes. Without either, the embedding is started here, and overlaps the full-text half too.
+    `search_ms` is database time and fusion, `embed_ms` the time spent waiting for the query's embedding.
 
     `text_query` replaces `query` for the full-text half (a conversation searches the words of its recent turns).
     `focus_documents` maps document ids to a bonus added to their chunks' scores; their nearest chunks join the
@@ -129,21 +135,34 @@ def chunk_search(
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
     if mode == "text":
-        embedding = None
-    elif embedding is None:
-        embedded_query = get_embedder(settings.EMBEDDING_URL or None).embed_query_soon(query).result()
-        embedding, query_tokens = embedded_query.vector, embedded_query.tokens
-    embedded = time.perf_counter()
+        embedding, embedding_soon = None, None
+    elif embedding is None and embedding_soon is None:
+        embedding_soon = _embedder().embed_query_soon(query)
+    embed_seconds = 0.0
     timings: dict[str, float] = {}
 
     with transaction.atomic(), connection.cursor() as cursor:
-        vector_hits = list(vector_hits) if vector_hits is not None and embedding is not None else []
+        plan = vector_search_plan(cursor, knowledge_base_id) if mode != "text" and vector_hits is None else None
+        # The full-text half first: it needs no vector, so it runs while the question's embedding finishes.
         text_hits: list[tuple[int, float]] = []
-        search_config = None
-        if embedding is not None:
-            if not vector_hits:
-                plan = vector_search_plan(cursor, knowledge_base_id)
-                search_config = plan.search_config
+        if mode != "vector":
+            text_started = time.perf_counter()
+            text_hits = text_search(
+                cursor,
+                knowledge_base_id=knowledge_base_id,
+                query=query if text_query is None else text_query,
+                limit=candidates,
+                search_config=plan.search_config if plan else None,
+            )
+            timings["text_ms"] = (time.perf_counter() - text_started) * 1000
+        if mode != "text":
+            if embedding is None:
+                waited = time.perf_counter()
+                embedded_query = query_embedding_result(embedding_soon, query)
+                embedding, query_tokens = embedded_query.vector, embedded_query.tokens
+                embed_seconds = time.perf_counter() - waited
+            vector_started = time.perf_counter()
+            if vector_hits is None:
                 vector_hits = _vector_search(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
@@ -152,6 +171,8 @@ def chunk_search(
                     exact=plan.exact if exact is None else exact,
                     ef_search=plan.ef_search,
                 )
+            else:
+                vector_hits = list(vector_hits)
             if focus_documents:
                 vector_hits += _vector_search_in_documents(
                     cursor,
@@ -160,16 +181,9 @@ def chunk_search(
                     embedding=embedding,
                     limit=candidates,
                 )
-        timings["vector_ms"] = (time.perf_counter() - embedded) * 1000
-        if mode != "vector":
-            text_hits = text_search(
-                cursor,
-                knowledge_base_id=knowledge_base_id,
-                query=query if text_query is None else text_query,
-                limit=candidates,
-                search_config=search_config,
-            )
-        timings["text_ms"] = (time.perf_counter() - embedded) * 1000 - timings["vector_ms"]
+            timings["vector_ms"] = (time.perf_counter() - vector_started) * 1000
+        else:
+            vector_hits = []
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
         similarity, text_key, signatures, document_of = _candidates_describe(
             cursor, chunk_ids=candidate_ids, embedding=embedding, signatures=mode == "hybrid"
@@ -266,10 +280,24 @@ def chunk_search(
     return SearchResult(
         chunks=chunks,
         relevant=relevant,
-        embed_ms=(embedded - started + token_embed_seconds) * 1000,
-        search_ms=(finished - embedded - token_embed_seconds) * 1000,
+        embed_ms=(embed_seconds + token_embed_seconds) * 1000,
+        search_ms=(finished - started - embed_seconds - token_embed_seconds) * 1000,
         timings=timings,
     )
+
+
+def _embedder():
+    return get_embedder(settings.EMBEDDING_URL or None)
+
+
+def query_embedding_result(embedding_soon: Future, query: str):
+    """The query's `QueryEmbedding` from the computation under way (`Embedder.embed_query_soon`), computed again
+    if that one failed: the embedding started before the search may have met a passing failure."""
+    try:
+        return embedding_soon.result()
+    except Exception:
+        logger.warning("the question's embedding failed; computing it again", exc_info=True)
+        return _embedder().embed_query_soon(query).result()
 
 
 def vector_neighbours(

@@ -104,14 +104,14 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
         question_embedding = _question_embedding_soon(question)
     history = _history(message)
     relay().group_send_nowait(group, typing_event(message_id=message.id))
-    embedded, embed_ms = _embedding_wait(question_embedding, since=started)
 
-    approved = (
-        _approved_answer(bot, question, embedded.vector if embedded else None)
-        if message.bot_has_approved_answers
-        else None
-    )
-    search = None if approved else _retrieve(bot, question, embedded, history, embed_ms=embed_ms)
+    approved = None
+    if message.bot_has_approved_answers:
+        embedded = _embedding_wait(question_embedding)
+        approved = _approved_answer(bot, question, embedded.vector if embedded else None)
+    # Retrieval takes the embedding still under way: its full-text half runs while the embedding finishes.
+    search = None if approved else _retrieve(bot, question, question_embedding, history)
+    embedded = _embedding_wait(question_embedding)
     choice = _passages_choose(search, max_passages=bot.max_passages)
     passages = [passage_of(n, chunk) for n, chunk in enumerate(choice.sent, 1)]
     question_vector = embedded.vector if embedded else None
@@ -234,16 +234,15 @@ def _question_embedding_soon(question: str) -> Future | None:
         return None
 
 
-def _embedding_wait(embedding: Future | None, *, since: float) -> tuple[QueryEmbedding | None, float]:
-    """The question's embedding (None if it could not be computed) and how long the answer waited for it."""
+def _embedding_wait(embedding: Future | None) -> QueryEmbedding | None:
+    """The question's embedding, None if it could not be computed (retrieval computes it again)."""
     if embedding is None:
-        return None, 0.0
+        return None
     try:
-        embedded = embedding.result()
+        return embedding.result()
     except Exception:
-        logger.exception("could not embed the question; retrieval will try again")
-        embedded = None
-    return embedded, (time.monotonic() - since) * 1000
+        logger.exception("could not embed the question")
+        return None
 
 
 def _approved_answer(bot: Bot, question: str, embedding: list[float] | None) -> ApprovedAnswer | None:
@@ -267,9 +266,7 @@ def _approved_outcome(approved: ApprovedAnswer, *, group: str, message_id: int, 
     )
 
 
-def _retrieve(
-    bot: Bot, question: str, embedded: QueryEmbedding | None, history: History, *, embed_ms: float
-) -> SearchResult | None:
+def _retrieve(bot: Bot, question: str, embedding_soon: Future | None, history: History) -> SearchResult | None:
     if bot.knowledge_base_id is None or not question:
         return None
     try:
@@ -282,14 +279,11 @@ def _retrieve(
             history=history.visitor_messages,
             previous_chunk_ids=history.previous_chunk_ids,
             k=bot.max_passages,
-            embedded=embedded,
+            embedding_soon=embedding_soon,
         )
     except Exception:
         logger.exception("retrieval failed for bot %s; answering without passages", bot.slug)
         return None
-    if embedded is not None:
-        # The embedding was computed before the search: report the wait for it as the search's embedding time.
-        search = dataclasses.replace(search, embed_ms=embed_ms)
     return search
 
 

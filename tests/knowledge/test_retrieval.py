@@ -5,6 +5,8 @@ every test runs in a transaction that is rolled back, so what a test adds never 
 """
 
 import re
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from knowledge import retrieval
-from knowledge.embeddings import EMBEDDING_DIMENSIONS
+from knowledge.embeddings import EMBEDDING_DIMENSIONS, get_embedder
 from knowledge.evaluation import conversations_evaluate, conversations_load, questions_load, retrieval_evaluate
 from knowledge.models import Chunk, Document, KnowledgeBase, Source, Term
 from knowledge.retrieval import chunk_search
@@ -62,6 +64,45 @@ def test_it_finds_the_passage_that_answers_with_its_title_and_heading_path(evals
     assert (best.title, best.heading_path, best.url) == ("time", ["Functions", "sleep"], "")
     assert best.similarity > retrieval.MIN_RELEVANCE
     assert result.embed_ms > 0 and result.search_ms > 0
+
+
+def test_the_text_half_runs_while_the_questions_embedding_is_still_being_computed(evalset):
+    question = "pause my program for half a second"
+    embedded_already = get_embedder(None).embed_queries([question])[0]
+    embedding_soon: Future = Future()
+    statements_before_the_embedding: list[str] = []
+
+    def embedding_finishes_after_the_text_half(execute, sql, params, many, context):
+        if not embedding_soon.done():
+            statements_before_the_embedding.append(sql)
+            if "AS scored" in sql:  # the full-text ranking, the text half's last statement
+                result = execute(sql, params, many, context)
+                embedding_soon.set_result(embedded_already)
+                return result
+        return execute(sql, params, many, context)
+
+    # A search that waited for the embedding first would wait for good: the embedding then arrives late instead.
+    late = threading.Timer(5.0, lambda: embedding_soon.done() or embedding_soon.set_result(embedded_already))
+    late.start()
+    with connection.execute_wrapper(embedding_finishes_after_the_text_half):
+        result = chunk_search(knowledge_base_id=evalset.id, query=question, k=5, embedding_soon=embedding_soon)
+    late.cancel()
+
+    assert not any("<=>" in sql for sql in statements_before_the_embedding)
+    assert any("AS scored" in sql for sql in statements_before_the_embedding)
+    assert result.chunks == chunk_search(knowledge_base_id=evalset.id, query=question, k=5).chunks
+    assert "Delay execution for a given number of seconds." in result.chunks[0].text
+
+
+def test_a_question_whose_embedding_failed_is_embedded_again_by_the_search(evalset):
+    failed: Future = Future()
+    failed.set_exception(RuntimeError("the embedding thread was interrupted"))
+
+    result = chunk_search(
+        knowledge_base_id=evalset.id, query="pause my program for half a second", k=5, embedding_soon=failed
+    )
+
+    assert "Delay execution for a given number of seconds." in result.chunks[0].text
 
 
 def test_it_only_returns_chunks_of_the_knowledge_base_searched(evalset):
