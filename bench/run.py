@@ -31,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import lib
+from bench.answer_statements import answer_statements
 
 RESULTS = lib.BASE_DIR / "bench" / "results"
 TARGETS = {
@@ -665,6 +666,13 @@ async def scenario_scaling(stack: lib.Stack, configs: list[tuple[int, int]], *, 
     return {"cells": cells}
 
 
+def statements_line(statements: dict) -> str:
+    return ", ".join(
+        f"{kind.replace('_', ' ')} {counts['save']} + {counts['answer']} = {counts['total']}"
+        for kind, counts in statements.items()
+    )
+
+
 def raw_forward_pass_ms() -> dict:
     """One 16-token question through the embedding model on one thread, median ms, with the configured backend and
     with torch: machines of this kind differ by 3x, and this says how fast this one is."""
@@ -746,6 +754,9 @@ def headline(results: dict) -> dict:
             for cell in s6["cells"]
         ]  # fmt: skip
     top["raw_forward_pass_ms"] = results.get("raw_forward_pass_ms")
+    statements = results.get("answer_path_statements")
+    if statements:
+        top["answer_path_statements"] = {kind: counts["total"] for kind, counts in statements.items()}
     s4 = results.get("scenario_4_retrieval")
     if s4 and "error" not in s4:
         for size, key in ((100000, "100k"), (1000000, "1m")):
@@ -850,6 +861,10 @@ def markdown(results: dict) -> str:
                   f" {p['model_ttft_ms'].get('p50')}; model's first token → visitor p50"
                   f" {p['model_first_token_to_client_ms'].get('p50')} / p95"
                   f" {p['model_first_token_to_client_ms'].get('p95')}.", ""]  # fmt: skip
+    statements = results.get("answer_path_statements")
+    if statements:
+        lines += ["Database statements per question (bench/answer_statements.py), saving the visitor's message"
+                  f" (Daphne) + answering it (the worker): {statements_line(statements)}.", ""]  # fmt: skip
     s2 = results.get("scenario_2_concurrency")
     if s2:
         lines += ["", "## 2. Concurrency", "",
@@ -1091,6 +1106,8 @@ def main() -> None:
             results["scenario_1_ttft"] = s1
             log(f"  TTFT p50/p95 floor {s1['floor']['ttft_ms'].get('p50')}/{s1['floor']['ttft_ms'].get('p95')},"
                 f" Parley {s1['parley']['ttft_ms'].get('p50')}/{s1['parley']['ttft_ms'].get('p95')}")  # fmt: skip
+            results["answer_path_statements"] = answer_statements(stack)
+            log(f"  database statements, saving + answering: {statements_line(results['answer_path_statements'])}")
             if "2" not in args.skip:
                 log(f"scenario 2: {levels} visitors connected, {shares} asking at once")
                 # py-spy's collapsed stacks go next to the logs (--logs) or to the temporary directory; the top
