@@ -114,9 +114,10 @@ def conversation_search(
     embed_ms = (time.perf_counter() - started) * 1000
 
     # The mixed vector's neighbours are also the search's vector half below: searched once.
-    alone_hits, mixed_hits = vector_neighbours(
+    neighbours = vector_neighbours(
         knowledge_base_id=knowledge_base_id, embeddings=[embedded.vector, mixed], limit=candidates
     )
+    alone_hits, mixed_hits = neighbours.hits
     best_alone = 1.0 - alone_hits[0][1] if alone_hits else 0.0
     best_mixed = 1.0 - mixed_hits[0][1] if mixed_hits else 0.0
     context: SearchContext = "standalone"
@@ -141,6 +142,7 @@ def conversation_search(
         text_query=" ".join([*recent, question]),
         focus_documents=_focus_documents(previous_chunk_ids) if context == "follow_up" else None,
         vector_hits=mixed_hits,
+        search_config=neighbours.search_config,
     )
     if context == "follow_up":
         result = _judged_with_topic(result, _mixed_vector(embedded.vector, [t.vector for t in results], weight=1.0))

@@ -119,6 +119,7 @@ def chunk_search(
     text_query: str | None = None,
     focus_documents: Mapping[int, float] | None = None,
     vector_hits: list[tuple[int, float]] | None = None,
+    search_config: str | None = None,
 ) -> SearchResult:
     """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
     Pass `embedding` (and `query_tokens`) when the query is already embedded, or `embedding_soon` (a Future of its
@@ -130,7 +131,7 @@ def chunk_search(
     `focus_documents` maps document ids to a bonus added to their chunks' scores; their nearest chunks join the
     candidates (knowledge.conversation: the documents an earlier answer came from). `vector_hits`, the vector half
     the caller already ran for `embedding` (`vector_neighbours` with `candidates`), is used instead of running it
-    again."""
+    again; `search_config` is then the knowledge base's text-search configuration the caller read with it."""
     if mode not in {"hybrid", "vector", "text"}:
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
@@ -141,6 +142,8 @@ def chunk_search(
     embed_seconds = 0.0
     timings: dict[str, float] = {}
 
+    nested = connection.in_atomic_block
+    hnsw_settings = False  # the HNSW search's planner settings are in force (`_vector_search`)
     with transaction.atomic(), connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id) if mode != "text" and vector_hits is None else None
         # The full-text half first: it needs no vector, so it runs while the question's embedding finishes.
@@ -152,7 +155,7 @@ def chunk_search(
                 knowledge_base_id=knowledge_base_id,
                 query=query if text_query is None else text_query,
                 limit=candidates,
-                search_config=plan.search_config if plan else None,
+                search_config=plan.search_config if plan else search_config,
             )
             timings["text_ms"] = (time.perf_counter() - text_started) * 1000
         if mode != "text":
@@ -163,17 +166,22 @@ def chunk_search(
                 embed_seconds = time.perf_counter() - waited
             vector_started = time.perf_counter()
             if vector_hits is None:
+                searched_exactly = plan.exact if exact is None else exact
                 vector_hits = _vector_search(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
                     embedding=embedding,
                     limit=candidates,
-                    exact=plan.exact if exact is None else exact,
+                    exact=searched_exactly,
                     ef_search=plan.ef_search,
                 )
+                hnsw_settings = not searched_exactly
             else:
                 vector_hits = list(vector_hits)
             if focus_documents:
+                if hnsw_settings:
+                    _planner_settings_restore(cursor)
+                    hnsw_settings = False
                 vector_hits += _vector_search_in_documents(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
@@ -188,6 +196,8 @@ def chunk_search(
         similarity, text_key, signatures, document_of = _candidates_describe(
             cursor, chunk_ids=candidate_ids, embedding=embedding, signatures=mode == "hybrid"
         )
+        if nested and hnsw_settings:
+            _planner_settings_restore(cursor)
 
     late, token_embed_seconds = _late_interaction(query=query, query_tokens=query_tokens, signatures=signatures)
     bm25 = dict(text_hits)
@@ -300,18 +310,27 @@ def query_embedding_result(embedding_soon: Future, query: str):
         return _embedder().embed_query_soon(query).result()
 
 
+@dataclass(frozen=True)
+class VectorNeighbours:
+    # For each vector searched, (chunk id, cosine distance) of its nearest chunks, nearest first.
+    hits: list[list[tuple[int, float]]]
+    # The knowledge base's text-search configuration, read with the plan (chunk_search's `search_config`).
+    search_config: str | None
+
+
 def vector_neighbours(
     *, knowledge_base_id: int, embeddings: list[list[float]], limit: int = CANDIDATES
-) -> list[list[tuple[int, float]]]:
+) -> VectorNeighbours:
     """For each vector, the knowledge base's `limit` nearest chunks as (chunk id, cosine distance), nearest first,
-    through the plan search uses: what `chunk_search` takes as `vector_hits`.
+    through the plan search uses: what `chunk_search` takes as `vector_hits` (and `search_config`).
 
     Ask for as many as search does even when only the nearest matters: with `LIMIT 1` the planner walked the
     knowledge base's rows through its id index and sorted them all (44-54 ms at 10,000 chunks, against 10 ms
     through HNSW)."""
+    nested = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id)
-        return [
+        hits = [
             _vector_search(
                 cursor,
                 knowledge_base_id=knowledge_base_id,
@@ -322,6 +341,9 @@ def vector_neighbours(
             )
             for embedding in embeddings
         ]
+        if nested and not plan.exact:
+            _planner_settings_restore(cursor)
+        return VectorNeighbours(hits=hits, search_config=plan.search_config)
 
 
 def chunk_similarities(*, chunk_ids: list[int], embedding: list[float]) -> dict[int, float]:
@@ -396,7 +418,10 @@ def _vector_search(
     else:
         # pgvector's cost estimate grows with ef_search: at 200 the planner chose a scan of all 10,000 rows and a
         # sort (19 ms) over the index (2.3 ms). This path was chosen because the index suits the knowledge base.
-        # The settings hold until the transaction ends (SET LOCAL), all four in one round trip.
+        # The settings hold until the transaction ends (SET LOCAL), all four in one round trip. What follows in the
+        # search's transaction reads rows by id, which they do not change, or puts them back first (before
+        # `_vector_search_in_documents`); a search inside a caller's transaction puts them back at its end
+        # (`_planner_settings_restore`). A search in a transaction of its own, an answer's, saves that round trip.
         cursor.execute(
             "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
             " set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
@@ -409,16 +434,19 @@ def _vector_search(
             ") AS nearest ORDER BY distance",
             [vector, knowledge_base_id, vector, limit],
         )
-        hits = [(row[0], float(row[1])) for row in cursor.fetchall()]
-        # The text half reads the GIN index with a bitmap scan.
-        cursor.execute("SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true)")
-        return hits
+        return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
+def _planner_settings_restore(cursor) -> None:
+    """Undo what the HNSW search switched off for the planner (`_vector_search`), for the rest of the transaction."""
+    cursor.execute("SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true)")
 
 
 def _vector_search_in_documents(
     cursor, *, knowledge_base_id: int, document_ids: list[int], embedding: list[float], limit: int
 ) -> list[tuple[int, float]]:
-    # A few documents' rows, found through the document foreign key and sorted exactly.
+    # A few documents' rows, found through the document foreign key and sorted exactly (the caller has put back
+    # the settings of an HNSW search in the same transaction: with them the planner would walk the graph instead).
     cursor.execute(
         "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
         " WHERE knowledge_base_id = %s AND document_id = ANY(%s) ORDER BY distance LIMIT %s",

@@ -256,6 +256,19 @@ def test_the_vector_half_uses_the_hnsw_index_and_the_text_half_the_gin_index(eva
             assert "chunk_search_vector_gin" in _plan(text_sql)
 
 
+def test_a_search_inside_a_callers_transaction_leaves_the_planner_as_it_found_it(evalset, monkeypatch):
+    """The HNSW search switches sequential and bitmap scans off until its transaction ends; inside a caller's
+    transaction it puts them back, or the caller's next queries would be planned without them."""
+    monkeypatch.setattr(retrieval, "EXACT_SEARCH_ALWAYS_CHUNKS", 0)  # the evaluation set through HNSW
+    monkeypatch.setattr(retrieval, "HNSW_MIN_SHARE", 0.0)
+    with transaction.atomic():
+        chunk_search(knowledge_base_id=evalset.id, query="pause my program for half a second", exact=False)
+        retrieval.vector_neighbours(knowledge_base_id=evalset.id, embeddings=[[1.0] + [0.0] * 383])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')")
+            assert cursor.fetchone() == ("on", "on")
+
+
 def test_hybrid_retrieval_on_the_evaluation_set(evalset):
     questions = questions_load(EVAL_DIR / "questions.jsonl")
 
