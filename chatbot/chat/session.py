@@ -199,10 +199,12 @@ def _conversation_next_session(
 
 async def visitor_message_limited(*, visitor_id: str, client_ip: str) -> bool:
     """Whether this message is over the visitor's or the address's per-minute limit (counted either way)."""
-    return await limits.rate_limit_hit(
-        scope="visitor", identity=visitor_id, limit=settings.CHAT_MESSAGES_PER_MINUTE_PER_VISITOR, window_s=60
-    ) or await limits.rate_limit_hit(
-        scope="ip", identity=client_ip, limit=settings.CHAT_MESSAGES_PER_MINUTE_PER_IP, window_s=60
+    return await limits.rate_limits_hit(
+        limits=[
+            ("visitor", visitor_id, settings.CHAT_MESSAGES_PER_MINUTE_PER_VISITOR),
+            ("ip", client_ip, settings.CHAT_MESSAGES_PER_MINUTE_PER_IP),
+        ],
+        window_s=60,
     )
 
 

@@ -18,6 +18,31 @@ async def rate_limit_hit(*, scope: str, identity: str, limit: int, window_s: int
     return count > limit
 
 
+# Counters in order, one round trip: each counts the event, and the first over its limit stops the count there (a
+# visitor over their own limit does not use up their address's).
+_RATE_LIMITS = """
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[1])
+  if count > tonumber(ARGV[i + 1]) then
+    return 1
+  end
+end
+return 0
+"""
+
+
+async def rate_limits_hit(*, limits: list[tuple[str, str, int]], window_s: int) -> bool:
+    """`rate_limit_hit` for several (scope, identity, limit) at once, in order, in one round trip: True when one is
+    over its limit (those after it are not counted, as with `rate_limit_hit(...) or rate_limit_hit(...)`)."""
+    window = int(time.time() // window_s)
+    counters = [keys.rate_key(scope, identity, window) for scope, identity, _ in limits]
+    over = await async_client().eval(
+        _RATE_LIMITS, len(counters), *counters, window_s + 1, *[limit for _, _, limit in limits]
+    )
+    return bool(over)
+
+
 # One round trip, atomic: a refusal neither counts nor refreshes the key's life. (Refreshing it on every refused
 # attempt kept a leaked count alive for as long as widgets kept retrying: an address locked out for good.)
 _OPEN = """

@@ -38,5 +38,7 @@ async def presence_leave(*, channel_name: str, keys: list[str]) -> None:
 def staff_online(*, bot_id: int) -> int:
     """How many dashboard sockets that can take over this bot's conversations are open now."""
     now = time.time()
-    client = sync_client()
-    return sum(client.zcount(key, now, "+inf") for key in (PRESENCE_ADMINS_KEY, presence_bot_key(bot_id)))
+    with sync_client().pipeline(transaction=False) as pipe:
+        for key in (PRESENCE_ADMINS_KEY, presence_bot_key(bot_id)):
+            pipe.zcount(key, now, "+inf")
+        return sum(pipe.execute())

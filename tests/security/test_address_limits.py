@@ -6,6 +6,7 @@ test_sockets_on_a_real_server.py."""
 import pytest
 from channels.db import database_sync_to_async
 
+from chatbot.chat import session
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import Conversation, Lead
 from chatbot.realtime.connections import async_client
@@ -94,3 +95,20 @@ async def test_repeated_requests_for_a_person_alert_the_dashboards_once_and_are_
     assert len(alerts) == 1
     await visitor.disconnect()
     await dashboard.disconnect()
+
+
+async def test_messages_count_against_the_visitor_and_then_the_address_in_one_go(settings):
+    """Each message counts against its visitor and its address; one refused by the visitor's own limit does not
+    use up the address's, which other visitors behind it (an office, a school) share."""
+    settings.CHAT_MESSAGES_PER_MINUTE_PER_VISITOR = 2
+    settings.CHAT_MESSAGES_PER_MINUTE_PER_IP = 3
+    await clear_of_window_end(60)
+    ip = await _fresh_ip()
+
+    def limited(visitor_id: str):
+        return session.visitor_message_limited(visitor_id=visitor_id, client_ip=ip)
+
+    assert [await limited("chatty") for _ in range(4)] == [False, False, True, True]
+    # The address counted only the two messages that passed: one more visitor's message is its third.
+    assert await limited("quiet") is False
+    assert await limited("another") is True
