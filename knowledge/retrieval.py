@@ -138,7 +138,7 @@ def chunk_search(
     if mode == "text":
         embedding, embedding_soon = None, None
     elif embedding is None and embedding_soon is None:
-        embedding_soon = _embedder().embed_query_soon(query)
+        embedding_soon = get_embedder(settings.EMBEDDING_URL or None).embed_query_soon(query)
     embed_seconds = 0.0
     timings: dict[str, float] = {}
 
@@ -296,10 +296,6 @@ def chunk_search(
     )
 
 
-def _embedder():
-    return get_embedder(settings.EMBEDDING_URL or None)
-
-
 def query_embedding_result(embedding_soon: Future, query: str):
     """The query's `QueryEmbedding` from the computation under way (`Embedder.embed_query_soon`), computed again
     if that one failed: the embedding started before the search may have met a passing failure."""
@@ -307,7 +303,7 @@ def query_embedding_result(embedding_soon: Future, query: str):
         return embedding_soon.result()
     except Exception:
         logger.warning("the question's embedding failed; computing it again", exc_info=True)
-        return _embedder().embed_query_soon(query).result()
+        return get_embedder(settings.EMBEDDING_URL or None).embed_query_soon(query).result()
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
         approved = _approved_answer(bot, question, embedded.vector if embedded else None)
     # Retrieval takes the embedding still under way: its full-text half runs while the embedding finishes.
     search = None if approved else _retrieve(bot, question, question_embedding, history)
-    embedded = _embedding_wait(question_embedding)
+    if not message.bot_has_approved_answers:
+        embedded = _embedding_wait(question_embedding)  # done by now: the search waited for it
     choice = _passages_choose(search, max_passages=bot.max_passages)
     passages = [passage_of(n, chunk) for n, chunk in enumerate(choice.sent, 1)]
     question_vector = embedded.vector if embedded else None

@@ -10,16 +10,11 @@ CONNECTIONS_TTL_S = 3600
 
 async def rate_limit_hit(*, scope: str, identity: str, limit: int, window_s: int) -> bool:
     """Count one event; True when `identity` is over `limit` events in the current window of `scope`."""
-    key = keys.rate_key(scope, identity, int(time.time() // window_s))
-    async with async_client().pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, window_s + 1)
-        count, _ = await pipe.execute()
-    return count > limit
+    return await rate_limits_hit(limits=[(scope, identity, limit)], window_s=window_s)
 
 
-# Counters in order, one round trip: each counts the event, and the first over its limit stops the count there (a
-# visitor over their own limit does not use up their address's).
+# Counters in order, one round trip, atomic: each counts the event, and the first over its limit stops the count
+# there (a visitor over their own limit does not use up their address's).
 _RATE_LIMITS = """
 for i, key in ipairs(KEYS) do
   local count = redis.call('INCR', key)
@@ -33,8 +28,8 @@ return 0
 
 
 async def rate_limits_hit(*, limits: list[tuple[str, str, int]], window_s: int) -> bool:
-    """`rate_limit_hit` for several (scope, identity, limit) at once, in order, in one round trip: True when one is
-    over its limit (those after it are not counted, as with `rate_limit_hit(...) or rate_limit_hit(...)`)."""
+    """Count one event against each (scope, identity, limit), in order, in one round trip: True when one is over its
+    limit in the current window (those after it are not counted)."""
     window = int(time.time() // window_s)
     counters = [keys.rate_key(scope, identity, window) for scope, identity, _ in limits]
     over = await async_client().eval(

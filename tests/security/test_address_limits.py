@@ -3,6 +3,8 @@ dashboards' alerts for those requests. In process: Channels' `WebsocketCommunica
 Redis and PostgreSQL. The same limits through real websocket clients against a real Daphne are in
 test_sockets_on_a_real_server.py."""
 
+import uuid
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -104,11 +106,12 @@ async def test_messages_count_against_the_visitor_and_then_the_address_in_one_go
     settings.CHAT_MESSAGES_PER_MINUTE_PER_IP = 3
     await clear_of_window_end(60)
     ip = await _fresh_ip()
+    chatty, quiet, another = (f"{name}-{uuid.uuid4().hex}" for name in ("chatty", "quiet", "another"))
 
     def limited(visitor_id: str):
         return session.visitor_message_limited(visitor_id=visitor_id, client_ip=ip)
 
-    assert [await limited("chatty") for _ in range(4)] == [False, False, True, True]
+    assert [await limited(chatty) for _ in range(4)] == [False, False, True, True]
     # The address counted only the two messages that passed: one more visitor's message is its third.
-    assert await limited("quiet") is False
-    assert await limited("another") is True
+    assert await limited(quiet) is False
+    assert await limited(another) is True
