@@ -43,17 +43,32 @@ def circuit_state(*, endpoint: str) -> CircuitState:
     return "open" if float(opened_until) > time.time() else "half_open"
 
 
+# Read the state and claim the probe in one atomic step. Done as two round trips, a caller could read half-open,
+# the probe could fail and reopen the circuit (freeing the probe), and the caller then claimed a second probe.
+_ALLOWS = """
+local opened_until = redis.call('GET', KEYS[1])
+if not opened_until then
+  return 1
+end
+if tonumber(opened_until) > tonumber(ARGV[1]) then
+  return 0
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
+
+
 def circuit_allows(*, endpoint: str) -> bool:
     """May an answer ask the model server now? In half-open state only one caller gets a yes (the probe)."""
-    state = circuit_state(endpoint=endpoint)
-    if state == "closed":
-        return True
-    if state == "open":
-        return False
     try:
-        return bool(sync_client().set(_key(endpoint, "probe"), "1", nx=True, ex=PROBE_TTL_S))
+        allowed = sync_client().eval(
+            _ALLOWS, 2, _key(endpoint, "open_until"), _key(endpoint, "probe"), repr(time.time()), PROBE_TTL_S
+        )
     except redis.RedisError:
         return True
+    return bool(allowed)
 
 
 def circuit_record_success(*, endpoint: str) -> None:

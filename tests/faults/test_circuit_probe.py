@@ -1,0 +1,64 @@
+"""The circuit breaker's half-open state lets exactly one answer try the model server, however many ask at once."""
+
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from django.test import override_settings
+
+from chatbot.ops import circuit
+from chatbot.realtime.connections import sync_client
+from chatbot.realtime.keys import circuit_key
+
+CALLERS = 8
+ROUNDS = 100
+
+
+def _half_open(endpoint: str) -> None:
+    """As after a cool-down: the circuit was opened and its time is up."""
+    sync_client().set(circuit_key(endpoint, "open_until"), str(time.time() - 1))
+
+
+@override_settings(TGI_CIRCUIT_FAILURES=3, TGI_CIRCUIT_COOLDOWN_S=60)
+def test_a_failing_probe_reopens_the_circuit_before_any_other_caller_can_claim_a_second_probe():
+    endpoint = f"http://model-server-{uuid.uuid4().hex}"
+
+    def ask(barrier: threading.Barrier) -> bool:
+        barrier.wait()
+        allowed = circuit.circuit_allows(endpoint=endpoint)
+        if allowed:  # the probe fails at once, as a dead model server's does
+            circuit.circuit_record_failure(endpoint=endpoint)
+        return allowed
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns between the Redis calls, as busy worker threads do
+    try:
+        with ThreadPoolExecutor(CALLERS) as pool:
+            for _ in range(ROUNDS):
+                _half_open(endpoint)
+                barrier = threading.Barrier(CALLERS)
+                answers = list(pool.map(ask, [barrier] * CALLERS))
+                assert answers.count(True) == 1
+                assert circuit.circuit_state(endpoint=endpoint) == "open"
+    finally:
+        sys.setswitchinterval(switch_interval)
+        circuit.circuit_reset(endpoint=endpoint)
+
+
+def test_the_probe_slot_is_free_again_after_the_next_cool_down():
+    endpoint = f"http://model-server-{uuid.uuid4().hex}"
+    try:
+        _half_open(endpoint)
+        assert circuit.circuit_allows(endpoint=endpoint)
+        assert not circuit.circuit_allows(endpoint=endpoint), "one probe at a time"
+        circuit.circuit_record_failure(endpoint=endpoint)
+        assert not circuit.circuit_allows(endpoint=endpoint), "open again"
+        _half_open(endpoint)
+        assert circuit.circuit_allows(endpoint=endpoint)
+        circuit.circuit_record_success(endpoint=endpoint)
+        assert circuit.circuit_state(endpoint=endpoint) == "closed"
+        assert all(circuit.circuit_allows(endpoint=endpoint) for _ in range(3))
+    finally:
+        circuit.circuit_reset(endpoint=endpoint)
