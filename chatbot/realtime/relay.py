@@ -140,10 +140,34 @@ def coalesce_interval(base_s: float, streaming: int) -> float:
     return max(base_s, min(base_s * streaming / after, settings.TOKEN_COALESCE_MAX_MS / 1000))
 
 
+class SendBudget:
+    """When an answer's next event may go: on average one per interval, with one event of slack (the generic cell
+    rate algorithm). Each event sent moves a theoretical send time one interval on from itself, or from now if
+    that is later; an event may go while that time is at most one interval ahead.
+
+    Events that come about one interval apart go as they come, early or late by up to an interval; faster ones
+    are held to one per interval. A strict minimum gap since the last event did not forgive lateness: one event
+    sent late moved every later one of the answer as far back."""
+
+    def __init__(self) -> None:
+        self._next_at = float("-inf")
+
+    def wait_s(self, now: float, interval_s: float) -> float:
+        return max(0.0, self._next_at - interval_s - now)
+
+    def spend(self, now: float, interval_s: float) -> None:
+        self._next_at = max(self._next_at, now) + interval_s
+
+
 class TokenCoalescer:
-    """Relays an answer's text as it arrives: the first piece at once, then at most one event per flush interval
-    (`interval_s`, 20 ms: below what a reader can notice; longer when many answers stream in this process,
-    `coalesce_interval`).
+    """Relays an answer's text as it arrives: the first piece at once, then on average at most one event per flush
+    interval (`interval_s`, 20 ms: below what a reader can notice; longer when many answers stream in this process,
+    `coalesce_interval`), with one event of slack. Text that keeps to the interval, give or take the jitter of the
+    model server and of this process, leaves as soon as it arrives; only text that comes faster waits and is joined.
+
+    The slack matters. A model at 50 tokens/s sends a token every 20 ms: with a strict 20 ms between events, one
+    event sent late (the process was busy) pushed every later token of the answer back by as much, for the rest of
+    the answer, and under load these delays only added up (`SendBudget`).
 
     A fast model at high concurrency would otherwise cost one Redis message per token. Pending text is flushed by
     a timer on the relay's loop, so a pause in the model's output never holds back text already received. The
@@ -165,7 +189,8 @@ class TokenCoalescer:
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._flush_scheduled = False
-        self._last_sent = float("-inf")
+        self._budget = SendBudget()
+        self._interval_now = interval_s
         self._sends: list[asyncio.Future] = []
         self.first_sent_at: float | None = None
         self.events_sent = 0
@@ -200,8 +225,8 @@ class TokenCoalescer:
     # Everything below runs on the relay's event loop.
 
     def _schedule_flush(self) -> None:
-        interval_s = coalesce_interval(self.interval_s, TokenCoalescer._streaming)
-        wait = interval_s - (time.monotonic() - self._last_sent)
+        self._interval_now = coalesce_interval(self.interval_s, TokenCoalescer._streaming)
+        wait = self._budget.wait_s(time.monotonic(), self._interval_now)
         if wait <= 0:
             self._flush()
         else:
@@ -215,7 +240,7 @@ class TokenCoalescer:
         if not text:
             return
         now = time.monotonic()
-        self._last_sent = now
+        self._budget.spend(now, self._interval_now)
         if self.first_sent_at is None:
             self.first_sent_at = now
         self.events_sent += 1

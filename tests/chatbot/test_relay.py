@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from chatbot.realtime.protocol import done_event, token_event, typing_event
-from chatbot.realtime.relay import TokenCoalescer, coalesce_interval, relay, token_events_merged
+from chatbot.realtime.relay import SendBudget, TokenCoalescer, coalesce_interval, relay, token_events_merged
 from tests.chatbot import GroupListener
 
 
@@ -48,6 +48,38 @@ def test_the_flush_interval_is_20_ms_for_a_few_answers_and_grows_with_many_up_to
     assert coalesce_interval(0.02, 50) == pytest.approx(0.04)
     assert coalesce_interval(0.02, 500) == pytest.approx(0.04)
     assert coalesce_interval(0, 500) == 0  # tests and benches that turn coalescing off
+
+
+INTERVAL_S = 0.02
+
+
+def sent_at(arrivals: list[float]) -> list[float]:
+    """When each piece's event goes, for pieces arriving at these times, one event each (none joined)."""
+    budget, sends = SendBudget(), []
+    for arrival in arrivals:
+        send = arrival + budget.wait_s(arrival, INTERVAL_S)
+        budget.spend(send, INTERVAL_S)
+        sends.append(send)
+    return sends
+
+
+def test_pieces_that_keep_to_the_interval_go_as_they_come_even_after_one_went_out_late():
+    # A model at 50 tokens/s; the third piece reached the relay 15 ms late (the process was busy), the rest on time.
+    arrivals = [0.0, 0.02, 0.055, 0.06, 0.08, 0.1]
+
+    assert sent_at(arrivals) == pytest.approx(arrivals)
+
+
+def test_pieces_that_come_faster_than_the_interval_are_held_to_one_event_per_interval_after_one_of_slack():
+    arrivals = [0.0, 0.001, 0.002, 0.003]
+
+    assert sent_at(arrivals) == pytest.approx([0.0, 0.001, 0.02, 0.04])
+
+
+def test_the_budget_refills_while_the_answer_pauses_but_never_beyond_one_event_of_slack():
+    arrivals = [0.0, 1.0, 1.001, 1.002]  # a pause of a second, then a burst
+
+    assert sent_at(arrivals) == pytest.approx([0.0, 1.0, 1.001, 1.02])
 
 
 def test_an_answer_counts_as_streaming_until_it_is_closed_or_released():
