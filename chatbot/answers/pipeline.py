@@ -77,22 +77,25 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     started = time.monotonic()
     # The question's vector is computed while the message and the history load and the typing indicator goes out.
     question_embedding = _question_embedding_soon(question_hint) if question_hint else None
-    message = (
-        Message.objects.select_related("conversation__bot", "in_reply_to")
-        .filter(id=message_id, status=Message.Status.STREAMING)
-        # Two questions of every answer, asked in the same statement: most questions come first in their
-        # conversation, and most bots have no approved answers; each saves a round trip then.
-        .annotate(
-            has_earlier_messages=Exists(
-                Message.objects.filter(
-                    conversation_id=OuterRef("conversation_id"), created_at__lt=OuterRef("in_reply_to__created_at")
-                )
-            ),
-            bot_has_approved_answers=Exists(ApprovedAnswer.objects.filter(bot_id=OuterRef("conversation__bot_id"))),
+    try:
+        # `get`, not `first`: one row by its key needs no ordering, and ordering an annotated query made Django
+        # hash its subqueries (0.8 ms of the worker's CPU per answer, measured alone; more under load).
+        message = (
+            Message.objects.select_related("conversation__bot", "in_reply_to")
+            # Two questions of every answer, asked in the same statement: most questions come first in their
+            # conversation, and most bots have no approved answers; each saves a round trip then.
+            .annotate(
+                has_earlier_messages=Exists(
+                    Message.objects.filter(
+                        conversation_id=OuterRef("conversation_id"),
+                        created_at__lt=OuterRef("in_reply_to__created_at"),
+                    )
+                ),
+                bot_has_approved_answers=Exists(ApprovedAnswer.objects.filter(bot_id=OuterRef("conversation__bot_id"))),
+            )
+            .get(id=message_id, status=Message.Status.STREAMING)
         )
-        .first()
-    )
-    if message is None:
+    except Message.DoesNotExist:
         return
     conversation = message.conversation
     bot = conversation.bot
