@@ -5,17 +5,23 @@ process that sends it and in PostgreSQL; the count says whether a change added o
     .venv/bin/python -m bench.answer_statements      # its own stack (10,000 chunks, as bench.run); about a minute
 
 `bench.run` calls `answer_statements(stack)` on its own stack and reports the counts as `answer_path_statements`.
+`answer_cpu(stack)` measures this process's CPU to save and to answer a first question, one at a time (in the
+JSON as `cpu`, and in bench.run as `answer_path_cpu_ms`).
 The answers run in this process against the stack's database, Redis and model-server simulator, with the same
 code the worker runs (`chatbot.answers.pipeline.answer_generate`), and `CaptureQueriesContext` counts what they
 send. Transaction control (BEGIN, COMMIT, savepoints) is counted: each is a round trip too.
 """
 
 import json
+import statistics
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 from bench import lib
+
+ANSWER_TOKENS = 8  # as scenario 1 of bench.run
 
 
 def _kinds(queries: list[dict]) -> dict[str, int]:
@@ -65,12 +71,48 @@ def answer_statements(stack: lib.Stack) -> dict:
     return {"first_question": first, "follow_up": follow_up}
 
 
+def answer_cpu(stack: lib.Stack, *, questions: int = 30) -> dict:
+    """CPU of this process (every thread: the embedding, the relay, the progress checkpoints) to save a first
+    question and to answer it, one question at a time, median and p90 ms over `questions`. Alone, with nothing
+    else running in the process, so a change to the path shows here first, with little of the machine's noise;
+    Celery's and Daphne's own parts are not in it (`bench/broker_dispatch.py` has the broker's)."""
+    from django.conf import settings
+
+    from chatbot.answers import pipeline
+    from chatbot.chat.conversations import conversation_start, message_receive
+    from chatbot.leads.triggers import lead_form_after_visitor_message
+    from chatbot.models import Bot
+
+    settings.TGI_URL = stack.simulator_url
+    stack.set_answer_tokens(ANSWER_TOKENS)
+    bot = Bot.objects.get(slug="bench")
+    save_ms, answer_ms = [], []
+    for n in range(questions + 2):
+        conversation = conversation_start(bot=bot, visitor_id=uuid.uuid4().hex)
+        started = time.process_time()
+        _, answer = message_receive(conversation=conversation, text=f"How do refunds work for order type {n}?",
+                                    dispatch_answer=False)  # fmt: skip
+        lead_form_after_visitor_message(conversation=conversation)
+        saved = time.process_time()
+        pipeline.answer_generate(message_id=answer.id, question_hint=f"How do refunds work for order type {n}?")
+        answered = time.process_time()
+        if n >= 2:  # the first two warm the caches
+            save_ms.append((saved - started) * 1000)
+            answer_ms.append((answered - saved) * 1000)
+    return {
+        "questions": questions,
+        "answer_tokens": ANSWER_TOKENS,
+        "save_ms": {"p50": round(statistics.median(save_ms), 2), "p90": round(lib.percentile(save_ms, 0.9), 2)},
+        "answer_ms": {"p50": round(statistics.median(answer_ms), 2), "p90": round(lib.percentile(answer_ms, 0.9), 2)},
+    }
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="parley-statements-") as temporary:
         stack = lib.Stack(Path(temporary))
         try:
             stack.start(chunks=10_000, worker_concurrency=8, answer_tokens=1)
-            print(json.dumps(answer_statements(stack), indent=2))
+            print(json.dumps({**answer_statements(stack), "cpu": answer_cpu(stack)}, indent=2))
         finally:
             stack.stop()
 
