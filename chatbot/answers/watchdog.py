@@ -18,6 +18,7 @@ created, the same way and under the same lock. A watching consumer ends a never-
 import asyncio
 import logging
 import time
+import weakref
 
 import redis
 from django.conf import settings
@@ -155,6 +156,61 @@ def _ended_event(message_id: int) -> ChatDoneEvent | None:
     return done_event(message_id=message.id, status=message.status, citations=message.citations, text=message.text)
 
 
+class _ProgressReads:
+    """The progress records that the watches of one event loop read in the same turn of it, fetched in one
+    pipelined round trip. Every watch wakes on the same ticks (multiples of its interval), so with dozens of
+    answers streaming through one Daphne process their reads share a round trip instead of taking one each (each
+    command is a connection checkout, a timeout and a reply to parse in Python: a seventh of Daphne's time with 25
+    long answers streaming)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._fetching: asyncio.Task | None = None
+
+    async def read(self, key: str) -> dict:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.append((key, future))
+        if self._fetching is None or self._fetching.done():
+            # Its first step runs after the callbacks ready now: the other watches waking on this tick.
+            self._fetching = loop.create_task(self._fetch())
+        return await future
+
+    async def _fetch(self) -> None:
+        # Until none is left: reads asked for while a round trip is on its way go in the next one.
+        while self._waiting:
+            waiting, self._waiting = self._waiting, []
+            try:
+                pipeline = async_client().pipeline(transaction=False)
+                for key, _ in waiting:
+                    pipeline.hgetall(key)
+                records = await pipeline.execute()
+            except Exception as error:
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            except BaseException:
+                for _, future in [*waiting, *self._waiting]:
+                    future.cancel()
+                raise
+            for (_, future), record in zip(waiting, records, strict=True):
+                if not future.done():
+                    future.set_result(record)
+
+
+_progress_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ProgressReads] = weakref.WeakKeyDictionary()
+
+
+async def _progress_record_read(message_id: int) -> dict:
+    """The answer's progress record (as Redis returns it: bytes), read with the other watches of this loop."""
+    loop = asyncio.get_running_loop()
+    reads = _progress_reads.get(loop)
+    if reads is None:
+        reads = _progress_reads[loop] = _ProgressReads()
+    return await reads.read(answer_progress_key(message_id))
+
+
 async def answer_watch(
     *,
     message_id: int,
@@ -185,7 +241,7 @@ async def answer_watch(
 
     while True:
         try:
-            record = await async_client().hgetall(answer_progress_key(message_id))
+            record = await _progress_record_read(message_id)
             if _lost(record, lost_after_s=None):
                 text = await _checkpointed_text(message_id)
                 if await answer_finalise_lost(
@@ -218,7 +274,8 @@ async def answer_watch(
         except Exception:
             # PostgreSQL restarting, say: keep watching, the next round may succeed.
             logger.exception("watchdog of message %s failed a round", message_id)
-        await asyncio.sleep(interval_s)
+        # On the next multiple of the interval, as every other watch of this process: their reads share a round trip.
+        await asyncio.sleep(interval_s - time.monotonic() % interval_s)
 
 
 # --- sweep (a beat task) -----------------------------------------------------------------------------------------
