@@ -33,6 +33,17 @@ def _kinds(queries: list[dict]) -> dict[str, int]:
     return counts
 
 
+def question_save(conversation, text: str):
+    """What Daphne's `visitor_message_post` runs for a question, but the answer is not queued (the caller runs
+    it): the bot message to answer."""
+    from chatbot.chat.conversations import message_receive
+    from chatbot.leads.triggers import lead_form_after_visitor_message
+
+    _, answer = message_receive(conversation=conversation, text=text, dispatch_answer=False)
+    lead_form_after_visitor_message(conversation=conversation)
+    return answer
+
+
 def answer_statements(stack: lib.Stack) -> dict:
     """Statements of a first question and of a follow-up in a new conversation of the stack's bench bot: saving
     the visitor's message (Daphne's part) and answering it (the worker's part)."""
@@ -41,18 +52,15 @@ def answer_statements(stack: lib.Stack) -> dict:
     from django.test.utils import CaptureQueriesContext
 
     from chatbot.answers import pipeline
-    from chatbot.chat.conversations import conversation_start, message_receive
-    from chatbot.leads.triggers import lead_form_after_visitor_message
+    from chatbot.chat.conversations import conversation_start
     from chatbot.models import Bot
 
     settings.TGI_URL = stack.simulator_url
     bot = Bot.objects.get(slug="bench")
 
     def asked(conversation, text: str) -> dict:
-        # What Daphne's `visitor_message_post` runs for a question, but the answer is not queued: it runs here.
         with CaptureQueriesContext(connection) as saved:
-            _, answer = message_receive(conversation=conversation, text=text, dispatch_answer=False)
-            lead_form_after_visitor_message(conversation=conversation)
+            answer = question_save(conversation, text)
         with CaptureQueriesContext(connection) as answered:
             pipeline.answer_generate(message_id=answer.id, question_hint=text)
         return {
@@ -79,8 +87,7 @@ def answer_cpu(stack: lib.Stack, *, questions: int = 30) -> dict:
     from django.conf import settings
 
     from chatbot.answers import pipeline
-    from chatbot.chat.conversations import conversation_start, message_receive
-    from chatbot.leads.triggers import lead_form_after_visitor_message
+    from chatbot.chat.conversations import conversation_start
     from chatbot.models import Bot
 
     settings.TGI_URL = stack.simulator_url
@@ -89,12 +96,11 @@ def answer_cpu(stack: lib.Stack, *, questions: int = 30) -> dict:
     save_ms, answer_ms = [], []
     for n in range(questions + 2):
         conversation = conversation_start(bot=bot, visitor_id=uuid.uuid4().hex)
+        question = f"How do refunds work for order type {n}?"
         started = time.process_time()
-        _, answer = message_receive(conversation=conversation, text=f"How do refunds work for order type {n}?",
-                                    dispatch_answer=False)  # fmt: skip
-        lead_form_after_visitor_message(conversation=conversation)
+        answer = question_save(conversation, question)
         saved = time.process_time()
-        pipeline.answer_generate(message_id=answer.id, question_hint=f"How do refunds work for order type {n}?")
+        pipeline.answer_generate(message_id=answer.id, question_hint=question)
         answered = time.process_time()
         if n >= 2:  # the first two warm the caches
             save_ms.append((saved - started) * 1000)

@@ -18,11 +18,19 @@ async def progress_records(count: int) -> dict[int, bytes]:
     return beats
 
 
-async def test_many_watches_reading_at_once_each_get_their_own_record():
+def pooled_connections() -> int:
+    pool = async_client().connection_pool
+    return len(pool._available_connections) + len(pool._in_use_connections)
+
+
+async def test_many_watches_reading_at_once_each_get_their_own_record_in_one_round_trip():
     beats = await progress_records(40)
     try:
+        before = pooled_connections()
         records = await asyncio.gather(*(watchdog._progress_record_read(message_id) for message_id in beats))
         assert [record[b"beat"] for record in records] == list(beats.values())
+        # One command each at once would have taken a connection each from the pool.
+        assert pooled_connections() - before <= 1
         assert await watchdog._progress_record_read(1) == {}, "an answer without a record reads as none"
     finally:
         await async_client().delete(*(answer_progress_key(message_id) for message_id in beats))
