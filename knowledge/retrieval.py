@@ -17,6 +17,7 @@ itself) are returned once.
 Weights were tuned on tests/fixtures/eval (see docs/retrieval.md); rank fusion (RRF) was measured and was worse.
 """
 
+import json
 import logging
 import math
 import time
@@ -30,7 +31,6 @@ from django.db import connection, transaction
 
 from knowledge.embeddings import get_embedder
 from knowledge.late_interaction import late_interaction_scores
-from knowledge.models import Chunk
 from knowledge.reranking import get_reranker
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def chunk_search(
         else:
             vector_hits = []
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
-        similarity, text_key, signatures, document_of = _candidates_describe(
+        similarity, passages, signatures = _candidates_describe(
             cursor, chunk_ids=candidate_ids, embedding=embedding, signatures=mode == "hybrid"
         )
         if nested and hnsw_settings:
@@ -214,16 +214,20 @@ def chunk_search(
         }
     if focus_documents:
         scores = {
-            chunk_id: score + focus_documents.get(document_of.get(chunk_id), 0.0) for chunk_id, score in scores.items()
+            chunk_id: score + focus_documents.get(passages[chunk_id].document_id if chunk_id in passages else None, 0.0)
+            for chunk_id, score in scores.items()
         }
     reranker = get_reranker() if mode == "hybrid" else None
     wanted = max(k, settings.RERANK_CANDIDATES) if reranker is not None else k
     top_ids: list[int] = []
     seen_texts: set[str] = set()
     for chunk_id in sorted(candidate_ids, key=lambda chunk_id: (-scores[chunk_id], chunk_id)):
-        if text_key.get(chunk_id) in seen_texts:
+        passage = passages.get(chunk_id)
+        if passage is None:  # deleted since the candidate was found
             continue
-        seen_texts.add(text_key.get(chunk_id))
+        if passage.text in seen_texts:
+            continue
+        seen_texts.add(passage.text)
         top_ids.append(chunk_id)
         if len(top_ids) == wanted:
             break
@@ -232,33 +236,15 @@ def chunk_search(
     for rank, (chunk_id, _) in enumerate(vector_hits, start=1):
         vector_rank.setdefault(chunk_id, rank)
     text_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(text_hits, start=1)}
-    rows = (
-        Chunk.objects.filter(id__in=top_ids)
-        .select_related("document")
-        .only(
-            "id",
-            "text",
-            "heading_path",
-            "token_count",
-            "document__id",
-            "document__title",
-            "document__url",
-            "document__filename",
-        )
-    )
-    by_id = {row.id: row for row in rows}
-    top_ids = [chunk_id for chunk_id in top_ids if chunk_id in by_id]
     rerank_scores: dict[int, float] = {}
     if reranker is not None and top_ids:
         reranked = time.perf_counter()
         # The passage as the answer cites it: where it sits, then its text.
-        passages = [
-            " › ".join([_document_title(by_id[chunk_id].document), *by_id[chunk_id].heading_path])
-            + "\n\n"
-            + by_id[chunk_id].text
+        cited = [
+            " › ".join([passages[chunk_id].title, *passages[chunk_id].heading_path]) + "\n\n" + passages[chunk_id].text
             for chunk_id in top_ids
         ]
-        answered = reranker.scores_or_none(query, passages)
+        answered = reranker.scores_or_none(query, cited)
         timings["rerank_ms"] = (time.perf_counter() - reranked) * 1000
         if answered is not None:
             rerank_scores = dict(zip(top_ids, answered, strict=True))
@@ -267,17 +253,17 @@ def chunk_search(
     chunks = [
         RetrievedChunk(
             chunk_id=chunk_id,
-            document_id=by_id[chunk_id].document.id,
-            text=by_id[chunk_id].text,
-            heading_path=list(by_id[chunk_id].heading_path),
-            title=_document_title(by_id[chunk_id].document),
-            url=by_id[chunk_id].document.url,
+            document_id=passages[chunk_id].document_id,
+            text=passages[chunk_id].text,
+            heading_path=list(passages[chunk_id].heading_path),
+            title=passages[chunk_id].title,
+            url=passages[chunk_id].url,
             score=scores[chunk_id],
             similarity=similarity.get(chunk_id),
             vector_rank=vector_rank.get(chunk_id),
             text_rank=text_rank.get(chunk_id),
             rerank_score=rerank_scores.get(chunk_id),
-            token_count=by_id[chunk_id].token_count,
+            token_count=passages[chunk_id].token_count,
         )
         for chunk_id in top_ids
     ]
@@ -352,10 +338,6 @@ def chunk_similarities(*, chunk_ids: list[int], embedding: list[float]) -> dict[
             [_vector_literal(embedding), chunk_ids],
         )
         return {chunk_id: 1.0 - float(distance) for chunk_id, distance in cursor.fetchall()}
-
-
-def _document_title(document) -> str:
-    return document.title or document.filename
 
 
 @dataclass(frozen=True)
@@ -515,33 +497,52 @@ def text_search(
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
-def _candidates_describe(cursor, *, chunk_ids: list[int], embedding: list[float] | None, signatures: bool):
-    """Cosine similarity to the question (when embedded), a text fingerprint, the document and, when asked for,
-    the token signature of each candidate."""
+@dataclass(frozen=True)
+class _Passage:
+    """What a candidate shows if it is chosen: its text, where it sits and its document."""
+
+    document_id: int
+    text: str
+    heading_path: list[str]
+    token_count: int
+    title: str
+    url: str
+
+
+def _candidates_describe(
+    cursor, *, chunk_ids: list[int], embedding: list[float] | None, signatures: bool
+) -> tuple[dict[int, float], dict[int, _Passage], dict[int, bytes | None]]:
+    """Cosine similarity to the question (when embedded), the passage and, when asked for, the token signature of
+    each candidate. One statement for every candidate: reading the chosen few's text afterwards cost another round
+    trip and a Django query before the first token, and the text was read here anyway (it told duplicates apart)."""
     if not chunk_ids:
-        return {}, {}, {}, {}
-    signature_column = "token_signature" if signatures else "NULL"
-    if embedding is None:
-        cursor.execute(
-            f"SELECT id, NULL, md5(text), {signature_column}, document_id"  # noqa: S608
-            " FROM knowledge_chunk WHERE id = ANY(%s)",
-            [chunk_ids],
-        )
-    else:
-        cursor.execute(
-            f"SELECT id, embedding <=> %s::vector, md5(text), {signature_column}, document_id"  # noqa: S608
-            " FROM knowledge_chunk WHERE id = ANY(%s)",
-            [_vector_literal(embedding), chunk_ids],
-        )
-    similarity, text_key, signature, document = {}, {}, {}, {}
-    for chunk_id, distance, fingerprint, token_signature, document_id in cursor.fetchall():
+        return {}, {}, {}
+    signature_column = "chunk.token_signature" if signatures else "NULL"
+    distance_column = "chunk.embedding <=> %s::vector" if embedding is not None else "NULL"
+    cursor.execute(
+        f"SELECT chunk.id, {distance_column}, {signature_column}, chunk.document_id, chunk.text,"  # noqa: S608
+        " chunk.heading_path, chunk.token_count, document.title, document.filename, document.url"
+        " FROM knowledge_chunk chunk JOIN knowledge_document document ON document.id = chunk.document_id"
+        " WHERE chunk.id = ANY(%s)",
+        [_vector_literal(embedding), chunk_ids] if embedding is not None else [chunk_ids],
+    )
+    similarity, passages, signature = {}, {}, {}
+    for row in cursor.fetchall():
+        chunk_id, distance, token_signature, document_id, text, heading_path, token_count, title, filename, url = row
         if distance is not None:
             similarity[chunk_id] = 1.0 - float(distance)
-        text_key[chunk_id] = fingerprint
-        document[chunk_id] = document_id
+        passages[chunk_id] = _Passage(
+            document_id=document_id,
+            text=text,
+            # jsonb comes back as its text through Django's connection (the model field parses it).
+            heading_path=json.loads(heading_path) if isinstance(heading_path, str) else heading_path,
+            token_count=token_count,
+            title=title or filename,
+            url=url,
+        )
         if signatures:
             signature[chunk_id] = bytes(token_signature) if token_signature is not None else None
-    return similarity, text_key, signature, document
+    return similarity, passages, signature
 
 
 def _late_interaction(
