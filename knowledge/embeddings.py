@@ -315,7 +315,8 @@ class QueryBatcher:
     A burst of visitors asking at once used to run one model call per question, each on its own worker thread,
     all fighting for the same two cores: 50 questions took about twice as long as one batch of 50. A question
     asked alone goes straight in (no waiting for company); while a batch runs, the next questions queue and go
-    together in the following one."""
+    together in the following one. A question already on its way (started early by the caller, or asked twice
+    at once) is embedded once: its askers share the computation."""
 
     def __init__(self, embed_batch, *, max_batch: int = 64, thread_setup=None, remember: int = 256) -> None:
         """`embed_batch` takes a list of questions and returns one result per question, in order; `thread_setup`,
@@ -326,6 +327,7 @@ class QueryBatcher:
         self._thread_setup = thread_setup
         self._remember = remember
         self._recent: OrderedDict[str, object] = OrderedDict()
+        self._in_flight: dict[str, Future] = {}  # queued or being embedded
         self._recent_lock = threading.Lock()
         # Each entry is texts that must share a batch, with their futures.
         self._queue: queue.SimpleQueue[list[tuple[str, Future]]] = queue.SimpleQueue()
@@ -337,15 +339,20 @@ class QueryBatcher:
 
     def submit_many(self, texts: list[str]) -> list[Future]:
         """Futures for `texts`, embedded together in one batch (those embedded lately come back at once)."""
-        futures = [Future() for _ in texts]
+        futures = []
         entry = []
         with self._recent_lock:
-            for text, future in zip(texts, futures, strict=True):
+            for text in texts:
                 if text in self._recent:
                     self._recent.move_to_end(text)
+                    future = Future()
                     future.set_result(self._recent[text])
+                elif text in self._in_flight:
+                    future = self._in_flight[text]
                 else:
+                    future = self._in_flight[text] = Future()
                     entry.append((text, future))
+                futures.append(future)
         if entry:
             self._queue.put(entry)
         return futures
@@ -375,12 +382,20 @@ class QueryBatcher:
             try:
                 vectors = self._embed_batch([text for text, _ in batch])
             except Exception as error:
+                self._forget_in_flight(batch)
                 for _, vector in batch:
                     vector.set_exception(error)
                 continue
             self._remember_results([text for text, _ in batch], vectors)
+            self._forget_in_flight(batch)
             for (_, vector), values in zip(batch, vectors, strict=True):
                 vector.set_result(values)
+
+    def _forget_in_flight(self, batch: list[tuple[str, Future]]) -> None:
+        with self._recent_lock:
+            for text, future in batch:
+                if self._in_flight.get(text) is future:
+                    del self._in_flight[text]
 
 
 _query_batchers: dict[int, QueryBatcher] = {}

@@ -1,4 +1,5 @@
 import math
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -232,6 +233,30 @@ def test_a_question_embedded_lately_comes_back_without_another_forward_pass():
     batcher.submit("A third question").result(timeout=10)
     batcher.submit("How long does shipping take?").result(timeout=10)
     assert batches[-1] == ["How long does shipping take?"], "only the last `remember` questions are kept"
+
+
+def test_a_question_asked_again_while_it_is_being_embedded_shares_that_forward_pass():
+    """The worker starts a question's embedding when its task arrives; the answer's thread asks again a moment
+    later. A long question, which is not remembered, is not embedded twice either."""
+    started, release = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    def embed_batch(texts: list[str]) -> list[str]:
+        batches.append(list(texts))
+        started.set()
+        release.wait(10)
+        return [f"vector {len(batches)}" for _ in texts]
+
+    batcher = QueryBatcher(embed_batch)
+    long_question = "Where is my parcel? " * 100
+    early = batcher.submit(long_question)
+    assert started.wait(10)
+    again = batcher.submit(long_question)
+    release.set()
+
+    assert early.result(timeout=10) == again.result(timeout=10) == "vector 1"
+    assert batches == [[long_question]]
+    assert batcher.submit(long_question).result(timeout=10) == "vector 2", "once embedded, it is asked anew"
 
 
 def test_a_failed_question_is_not_remembered():
