@@ -77,7 +77,7 @@ def answer_generate(
 def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hint: str | None) -> None:
     started = time.monotonic()
     # The question's vector is computed while the message and the history load and the typing indicator goes out.
-    question_embedding = _question_embedding_soon(question_hint) if question_hint else None
+    question_embedding = question_embedding_soon(question_hint) if question_hint else None
     try:
         # `get`, not `first`: one row by its key needs no ordering, and ordering an annotated query made Django
         # hash its subqueries (0.8 ms of the worker's CPU per answer, measured alone; more under load).
@@ -99,7 +99,7 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     # What Parley says itself (no passage in strict mode, the model down) is in the visitor's language.
     language = text_language(conversation.language, bot.language)
     if question_embedding is None or question != question_hint:
-        question_embedding = _question_embedding_soon(question)
+        question_embedding = question_embedding_soon(question)
     history = _history(message)
     relay().group_send_nowait(group, typing_event(message_id=message.id))
 
@@ -247,7 +247,8 @@ def _sent_chunk_ids(trace: list[dict] | None) -> list[int]:
     return [p["chunk_id"] for p in trace if isinstance(p, dict) and "chunk_id" in p and p.get("sent", True)]
 
 
-def _question_embedding_soon(question: str) -> Future | None:
+def question_embedding_soon(question: str) -> Future | None:
+    """The question's embedding, started now (or joined, when it is under way already); None if it could not be."""
     if not question.strip():
         return None
     try:

@@ -2,9 +2,10 @@
 beat schedules name them)."""
 
 from celery import shared_task
+from celery.signals import task_received
 
 from chatbot.answers import watchdog
-from chatbot.answers.pipeline import answer_generate
+from chatbot.answers.pipeline import answer_generate, question_embedding_soon
 from chatbot.answers.progress import ANSWER_TASK_NAME
 
 
@@ -13,6 +14,17 @@ def answer_message(message_id: int, question: str | None = None) -> None:
     # `question` (the visitor's text, sent along by the socket that saved it) lets the worker start the question's
     # embedding before it loads the message; tasks queued without it still answer.
     answer_generate(message_id=message_id, question_hint=question)
+
+
+@task_received.connect
+def _question_embedding_early(sender=None, request=None, **kwargs) -> None:
+    """Start the question's embedding when this worker receives the answer task, before one of its threads takes
+    it up (about a millisecond before the first token's path needs it); the thread finds it under way."""
+    if request is None or request.name != ANSWER_TASK_NAME:
+        return
+    question = (request.kwargs or {}).get("question")
+    if isinstance(question, str):
+        question_embedding_soon(question)
 
 
 @shared_task(name="chatbot.tasks.lost_answers_finalise", ignore_result=True)
