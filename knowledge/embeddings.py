@@ -487,7 +487,7 @@ def get_embedder(embedding_url: str | None) -> Embedder:
     """The embedder for a deployment: a TEI server when `embedding_url` is set, the packaged model otherwise
     (on the `EMBEDDING_BACKEND` runtime). One instance per URL, or per backend, per process."""
     url = embedding_url.rstrip("/") if embedding_url else ""
-    key = url or f"local:{embedding_backend()}"
+    key = _embedder_key(embedding_url)
     with _embedders_lock:
         embedder = _embedders.get(key)
         if embedder is None:
@@ -495,6 +495,19 @@ def get_embedder(embedding_url: str | None) -> Embedder:
             embedding_size_check(embedder, source=url)
             _embedders[key] = embedder
         return embedder
+
+
+def embedder_in_use(embedding_url: str | None) -> Embedder | None:
+    """The embedder `get_embedder` has made for this deployment in this process, or None: never makes one (making
+    a TEI embedder asks the server, which may be slow or down)."""
+    # Without `_embedders_lock`: `get_embedder` holds it while a new embedder asks its server. One dict read is
+    # atomic, and an embedder is in the dict only once it is whole.
+    return _embedders.get(_embedder_key(embedding_url))
+
+
+def _embedder_key(embedding_url: str | None) -> str:
+    url = embedding_url.rstrip("/") if embedding_url else ""
+    return url or f"local:{embedding_backend()}"
 
 
 def embedding_size_check(embedder: Embedder, *, source: str = "") -> None:

@@ -37,7 +37,7 @@ from chatbot.realtime.relay import relay
 from chatbot.webhooks.events import message_created_emit
 from inference.prompts import Turn
 from knowledge.conversation import conversation_search
-from knowledge.embeddings import QueryEmbedding, get_embedder
+from knowledge.embeddings import QueryEmbedding, embedder_in_use, get_embedder
 from knowledge.passages import PassageChoice, PassageDecision, passages_choose
 from knowledge.retrieval import SearchResult
 
@@ -256,6 +256,19 @@ def question_embedding_soon(question: str) -> Future | None:
     except Exception:
         logger.exception("could not start the question's embedding")
         return None
+
+
+def question_embedding_early(question: str) -> None:
+    """Start the question's embedding ahead of its answer, if this process has its embedder ready. Never waits:
+    it runs on Celery's consumer thread, which must not hang on a slow or unreachable embedding server (the
+    answer's thread makes the embedder then, as before)."""
+    embedder = embedder_in_use(settings.EMBEDDING_URL or None)
+    if embedder is None or not question.strip():
+        return
+    try:
+        embedder.embed_query_soon(question)
+    except Exception:
+        logger.exception("could not start the question's embedding early")
 
 
 def _embedding_wait(embedding: Future | None) -> QueryEmbedding | None:

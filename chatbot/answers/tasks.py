@@ -5,7 +5,7 @@ from celery import shared_task
 from celery.signals import task_received
 
 from chatbot.answers import watchdog
-from chatbot.answers.pipeline import answer_generate, question_embedding_soon
+from chatbot.answers.pipeline import answer_generate, question_embedding_early
 from chatbot.answers.progress import ANSWER_TASK_NAME
 
 
@@ -24,7 +24,7 @@ def _question_embedding_early(sender=None, request=None, **kwargs) -> None:
         return
     question = (request.kwargs or {}).get("question")
     if isinstance(question, str):
-        question_embedding_soon(question)
+        question_embedding_early(question)
 
 
 @shared_task(name="chatbot.tasks.lost_answers_finalise", ignore_result=True)

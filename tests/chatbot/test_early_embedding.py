@@ -2,13 +2,14 @@
 task up; the answer's thread then joins that embedding instead of starting another."""
 
 import threading
+import time
 from types import SimpleNamespace
 
 from celery.signals import task_received
 
 from chatbot.answers.pipeline import question_embedding_soon
 from chatbot.answers.progress import ANSWER_TASK_NAME
-from knowledge.embeddings import EMBEDDING_DIMENSIONS, get_embedder
+from knowledge.embeddings import EMBEDDING_DIMENSIONS, embedder_in_use, get_embedder
 from tests.knowledge.json_server import JSONHandler, JSONServer
 
 
@@ -79,4 +80,31 @@ def test_other_tasks_and_answer_tasks_without_the_question_start_nothing(setting
 
         assert not tei.asked.wait(0.3)
     finally:
+        tei.close()
+
+
+def test_a_worker_not_yet_using_its_embedding_server_does_not_wait_for_it_when_a_task_arrives(settings):
+    """The hook runs on Celery's consumer thread: making the embedder there would ask the server, and a server
+    that hangs would stop the worker from taking tasks. The answer's thread makes it, as before."""
+    tei = HeldTEI()  # holds every embedding until released: a server that hangs
+    settings.EMBEDDING_URL = tei.url
+    answering = threading.Thread(target=get_embedder, args=(tei.url,))  # an answer's thread makes the embedder
+    try:
+        arrived = time.monotonic()
+        task_arrives(ANSWER_TASK_NAME, question="Do you ship abroad?")
+        assert time.monotonic() - arrived < 1
+        assert tei.embedded == []
+
+        answering.start()
+        assert tei.asked.wait(10), "the answer's thread is making the embedder; its probe hangs"
+        arrived = time.monotonic()
+        task_arrives(ANSWER_TASK_NAME, question="Do you ship abroad?")
+        assert time.monotonic() - arrived < 1
+
+        assert tei.embedded == [["dimension probe"]]
+        assert embedder_in_use(tei.url) is None
+    finally:
+        tei.release.set()
+        if answering.ident is not None:  # started
+            answering.join(10)
         tei.close()
