@@ -5,6 +5,7 @@ Chromium this skips (fails with PARLEY_REQUIRE_BROWSER=1), like tests/browser.""
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from playwright.sync_api import expect
 
 from chatbot.bots.services import DEMO_BOT_SLUG, bot_create
 from chatbot.chat.conversations import conversation_resume_or_start
@@ -96,7 +97,8 @@ def test_every_dashboard_page_loads_under_the_csp_with_nothing_blocked_and_stays
             page.wait_for_selector("#live-status[data-state=live]")
             visitor = context.new_page()
             visitor.goto(f"{daphne.url}/chat/{bot.public_id}/")
-            visitor.wait_for_selector("#send-button")
+            # The socket is ready: before that the composer keeps what Enter would send (a busy CI machine saw it).
+            expect(visitor.locator("#handoff-button")).to_be_enabled(timeout=30_000)
             visitor.fill("#composer-input", "Is the tent waterproof? Asked live.")
             visitor.press("#composer-input", "Enter")
             page.locator("#conversation-list tbody tr", has_text="Asked live").wait_for()
