@@ -1,0 +1,63 @@
+"""Saving a visitor's message: one answer at a time in a conversation, whatever the timing of its tabs."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import ConversationBusy, conversation_resume_or_start, message_receive
+from chatbot.models import Conversation, Message
+
+
+def sent_at_the_same_moment(conversation: Conversation, texts: list[str]) -> list[str]:
+    """Each text from a thread of its own (a tab, a Daphne thread), released together; what each got."""
+    ready = threading.Barrier(len(texts))
+    outcomes: list[str] = []
+
+    def send(text: str) -> None:
+        try:
+            ready.wait()
+            message_receive(conversation=conversation, text=text, client_id=text, dispatch_answer=False)
+            outcomes.append("saved")
+        except ConversationBusy:
+            outcomes.append("busy")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(text,)) for text in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_sending_at_the_same_moment_get_one_answer_and_the_other_is_told_it_is_busy():
+    bot = bot_create(slug="acme", name="Acme", allowed_origins=[])
+    for round_ in range(5):
+        conversation = conversation_resume_or_start(bot=bot, visitor_id=f"visitor-{round_}")
+
+        outcomes = sent_at_the_same_moment(conversation, [f"first tab {round_}", f"second tab {round_}"])
+
+        assert sorted(outcomes) == ["busy", "saved"]
+        assert conversation.messages.filter(role=Message.Role.VISITOR).count() == 1
+        assert conversation.messages.filter(role=Message.Role.BOT, status=Message.Status.STREAMING).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_message_sent_again_after_a_reconnect_changes_nothing():
+    bot = bot_create(slug="acme", name="Acme", allowed_origins=[])
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    question, answer = message_receive(conversation=conversation, text="Do you ship abroad?", client_id="c-1")
+    Message.objects.filter(id=answer.id).update(status=Message.Status.COMPLETE)
+    Conversation.objects.filter(id=conversation.id).update(resolved_at=answer.created_at)
+    before = Conversation.objects.get(id=conversation.id)
+
+    again = message_receive(conversation=before, text="Do you ship abroad?", client_id="c-1")
+
+    assert again == (question, answer)
+    after = Conversation.objects.get(id=conversation.id)
+    assert (after.last_message_at, after.resolved_at) == (before.last_message_at, before.resolved_at)
+    assert conversation.messages.count() == 2
