@@ -173,12 +173,11 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
         return
     if search is not None:
         metrics.RETRIEVAL_SECONDS.observe(retrieval_ms / 1000)
-    relay().group_send(
-        group,
-        done_event(message_id=message.id, status=outcome.status, citations=outcome.citations, text=outcome.text),
-    )
+    done = done_event(message_id=message.id, status=outcome.status, citations=outcome.citations, text=outcome.text)
+    ended = [(group, done)]
     if outcome.error_code:
-        relay().group_send(group, error_event(outcome.error_code, outcome.error_message))
+        ended.append((group, error_event(outcome.error_code, outcome.error_message)))
+    relay().group_send_many(ended)
     if approved is not None:
         approved_answer_use(approved_answer=approved)
     try:

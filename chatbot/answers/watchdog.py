@@ -294,8 +294,7 @@ def _answer_finalise_lost_sync(*, message_id: int, text: str, group: str, reason
     if not saved:
         return False
     logger.error("the worker answering message %s was lost (%s); saved %s characters", message_id, reason, len(text))
-    for event in _lost_events(message_id, text, _message_language(message_id)):
-        relay().group_send(group, event)
+    relay().group_send_many([(group, event) for event in _lost_events(message_id, text, _message_language(message_id))])
     client.delete(answer_progress_key(message_id), answer_progress_text_key(message_id))
     return True
 

@@ -25,8 +25,7 @@ logger = logging.getLogger(__name__)
 def _send(*, bot_id: int, event: dict) -> None:
     # The dashboards are a convenience: a Redis hiccup must not fail the visitor's message.
     try:
-        for group in (bot_group(bot_id), ADMINS_GROUP):
-            relay().group_send(group, event)
+        relay().group_send_many([(bot_group(bot_id), event), (ADMINS_GROUP, event)])
     except Exception:
         logger.exception("could not notify the dashboards of bot %s", bot_id)
 

@@ -5,6 +5,10 @@ round trip to Redis and, in a worker whose threads all want the GIL, a wait for 
 the relay fell seconds behind at 50 answers. `group_send_many` publishes a batch of events in one pipelined round
 trip, in order. It uses channels_redis's group naming and connection per shard (4.3), which the tests pin down.
 
+`GroupPublisher` does the same from a plain thread with redis-py's blocking client: the worker's relay
+(chatbot/realtime/relay.py) publishes from a thread of its own, without an event loop, with the same group names,
+shards and serializer.
+
 It also adds `channel_release`, which `ChannelReleasedOnExit` calls when a socket's consumer ends. channels_redis
 releases a socket's channel (its queue in the process and its Redis subscription) only when the consumer's pending
 `receive` is cancelled, and Channels' dispatch loop never cancels it when the close and a queued event are picked up
@@ -16,8 +20,9 @@ import asyncio
 import logging
 from collections import defaultdict
 
+import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
-from channels_redis.utils import _wrap_close
+from channels_redis.utils import _consistent_hash, _wrap_close
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +86,43 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
 
     async def channel_release(self, channel: str) -> None:
         await self._get_layer().channel_release(channel)
+
+    def publisher(self, *, socket_timeout_s: float) -> "GroupPublisher":
+        return GroupPublisher(self, socket_timeout_s=socket_timeout_s)
+
+
+class GroupPublisher:
+    """Publishes group events of `layer` from one thread, blocking: one pipelined round trip per Redis shard per
+    batch, as `group_send_many` does on an event loop."""
+
+    def __init__(self, layer: PubSubChannelLayer, *, socket_timeout_s: float) -> None:
+        # channels_redis's own naming and sharding (an instance that never connects: no loop, no socket).
+        self._naming = RedisPubSubLoopLayer(*layer._args, **layer._kwargs, channel_layer=layer)
+        self._serialize = layer.serialize
+        self._shards = [_blocking_client(shard.host, socket_timeout_s) for shard in self._naming._shards]
+
+    def group_send_many(self, events: list[tuple[str, dict]]) -> None:
+        by_shard = defaultdict(list)
+        for group, message in events:
+            channel = self._naming._get_group_channel_name(group)
+            by_shard[_consistent_hash(channel, len(self._shards))].append((channel, self._serialize(message)))
+        for shard, publications in by_shard.items():
+            pipeline = self._shards[shard].pipeline(transaction=False)
+            for channel, data in publications:
+                pipeline.publish(channel, data)
+            pipeline.execute()
+
+
+def _blocking_client(host: dict, socket_timeout_s: float) -> redis.Redis:
+    """A blocking client for one of the layer's `hosts` entries (channels_redis's `create_pool`, without asyncio)."""
+    host = {"socket_timeout": socket_timeout_s, **host}
+    if "address" in host:
+        return redis.Redis.from_url(host.pop("address"), **host)
+    master_name = host.pop("master_name", None)
+    if master_name is not None:
+        sentinels = redis.sentinel.Sentinel(host.pop("sentinels"), sentinel_kwargs=host.pop("sentinel_kwargs", None))
+        return sentinels.master_for(master_name, **host)
+    return redis.Redis(**host)
 
 
 class ChannelReleasedOnExit:

@@ -1,17 +1,23 @@
 """Sending channel-layer events from synchronous worker threads.
 
-`async_to_sync(group_send)` would start an event loop, and a Redis connection pool, per call. Instead each worker
-process keeps one event loop in a background thread with one channel layer, and threads hand it their events.
-Events go out through one outbox in the order they were handed over: while one batch is on its way to Redis, the
-next accumulates and then leaves in one pipelined round trip (`PubSubChannelLayer.group_send_many`). One event alone
-leaves at once; at load, a round trip carries the events of every answer that has something to send, and an answer's
-text pieces that queued up behind it leave as one event.
+`async_to_sync(group_send)` would start an event loop, and a Redis connection pool, per call. Instead each process
+keeps one relay thread with a blocking Redis client (`GroupPublisher`), and threads hand it their events. Events go
+out through one outbox in the order they were handed over: while one batch is on its way to Redis, the next
+accumulates and then leaves in one pipelined round trip. One event alone leaves at once; at load, a round trip
+carries the events of every answer that has something to send, and an answer's text pieces that queued up behind
+it leave as one event.
+
+The thread also keeps the timers of the answers' coalescers (`TokenCoalescer`). It was an asyncio loop with
+redis-py's asynchronous client before: a hop onto the loop for every piece of text, a task per batch and a future
+per event cost the worker more CPU for each token it streamed (docs/scaling.md, the fourth round).
 """
 
-import asyncio
+import heapq
+import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import redis
@@ -26,76 +32,101 @@ SEND_TIMEOUT_S = 5.0
 
 
 class ChannelLayerRelay:
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._layer = None
-        self._outbox: list[tuple[str, dict, asyncio.Future]] = []
-        self._sender: asyncio.Task | None = None
+    def __init__(self, layer=None) -> None:
+        self._publisher = (layer or get_channel_layer()).publisher(socket_timeout_s=SEND_TIMEOUT_S)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._outbox: list[tuple[str, dict, Future]] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap of (when, order, callback)
+        self._timer_order = itertools.count()
         self._thread = threading.Thread(target=self._run, name="channel-layer-relay", daemon=True)
-        self._ready = threading.Event()
         self._thread.start()
-        self._ready.wait()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._layer = get_channel_layer()
-        self._ready.set()
-        self._loop.run_forever()
 
     def group_send(self, group: str, event: dict) -> None:
         """From any thread: send `event` to `group`, after every event handed over before it; returns once Redis
         has it, and raises if it could not be sent."""
-        future: Future = asyncio.run_coroutine_threadsafe(self._send(group, event), self._loop)
-        future.result(timeout=SEND_TIMEOUT_S)
+        self.send_soon(group, event).result(timeout=SEND_TIMEOUT_S)
 
-    async def _send(self, group: str, event: dict) -> None:
-        await self.send_soon(group, event)
+    def group_send_many(self, events: list[tuple[str, dict]]) -> None:
+        """`group_send` for several (group, event) in this order, in one round trip."""
+        for sent in self.send_all_soon(events):
+            sent.result(timeout=SEND_TIMEOUT_S)
 
     def group_send_nowait(self, group: str, event: dict) -> None:
         """From any thread: queue `event` for `group` (after every event handed over before it) and return at once;
         a failure is logged. For what must not hold up the caller, such as the typing indicator before retrieval."""
-        self._loop.call_soon_threadsafe(self._send_logged, group, event)
-
-    def _send_logged(self, group: str, event: dict) -> None:
-        sent = self.send_soon(group, event)
-        sent.add_done_callback(
-            lambda done: done.exception() and logger.warning("could not send %s: %s", event["type"], done.exception())
+        self.send_soon(group, event).add_done_callback(
+            lambda sent: sent.exception() and logger.warning("could not send %s: %s", event["type"], sent.exception())
         )
 
-    # On the relay's loop.
-
-    def send_soon(self, group: str, event: dict) -> asyncio.Future:
-        """Queue `event` for `group`. The returned future is done once Redis has it, or holds why it failed."""
-        sent = self._loop.create_future()
-        self._outbox.append((group, event, sent))
-        if self._sender is None or self._sender.done():
-            self._sender = self._loop.create_task(self._send_outbox())
+    def send_soon(self, group: str, event: dict) -> Future:
+        """From any thread: queue `event` for `group`. The returned future is done once Redis has it, or holds why
+        it failed."""
+        sent = Future()
+        with self._lock:
+            self._outbox.append((group, event, sent))
+            self._wake.notify()
         return sent
 
-    async def _send_outbox(self) -> None:
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
-            events = token_events_merged([(group, event) for group, event, _ in batch])
-            failure: BaseException | None = None
-            # Once more on a connection error: after a Redis restart the first command on a pooled connection
-            # fails (before anything was published), and the next one reconnects.
-            for _attempt in range(2):
+    def send_all_soon(self, events: list[tuple[str, dict]]) -> list[Future]:
+        sends = [Future() for _ in events]
+        with self._lock:
+            self._outbox.extend((group, event, sent) for (group, event), sent in zip(events, sends, strict=True))
+            self._wake.notify()
+        return sends
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        """Run `callback` on the relay's thread at `when` (`time.monotonic()`), before the events handed over
+        after that moment."""
+        with self._lock:
+            heapq.heappush(self._timers, (when, next(self._timer_order), callback))
+            self._wake.notify()
+
+    # On the relay's thread.
+
+    def _run(self) -> None:
+        while True:
+            for callback in self._due():
                 try:
-                    await self._layer.group_send_many(events)
-                    failure = None
-                    break
-                except redis.ConnectionError as error:
-                    failure = error
-                except Exception as error:
-                    failure = error
-                    break
-            for _, _, sent in batch:
-                if sent.done():
-                    continue
-                if failure is None:
-                    sent.set_result(None)
-                else:
-                    sent.set_exception(failure)
+                    callback()
+                except Exception:
+                    logger.exception("relay timer failed")
+            with self._lock:
+                batch, self._outbox = self._outbox, []
+            if batch:
+                self._send(batch)
+
+    def _due(self) -> list[Callable[[], None]]:
+        """Wait until a timer is due or an event is waiting; the timers due by then, in order."""
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                due = []
+                while self._timers and self._timers[0][0] <= now:
+                    due.append(heapq.heappop(self._timers)[2])
+                if due or self._outbox:
+                    return due
+                self._wake.wait(self._timers[0][0] - now if self._timers else None)
+
+    def _send(self, batch: list[tuple[str, dict, Future]]) -> None:
+        failure: BaseException | None = None
+        # Once more on a connection error: after a Redis restart the first command on a pooled connection fails
+        # (before anything was published), and the next one reconnects.
+        for _attempt in range(2):
+            try:
+                self._publisher.group_send_many(token_events_merged([(group, event) for group, event, _ in batch]))
+                failure = None
+                break
+            except redis.ConnectionError as error:
+                failure = error
+            except Exception as error:
+                failure = error
+                break
+        for _, _, sent in batch:
+            if failure is None:
+                sent.set_result(None)
+            else:
+                sent.set_exception(failure)
 
 
 def token_events_merged(events: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -169,10 +200,10 @@ class TokenCoalescer:
     event sent late (the process was busy) pushed every later token of the answer back by as much, for the rest of
     the answer, and under load these delays only added up (`SendBudget`).
 
-    A fast model at high concurrency would otherwise cost one Redis message per token. Pending text is flushed by
-    a timer on the relay's loop, so a pause in the model's output never holds back text already received. The
-    worker thread feeding text never waits on Redis, and wakes the relay's loop at most once per flush. `close()`
-    sends what is left and waits until all of it was sent."""
+    A fast model at high concurrency would otherwise cost one Redis message per token. Text that may go now is
+    handed to the relay's outbox by the thread feeding it; text that must wait is flushed by a timer on the relay's
+    thread, so a pause in the model's output never holds back text already received. The feeding thread never
+    waits on Redis. `close()` sends what is left and waits until all of it was sent."""
 
     _streaming = 0  # coalescers of this process not closed yet
     _streaming_lock = threading.Lock()
@@ -185,13 +216,13 @@ class TokenCoalescer:
             TokenCoalescer._streaming += 1
         self._closed = False
         self._relay = layer_relay or relay()
-        self._loop = self._relay._loop
+        # Held while text is taken and handed to the outbox: the relay's timer and the feeding thread both flush,
+        # and their events must reach the outbox in the order of their text.
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._flush_scheduled = False
         self._budget = SendBudget()
-        self._interval_now = interval_s
-        self._sends: list[asyncio.Future] = []
+        self._sends: list[Future] = []
         self.first_sent_at: float | None = None
         self.events_sent = 0
 
@@ -202,13 +233,32 @@ class TokenCoalescer:
             self._pending.append(text)
             if self._flush_scheduled:
                 return
+            now = time.monotonic()
+            interval = coalesce_interval(self.interval_s, TokenCoalescer._streaming)
+            wait = self._budget.wait_s(now, interval)
+            if wait <= 0:
+                self._flush_locked(now, interval)
+                return
             self._flush_scheduled = True
-        self._loop.call_soon_threadsafe(self._schedule_flush)
+        self._relay.call_at(now + wait, self._flush)
 
     def close(self, timeout_s: float = SEND_TIMEOUT_S) -> None:
         """Flush what is pending and wait until every event of this answer has reached the channel layer."""
         self.release()
-        asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result(timeout=timeout_s)
+        with self._lock:
+            self._flush_locked(time.monotonic(), self.interval_s)
+            sends, self._sends = self._sends, []
+        failures = []
+        deadline = time.monotonic() + timeout_s
+        for sent in sends:
+            error = sent.exception(timeout=max(0.0, deadline - time.monotonic()))
+            if error is not None:
+                failures.append(error)
+        if failures:
+            logger.error(
+                "could not relay %d of %d token events of message %s: %s",
+                len(failures), len(sends), self.message_id, failures[0],
+            )  # fmt: skip
 
     def release(self) -> None:
         """No longer count this answer as streaming (`close` does it; safe to call again, for an answer that
@@ -222,37 +272,19 @@ class TokenCoalescer:
     def streaming(cls) -> int:
         return cls._streaming
 
-    # Everything below runs on the relay's event loop.
-
-    def _schedule_flush(self) -> None:
-        self._interval_now = coalesce_interval(self.interval_s, TokenCoalescer._streaming)
-        wait = self._budget.wait_s(time.monotonic(), self._interval_now)
-        if wait <= 0:
-            self._flush()
-        else:
-            self._loop.call_later(wait, self._flush)
-
     def _flush(self) -> None:
+        """The timer's flush, on the relay's thread."""
         with self._lock:
-            text = "".join(self._pending)
-            self._pending.clear()
             self._flush_scheduled = False
-        if not text:
+            self._flush_locked(time.monotonic(), coalesce_interval(self.interval_s, TokenCoalescer._streaming))
+
+    def _flush_locked(self, now: float, interval_s: float) -> None:
+        if not self._pending:
             return
-        now = time.monotonic()
-        self._budget.spend(now, self._interval_now)
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._budget.spend(now, interval_s)
         if self.first_sent_at is None:
             self.first_sent_at = now
         self.events_sent += 1
         self._sends.append(self._relay.send_soon(self.group, token_event(message_id=self.message_id, text=text)))
-
-    async def _drain(self) -> None:
-        self._flush()
-        results = await asyncio.gather(*self._sends, return_exceptions=True)
-        self._sends.clear()
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            logger.error(
-                "could not relay %d of %d token events of message %s: %s",
-                len(failures), len(results), self.message_id, failures[0],
-            )  # fmt: skip

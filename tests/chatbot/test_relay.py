@@ -1,8 +1,6 @@
 """How a worker relays answers to the channel layer under load: an answer's text pieces that queue up behind a round
 trip to Redis leave as one event, and the flush interval grows when many answers stream in one process."""
 
-import asyncio
-
 import pytest
 
 from chatbot.realtime.protocol import done_event, token_event, typing_event
@@ -95,18 +93,12 @@ def test_an_answer_counts_as_streaming_until_it_is_closed_or_released():
     assert TokenCoalescer.streaming() == before
 
 
-def test_pieces_queued_behind_a_round_trip_reach_the_group_as_one_event_with_all_the_text_in_order():
+def test_pieces_handed_over_together_reach_the_group_as_one_event_with_all_the_text_in_order():
     group = "relay-merge-test"
     pieces = [f"w{n} " for n in range(50)]
-    layer_relay = relay()
-
-    async def queue_all() -> list[asyncio.Future]:
-        # Handed over in one turn of the relay's loop: all of them wait for the same round trip.
-        return [layer_relay.send_soon(group, token(7, piece)) for piece in pieces]
 
     with GroupListener(group) as listener:
-        sent = asyncio.run_coroutine_threadsafe(queue_all(), layer_relay._loop).result(5)
-        asyncio.run_coroutine_threadsafe(asyncio.wait(sent), layer_relay._loop).result(5)
+        relay().group_send_many([(group, token(7, piece)) for piece in pieces])
         listener.wait_until(lambda events: "".join(e["text"] for e in events) == "".join(pieces))
         events = listener.settle()
 
