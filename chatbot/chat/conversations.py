@@ -1,5 +1,6 @@
 """Conversation reads and writes: what the chat consumer, the answer task and the dashboard call."""
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import transaction
 from django.db.models import BigIntegerField, BooleanField, Exists, Max, OuterRef, Value
 from django.db.models.expressions import RawSQL
@@ -147,7 +148,9 @@ def message_receive(
     Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now, resolved_at=None)
     found = (
         Conversation.objects.only("id", "taken_over_by_id")
-        .annotate(streaming=_answer_streaming(), resent_id=_message_with_client_id(client_id))
+        .annotate(
+            streaming=_answer_streaming(), resent_id=_message_with_client_id(client_id), message_ids=_message_ids()
+        )
         .get(pk=conversation.pk)
     )
     if found.resent_id is not None:
@@ -157,21 +160,25 @@ def message_receive(
         return existing, answer_of_existing
     if found.streaming:
         raise ConversationBusy  # the update is rolled back with it
-    visitor_message = Message.objects.create(
-        conversation=conversation, role=Message.Role.VISITOR, text=text, client_id=client_id
-    )
     conversation.last_message_at, conversation.resolved_at = now, None
+    visitor_id, bot_id = found.message_ids
+    visitor_message = Message(
+        id=visitor_id, conversation=conversation, role=Message.Role.VISITOR, text=text, client_id=client_id
+    )
     bot_message = None
     if found.taken_over_by_id is None and answer:
-        bot_message = Message.objects.create(
+        bot_message = Message(
+            id=bot_id,
             conversation=conversation,
             role=Message.Role.BOT,
             status=Message.Status.STREAMING,
             in_reply_to=visitor_message,
         )
-        if dispatch_answer:
-            # Queued before the dashboards are told: the visitor is waiting for this one.
-            transaction.on_commit(lambda: answer_message.delay(bot_message.id, question=text))
+    # Both in one statement: their ids were taken with the checks, so the answer can point at the question.
+    Message.objects.bulk_create([visitor_message] if bot_message is None else [visitor_message, bot_message])
+    if bot_message is not None and dispatch_answer:
+        # Queued before the dashboards are told: the visitor is waiting for this one.
+        transaction.on_commit(lambda: answer_message.delay(bot_message.id, question=text))
     transaction.on_commit(lambda: _dashboard_notify(visitor_message.id, bot_id=conversation.bot_id))
     message_created_emit(bot=conversation.bot, message_id=visitor_message.id)
     return visitor_message, bot_message
@@ -185,6 +192,9 @@ _ANSWER_STREAMING = (
     f"EXISTS (SELECT 1 FROM {_MESSAGE} streaming WHERE streaming.conversation_id = {_CONVERSATION}.id"  # noqa: S608
     " AND streaming.role = %s AND streaming.status = %s)"
 )
+_MESSAGE_IDS = (
+    f"ARRAY[nextval(pg_get_serial_sequence('{_MESSAGE}', 'id')), nextval(pg_get_serial_sequence('{_MESSAGE}', 'id'))]"
+)
 _MESSAGE_WITH_CLIENT_ID = (
     f"(SELECT sent.id FROM {_MESSAGE} sent WHERE sent.conversation_id = {_CONVERSATION}.id"  # noqa: S608
     " AND sent.client_id = %s LIMIT 1)"
@@ -194,6 +204,12 @@ _MESSAGE_WITH_CLIENT_ID = (
 def _answer_streaming() -> RawSQL:
     """Whether one of the conversation's bot messages is still streaming."""
     return RawSQL(_ANSWER_STREAMING, (Message.Role.BOT, Message.Status.STREAMING), output_field=BooleanField())  # noqa: S611
+
+
+def _message_ids() -> RawSQL:
+    """Two new message ids, the visitor's message's and its answer's, in that order (ids are never reused; one
+    left unused is a gap, as a rolled-back insert would leave)."""
+    return RawSQL(_MESSAGE_IDS, (), output_field=ArrayField(BigIntegerField()))  # noqa: S611
 
 
 def _message_with_client_id(client_id: str) -> RawSQL | Value:
