@@ -3,7 +3,9 @@
 import threading
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from chatbot.bots.services import bot_create
 from chatbot.chat.conversations import ConversationBusy, conversation_resume_or_start, message_receive
@@ -61,3 +63,32 @@ def test_a_message_sent_again_after_a_reconnect_changes_nothing():
     after = Conversation.objects.get(id=conversation.id)
     assert (after.last_message_at, after.resolved_at) == (before.last_message_at, before.resolved_at)
     assert conversation.messages.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_question_and_its_answer_to_come_are_written_in_one_statement_the_answer_pointing_at_the_question():
+    bot = bot_create(slug="acme", name="Acme", allowed_origins=[])
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+
+    with CaptureQueriesContext(connection) as queries:
+        question, answer = message_receive(conversation=conversation, text="Do you ship abroad?", dispatch_answer=False)
+
+    inserts = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("INSERT")]
+    assert len(inserts) == 1
+    saved = {message.id: message for message in conversation.messages.all()}
+    assert saved[question.id].text == "Do you ship abroad?" and saved[question.id].role == Message.Role.VISITOR
+    assert saved[answer.id].in_reply_to_id == question.id and saved[answer.id].status == Message.Status.STREAMING
+    assert saved[question.id].created_at <= saved[answer.id].created_at
+
+
+@pytest.mark.django_db
+def test_in_a_conversation_staff_took_over_only_the_question_is_saved():
+    staff = get_user_model().objects.create_user("agent")
+    bot = bot_create(slug="acme", name="Acme", allowed_origins=[])
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    Conversation.objects.filter(id=conversation.id).update(taken_over_by=staff)
+
+    question, answer = message_receive(conversation=conversation, text="Hello?", dispatch_answer=False)
+
+    assert answer is None
+    assert list(conversation.messages.values_list("id", "role")) == [(question.id, Message.Role.VISITOR)]
