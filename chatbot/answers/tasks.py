@@ -2,11 +2,12 @@
 beat schedules name them)."""
 
 from celery import shared_task
-from celery.signals import task_received
+from celery.signals import task_received, worker_ready
 
 from chatbot.answers import watchdog
 from chatbot.answers.pipeline import answer_generate, question_embedding_early
 from chatbot.answers.progress import ANSWER_TASK_NAME
+from chatbot.ops.gc_pauses import first_answer_objects_freeze, long_lived_objects_freeze
 
 
 @shared_task(name=ANSWER_TASK_NAME, acks_late=True, ignore_result=True)
@@ -14,6 +15,13 @@ def answer_message(message_id: int, question: str | None = None) -> None:
     # `question` (the visitor's text, sent along by the socket that saved it) lets the worker start the question's
     # embedding before it loads the message; tasks queued without it still answer.
     answer_generate(message_id=message_id, question_hint=question)
+    first_answer_objects_freeze()
+
+
+@worker_ready.connect
+def _long_lived_objects_freeze(**kwargs) -> None:
+    """Keep the collector's full passes short while this worker streams answers (chatbot.ops.gc_pauses)."""
+    long_lived_objects_freeze()
 
 
 @task_received.connect
