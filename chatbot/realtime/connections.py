@@ -2,7 +2,7 @@
 state in Redis: limits, presence, stop requests, answer progress, the circuit breaker."""
 
 import asyncio
-import functools
+import threading
 
 import redis
 import redis.asyncio as aioredis
@@ -14,11 +14,25 @@ from redis.driver_info import DriverInfo
 _DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 
 
-@functools.cache
+_sync_client: redis.Redis | None = None
+_sync_client_lock = threading.Lock()
+
+
 def sync_client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, driver_info=_DRIVER_INFO
-    )
+    # Made under a lock. With `functools.cache`, threads asking for the first time at once each made a client; a
+    # client the cache did not keep is closed when collected, and closing it disconnects every connection of its
+    # pool, also one a thread is still using (50 threads saving messages at once: a Redis read that timed out after
+    # 2 s, then "I/O operation on closed file").
+    global _sync_client
+    client = _sync_client
+    if client is None:
+        with _sync_client_lock:
+            if _sync_client is None:
+                _sync_client = redis.Redis.from_url(
+                    settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, driver_info=_DRIVER_INFO
+                )
+            client = _sync_client
+    return client
 
 
 _async_clients: dict[int, aioredis.Redis] = {}
