@@ -1,5 +1,8 @@
 """Conversation reads and writes: what the chat consumer, the answer task and the dashboard call."""
 
+import logging
+
+import redis
 from django.contrib.postgres.fields import ArrayField
 from django.db import transaction
 from django.db.models import BigIntegerField, BooleanField, Exists, Max, OuterRef, Value
@@ -12,6 +15,8 @@ from chatbot.models import Bot, Conversation, Lead, Message, staff_display_name
 from chatbot.realtime.presence import staff_online
 from chatbot.realtime.protocol import Citation, MessagePayload
 from chatbot.webhooks.events import conversation_started_emit, feedback_negative_emit, message_created_emit
+
+logger = logging.getLogger(__name__)
 
 
 class ConversationBusy(Exception):
@@ -94,7 +99,7 @@ def conversation_start_next(
         visitor_email=conversation.visitor_email,
     )
     started.bot = conversation.bot
-    if staff_online(bot_id=conversation.bot_id):
+    if _dashboards_open(bot_id=conversation.bot_id):
         dashboard_visitor_left_notify(conversation=conversation, following=started)
     return started
 
@@ -223,8 +228,19 @@ def _dashboard_notify(message_id: int, *, bot_id: int) -> None:
     # With no dashboard open there is nobody to tell, and the row it would build costs queries that a burst of
     # visitors pays in full (an eighth of Daphne's busy time at 200 messages at once). A dashboard that opens
     # later loads the list from the database.
-    if staff_online(bot_id=bot_id):
+    if _dashboards_open(bot_id=bot_id):
         dashboard_message_notify(message_id=message_id)
+
+
+def _dashboards_open(*, bot_id: int) -> bool:
+    """Whether a dashboard could hear of this bot's conversations. The dashboards are a convenience: when Redis
+    cannot say (restarting, or too slow to answer), they are not told, and the visitor's message, already saved
+    and its answer queued, is not failed for it."""
+    try:
+        return staff_online(bot_id=bot_id) > 0
+    except redis.RedisError as error:
+        logger.warning("could not tell whether dashboards of bot %s are open: %s", bot_id, error)
+        return False
 
 
 def message_feedback(*, conversation: Conversation, message_id: int, value: str) -> bool:

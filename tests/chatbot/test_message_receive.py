@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -10,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from chatbot.bots.services import bot_create
 from chatbot.chat.conversations import ConversationBusy, conversation_resume_or_start, message_receive
 from chatbot.models import Conversation, Message
+from chatbot.realtime import connections
 
 
 def sent_at_the_same_moment(conversation: Conversation, texts: list[str]) -> list[str]:
@@ -92,3 +94,24 @@ def test_in_a_conversation_staff_took_over_only_the_question_is_saved():
 
     assert answer is None
     assert list(conversation.messages.values_list("id", "role")) == [(question.id, Message.Role.VISITOR)]
+
+
+@pytest.fixture
+def redis_unreachable(monkeypatch):
+    """The process's Redis client pointed at a port nothing listens on, as while Redis restarts."""
+    refused = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=2, socket_timeout=2)
+    monkeypatch.setattr(connections, "_sync_client", refused)
+
+
+@pytest.mark.django_db
+def test_when_redis_cannot_say_whether_a_dashboard_is_open_the_message_is_saved_and_answered_without_an_error(
+    django_capture_on_commit_callbacks, redis_unreachable
+):
+    bot = bot_create(slug="acme", name="Acme", allowed_origins=[])
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        question, answer = message_receive(conversation=conversation, text="Still there?", dispatch_answer=False)
+
+    assert conversation.messages.get(id=question.id).text == "Still there?"
+    assert conversation.messages.get(id=answer.id).status == Message.Status.STREAMING
