@@ -28,6 +28,8 @@ def long_lived_objects_freeze() -> None:
 def first_answer_objects_freeze() -> None:
     """After this process's first answer; does nothing after later ones."""
     global _after_first_answer
+    if _after_first_answer:  # every answer but the first: one read, no lock
+        return
     with _first_answer_lock:
         if _after_first_answer:
             return

@@ -58,11 +58,8 @@ class _LoopLayer(RedisPubSubLoopLayer):
 
     async def group_send_many(self, events: list[tuple[str, dict]]) -> None:
         """Send each (group, message) in order: one pipelined round trip per Redis shard."""
-        by_shard = defaultdict(list)
-        for group, message in events:
-            channel = self._get_group_channel_name(group)
-            by_shard[self._get_shard(channel)].append((channel, self.channel_layer.serialize(message)))
-        for shard, publications in by_shard.items():
+        for shard_index, publications in publications_by_shard(self, events).items():
+            shard = self._shards[shard_index]
             async with shard._lock:
                 shard._ensure_redis()
                 pipeline = shard._redis.pipeline(transaction=False)
@@ -98,19 +95,28 @@ class GroupPublisher:
     def __init__(self, layer: PubSubChannelLayer, *, socket_timeout_s: float) -> None:
         # channels_redis's own naming and sharding (an instance that never connects: no loop, no socket).
         self._naming = RedisPubSubLoopLayer(*layer._args, **layer._kwargs, channel_layer=layer)
-        self._serialize = layer.serialize
         self._shards = [_blocking_client(shard.host, socket_timeout_s) for shard in self._naming._shards]
 
     def group_send_many(self, events: list[tuple[str, dict]]) -> None:
-        by_shard = defaultdict(list)
-        for group, message in events:
-            channel = self._naming._get_group_channel_name(group)
-            by_shard[_consistent_hash(channel, len(self._shards))].append((channel, self._serialize(message)))
-        for shard, publications in by_shard.items():
-            pipeline = self._shards[shard].pipeline(transaction=False)
+        for shard_index, publications in publications_by_shard(self._naming, events).items():
+            pipeline = self._shards[shard_index].pipeline(transaction=False)
             for channel, data in publications:
                 pipeline.publish(channel, data)
             pipeline.execute()
+
+
+def publications_by_shard(
+    naming: RedisPubSubLoopLayer, events: list[tuple[str, dict]]
+) -> dict[int, list[tuple[str, bytes]]]:
+    """(channel, serialized message) of each (group, message), in order, by the index of the Redis shard that
+    carries the group: channels_redis's own group channel names, sharding and serializer."""
+    by_shard = defaultdict(list)
+    for group, message in events:
+        channel = naming._get_group_channel_name(group)
+        by_shard[_consistent_hash(channel, len(naming._shards))].append(
+            (channel, naming.channel_layer.serialize(message))
+        )
+    return by_shard
 
 
 def _blocking_client(host: dict, socket_timeout_s: float) -> redis.Redis:

@@ -32,8 +32,8 @@ SEND_TIMEOUT_S = 5.0
 
 
 class ChannelLayerRelay:
-    def __init__(self, layer=None) -> None:
-        self._publisher = (layer or get_channel_layer()).publisher(socket_timeout_s=SEND_TIMEOUT_S)
+    def __init__(self) -> None:
+        self._publisher = get_channel_layer().publisher(socket_timeout_s=SEND_TIMEOUT_S)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._outbox: list[tuple[str, dict, Future]] = []
@@ -62,13 +62,10 @@ class ChannelLayerRelay:
     def send_soon(self, group: str, event: dict) -> Future:
         """From any thread: queue `event` for `group`. The returned future is done once Redis has it, or holds why
         it failed."""
-        sent = Future()
-        with self._lock:
-            self._outbox.append((group, event, sent))
-            self._wake.notify()
-        return sent
+        return self.send_all_soon([(group, event)])[0]
 
     def send_all_soon(self, events: list[tuple[str, dict]]) -> list[Future]:
+        """`send_soon` for several (group, event), in this order."""
         sends = [Future() for _ in events]
         with self._lock:
             self._outbox.extend((group, event, sent) for (group, event), sent in zip(events, sends, strict=True))
@@ -208,14 +205,14 @@ class TokenCoalescer:
     _streaming = 0  # coalescers of this process not closed yet
     _streaming_lock = threading.Lock()
 
-    def __init__(self, *, group: str, message_id: int, interval_s: float = 0.02, layer_relay=None) -> None:
+    def __init__(self, *, group: str, message_id: int, interval_s: float = 0.02) -> None:
         self.group = group
         self.message_id = message_id
         self.interval_s = interval_s
         with TokenCoalescer._streaming_lock:
             TokenCoalescer._streaming += 1
         self._closed = False
-        self._relay = layer_relay or relay()
+        self._relay = relay()
         # Held while text is taken and handed to the outbox: the relay's timer and the feeding thread both flush,
         # and their events must reach the outbox in the order of their text.
         self._lock = threading.Lock()
