@@ -1,5 +1,6 @@
-"""The output guard's CPU per streamed piece (chatbot.answers.guard.StreamGuard): the worker guards the whole
-answer so far each time a piece arrives, so the cost per piece grows with the answer's length.
+"""The output guard's CPU per streamed piece (chatbot.answers.guard.StreamGuard). It guards again only the text
+after what it has settled, so the cost per piece should not grow with the answer's length (it did until the guard
+settled text: 0.03, 0.09 and 0.14 ms per piece at 100, 300 and 500 pieces).
 
     .venv/bin/python -m bench.guard_stream [--rounds 5]
 
