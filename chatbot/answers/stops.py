@@ -11,6 +11,7 @@ from django.conf import settings
 
 from chatbot.realtime.connections import async_client, sync_client
 from chatbot.realtime.keys import answer_stop_channel, answer_stop_key
+from inference.client import stop_checks_now
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ def answer_stop_requested(*, message_id: int) -> bool:
 
 
 class StopRequests:
-    """Stop requests for the answers this process is streaming. One thread listens to the stop channel and sets a
-    flag; an answer's `should_stop` (asked by the model client every 10 ms and at every token) only reads it."""
+    """Stop requests for the answers this process is streaming. One thread listens to the stop channel, sets a
+    flag and has the model client's open streams ask at once (`stop_checks_now`); an answer's `should_stop` (asked
+    then, at every token, and every STOP_WATCH_POLL_S while a stream waits) only reads it."""
 
     def __init__(self) -> None:
         self._requested: dict[int, bool] = {}
@@ -63,10 +65,14 @@ class StopRequests:
             # Not being able to stop is better than losing the answer.
             logger.warning("could not check for stop requests: %s", error)
             return
+        heard = False
         with self._lock:
             for message_id, value in zip(message_ids, found, strict=True):
                 if value is not None and message_id in self._requested:
                     self._requested[message_id] = True
+                    heard = True
+        if heard:
+            stop_checks_now()
 
     def _heard(self, data: bytes) -> None:
         try:
@@ -74,8 +80,10 @@ class StopRequests:
         except (TypeError, ValueError):
             return
         with self._lock:
-            if message_id in self._requested:
-                self._requested[message_id] = True
+            if message_id not in self._requested:
+                return
+            self._requested[message_id] = True
+        stop_checks_now()
 
     def _run(self) -> None:
         outage = False

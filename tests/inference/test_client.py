@@ -5,6 +5,7 @@ import time
 import pytest
 
 from devtools.tgi_simulator import MODEL_ID, RECORDINGS_DIR, TGISimulator, simulated_tokens
+from inference import client
 from inference.client import (
     GenerationSettings,
     ModelInfo,
@@ -16,6 +17,7 @@ from inference.client import (
     forget_endpoint,
     model_info,
     model_server_health,
+    stop_checks_now,
     stream_chat,
 )
 
@@ -247,6 +249,28 @@ def test_it_stops_promptly_when_asked_and_hangs_up(sim):
     assert received == ["word", " word", " word"]
     assert events[-1] == StreamEnd(finish_reason="stopped", model=MODEL_ID)
     assert time.monotonic() - started < 2
+    assert sim.wait_for(lambda requests: requests[-1]["outcome"] == "client_disconnected", timeout_s=2)
+
+
+def test_a_stop_heard_elsewhere_ends_a_stream_waiting_for_its_first_token_at_once(sim, monkeypatch):
+    """The caller hears of the stop (Parley: on Redis) and says so; the stream does not wait for its next poll,
+    here made longer than the test."""
+    monkeypatch.setattr(client, "STOP_WATCH_POLL_S", 30.0)
+    sim.configure(ttft_s=10.0, script_text="word " * 5)
+    stop = threading.Event()
+    asked_at: list[float] = []
+
+    def stop_after_a_while() -> None:
+        time.sleep(0.3)
+        asked_at.append(time.monotonic())
+        stop.set()
+        stop_checks_now()
+
+    threading.Thread(target=stop_after_a_while).start()
+    events = list(stream_chat(settings_for(sim), QUESTION, should_stop=stop.is_set))
+
+    assert events == [StreamEnd(finish_reason="stopped")]
+    assert time.monotonic() - asked_at[0] < 0.1
     assert sim.wait_for(lambda requests: requests[-1]["outcome"] == "client_disconnected", timeout_s=2)
 
 
