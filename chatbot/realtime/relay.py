@@ -5,7 +5,9 @@ keeps one relay thread with a blocking Redis client (`GroupPublisher`), and thre
 out through one outbox in the order they were handed over: while one batch is on its way to Redis, the next
 accumulates and then leaves in one pipelined round trip. One event alone leaves at once; at load, a round trip
 carries the events of every answer that has something to send, and an answer's text pieces that queued up behind
-it leave as one event.
+it leave as one event. An answer's text is sent by its own thread when no batch is on its way (`send_queued`):
+handing it to the relay's thread cost a wake of that thread per piece, and at one answer streaming alone the
+wakes, more than the work, are what a piece costs.
 
 The thread also keeps the timers of the answers' coalescers (`TokenCoalescer`). It was an asyncio loop with
 redis-py's asynchronous client before: a hop onto the loop for every piece of text, a task per batch and a future
@@ -39,6 +41,7 @@ class ChannelLayerRelay:
         self._outbox: list[tuple[str, dict, Future]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap of (when, order, callback)
         self._timer_order = itertools.count()
+        self._sending = False  # a batch is on its way to Redis (from the relay's thread or a caller's)
         self._thread = threading.Thread(target=self._run, name="channel-layer-relay", daemon=True)
         self._thread.start()
 
@@ -72,6 +75,27 @@ class ChannelLayerRelay:
             self._wake.notify()
         return sends
 
+    def queue(self, group: str, event: dict) -> Future:
+        """From any thread: put `event` for `group` in the outbox without waking the relay's thread; the caller
+        then calls `send_queued` (outside its own locks: that may wait on Redis). For an answer's text: under its
+        own lock, so that its pieces reach the outbox in order."""
+        sent = Future()
+        with self._lock:
+            self._outbox.append((group, event, sent))
+        return sent
+
+    def send_queued(self) -> None:
+        """Send what waits in the outbox from this thread, in one round trip, unless a batch is on its way: then
+        what waits goes with the next batch, which the relay's thread sends. One answer streaming alone costs
+        one thread's wake per piece this way, not three (this thread, the relay's, and its again for Redis's
+        reply)."""
+        with self._lock:
+            if self._sending or not self._outbox:
+                return
+            self._sending = True
+            batch, self._outbox = self._outbox, []
+        self._send_batch(batch)
+
     def call_at(self, when: float, callback: Callable[[], None]) -> None:
         """Run `callback` on the relay's thread at `when` (`time.monotonic()`), before the events handed over
         after that moment."""
@@ -89,21 +113,35 @@ class ChannelLayerRelay:
                 except Exception:
                     logger.exception("relay timer failed")
             with self._lock:
+                if self._sending or not self._outbox:
+                    continue
+                self._sending = True
                 batch, self._outbox = self._outbox, []
-            if batch:
-                self._send(batch)
+            self._send_batch(batch)
 
     def _due(self) -> list[Callable[[], None]]:
-        """Wait until a timer is due or an event is waiting; the timers due by then, in order."""
+        """Wait until a timer is due or an event waits with no batch on its way; the timers due by then, in
+        order."""
         with self._lock:
             while True:
                 now = time.monotonic()
                 due = []
                 while self._timers and self._timers[0][0] <= now:
                     due.append(heapq.heappop(self._timers)[2])
-                if due or self._outbox:
+                if due or (self._outbox and not self._sending):
                     return due
                 self._wake.wait(self._timers[0][0] - now if self._timers else None)
+
+    def _send_batch(self, batch: list[tuple[str, dict, Future]]) -> None:
+        """Send `batch` (taken with `_sending` set, on any thread), then let the next one go: the relay's thread
+        sends what came meanwhile."""
+        try:
+            self._send(batch)
+        finally:
+            with self._lock:
+                self._sending = False
+                if self._outbox:
+                    self._wake.notify()
 
     def _send(self, batch: list[tuple[str, dict, Future]]) -> None:
         failure: BaseException | None = None
@@ -198,9 +236,10 @@ class TokenCoalescer:
     the answer, and under load these delays only added up (`SendBudget`).
 
     A fast model at high concurrency would otherwise cost one Redis message per token. Text that may go now is
-    handed to the relay's outbox by the thread feeding it; text that must wait is flushed by a timer on the relay's
-    thread, so a pause in the model's output never holds back text already received. The feeding thread never
-    waits on Redis. `close()` sends what is left and waits until all of it was sent."""
+    put in the relay's outbox by the thread feeding it, which sends it itself when no batch is on its way (one
+    round trip to Redis, while the model's next token is on its way) and otherwise leaves it to the next batch;
+    text that must wait is flushed by a timer on the relay's thread, so a pause in the model's output never holds
+    back text already received. `close()` sends what is left and waits until all of it was sent."""
 
     _streaming = 0  # coalescers of this process not closed yet
     _streaming_lock = threading.Lock()
@@ -235,9 +274,12 @@ class TokenCoalescer:
             wait = self._budget.wait_s(now, interval)
             if wait <= 0:
                 self._flush_locked(now, interval)
-                return
-            self._flush_scheduled = True
-        self._relay.call_at(now + wait, self._flush)
+            else:
+                self._flush_scheduled = True
+        if wait <= 0:
+            self._relay.send_queued()
+        else:
+            self._relay.call_at(now + wait, self._flush)
 
     def close(self, timeout_s: float = SEND_TIMEOUT_S) -> None:
         """Flush what is pending and wait until every event of this answer has reached the channel layer."""
@@ -245,6 +287,7 @@ class TokenCoalescer:
         with self._lock:
             self._flush_locked(time.monotonic(), self.interval_s)
             sends, self._sends = self._sends, []
+        self._relay.send_queued()
         failures = []
         deadline = time.monotonic() + timeout_s
         for sent in sends:
@@ -274,6 +317,7 @@ class TokenCoalescer:
         with self._lock:
             self._flush_scheduled = False
             self._flush_locked(time.monotonic(), coalesce_interval(self.interval_s, TokenCoalescer._streaming))
+        self._relay.send_queued()
 
     def _flush_locked(self, now: float, interval_s: float) -> None:
         if not self._pending:
@@ -284,4 +328,4 @@ class TokenCoalescer:
         if self.first_sent_at is None:
             self.first_sent_at = now
         self.events_sent += 1
-        self._sends.append(self._relay.send_soon(self.group, token_event(message_id=self.message_id, text=text)))
+        self._sends.append(self._relay.queue(self.group, token_event(message_id=self.message_id, text=text)))

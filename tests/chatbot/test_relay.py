@@ -104,3 +104,35 @@ def test_pieces_handed_over_together_reach_the_group_as_one_event_with_all_the_t
 
     assert len(events) == 1
     assert events[0]["text"] == "".join(pieces)
+
+
+def test_an_answers_piece_is_sent_by_its_own_thread_when_no_batch_is_on_its_way():
+    """No hand-over to the relay's thread: the piece has reached Redis when `send_queued` returns."""
+    group = "relay-own-thread-test"
+
+    with GroupListener(group) as listener:
+        first = relay().queue(group, token(7, "Hello"))
+        second = relay().queue(group, token(7, ", world"))
+        relay().send_queued()
+        sent_before_return = first.done() and second.done()
+        listener.wait_until(lambda events: "".join(e["text"] for e in events) == "Hello, world")
+        events = listener.settle()
+
+    assert sent_before_return
+    assert first.exception() is None and second.exception() is None
+    assert [event["text"] for event in events] == ["Hello, world"]
+
+
+def test_a_coalescer_sends_what_it_was_fed_and_closes_with_everything_sent():
+    group = "relay-coalescer-test"
+
+    with GroupListener(group) as listener:
+        coalescer = TokenCoalescer(group=group, message_id=8, interval_s=0.02)
+        for piece in ["One", " two", " three", " four"]:
+            coalescer.feed(piece)
+        coalescer.close()
+        listener.wait_until(lambda events: "".join(e["text"] for e in events) == "One two three four")
+        events = listener.settle()
+
+    assert coalescer.first_sent_at is not None
+    assert len(events) == coalescer.events_sent <= 4
