@@ -32,12 +32,13 @@ CITED = (
 )
 
 
-def answer_script(text: str, tokens: int) -> str:
-    """The first `tokens` tokens of an answer of this kind, as the simulator cuts them."""
+def cited_answer_set(stack: lib.Stack, tokens: int) -> None:
+    """Have the simulator answer with the first `tokens` tokens of `CITED` repeated (`Stack.set_answer_tokens`
+    sets bench.run's "w0 w1 ...")."""
     from devtools.tgi_simulator import simulated_tokens
 
-    source = " ".join(f"w{n}" for n in range(tokens)) if text == "words" else CITED * (tokens // 20 + 1)
-    return "".join(piece for piece, _, _ in simulated_tokens(source)[:tokens])
+    script = "".join(piece for piece, _, _ in simulated_tokens(CITED * (tokens // 20 + 1))[:tokens])
+    lib.simulator_call(stack.simulator_url, "/_simulator/config", {"script_text": script})
 
 
 def stream_cpu(stack: lib.Stack, *, answers: int, tokens: int, text: str, rounds: int) -> dict:
@@ -61,9 +62,10 @@ def stream_cpu(stack: lib.Stack, *, answers: int, tokens: int, text: str, rounds
             close_old_connections()
 
     def round_cpu_s(answer_tokens: int) -> float:
-        lib.simulator_call(
-            stack.simulator_url, "/_simulator/config", {"script_text": answer_script(text, answer_tokens)}
-        )
+        if text == "words":
+            stack.set_answer_tokens(answer_tokens)
+        else:
+            cited_answer_set(stack, answer_tokens)
         started = time.process_time()
         list(pool.map(answer_one, range(answers)))
         return time.process_time() - started

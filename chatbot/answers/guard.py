@@ -389,8 +389,8 @@ class StreamGuard:
         if end < self._settle_retry_length:
             return 0
         text = stable[:end]
-        guarded, ends_open = _links_guarded(text, self.allowed_hosts)
-        if ends_open or _stable_end(text) < end:
+        guarded, ends_open = _links_guarded(text, self.allowed_hosts) if _stable_end(text) == end else (None, True)
+        if ends_open:
             self._settle_retry_length = end + end // 2 + 1
             return 0
         self._settled_end += end

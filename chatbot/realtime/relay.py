@@ -89,20 +89,21 @@ class ChannelLayerRelay:
             self._outbox.append((group, event, sent))
         return sent
 
-    def send_queued(self, *, here: bool = True) -> None:
-        """Send what waits in the outbox from this thread (`here`), in one round trip, unless a batch is on its
-        way: then what waits goes with the next batch, which the relay's thread sends. One answer streaming alone
-        costs one thread's wake per piece this way, not three (this thread, the relay's, and its again for Redis's
-        reply). Not `here`: wake the relay's thread to send it."""
+    def send_queued(self) -> None:
+        """Send what waits in the outbox from this thread, in one round trip, unless a batch is on its way: then
+        what waits goes with the next batch, which the relay's thread sends. One answer streaming alone costs one
+        thread's wake per piece this way, not three (this thread, the relay's, and its again for Redis's reply)."""
         with self._lock:
-            if not here:
-                self._wake.notify()
-                return
             if self._sending or not self._outbox:
                 return
             self._sending = True
             batch, self._outbox = self._outbox, []
         self._send_batch(batch)
+
+    def wake(self) -> None:
+        """Have the relay's thread send what waits in the outbox (`queue`d by a thread that does not send it)."""
+        with self._lock:
+            self._wake.notify()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> None:
         """Run `callback` on the relay's thread at `when` (`time.monotonic()`), before the events handed over
@@ -286,7 +287,7 @@ class TokenCoalescer:
             else:
                 self._flush_scheduled = True
         if wait <= 0:
-            self._relay.send_queued(here=self._sends_itself())
+            self._send_queued()
         else:
             self._relay.call_at(now + wait, self._flush)
 
@@ -296,7 +297,7 @@ class TokenCoalescer:
         with self._lock:
             self._flush_locked(time.monotonic(), self.interval_s)
             sends, self._sends = self._sends, []
-        self._relay.send_queued(here=self._sends_itself())
+        self._send_queued()
         failures = []
         deadline = time.monotonic() + timeout_s
         for sent in sends:
@@ -326,12 +327,19 @@ class TokenCoalescer:
         """Whether the feeding thread sends its text itself (few answers streaming) or wakes the relay's thread."""
         return TokenCoalescer._streaming <= SEND_ITSELF_UP_TO
 
+    def _send_queued(self) -> None:
+        """From the feeding thread, outside `_lock`: send what `_flush_locked` queued, or have the relay send it."""
+        if self._sends_itself():
+            self._relay.send_queued()
+        else:
+            self._relay.wake()
+
     def _flush(self) -> None:
-        """The timer's flush, on the relay's thread."""
+        """The timer's flush, on the relay's thread: the thread sends what every due timer queued, in one batch,
+        once they have all run."""
         with self._lock:
             self._flush_scheduled = False
             self._flush_locked(time.monotonic(), coalesce_interval(self.interval_s, TokenCoalescer._streaming))
-        self._relay.send_queued()
 
     def _flush_locked(self, now: float, interval_s: float) -> None:
         if not self._pending:
