@@ -36,6 +36,7 @@ from huggingface_hub import InferenceClient, InferenceTimeoutError
 from huggingface_hub.inference._common import _parse_text_generation_error
 from huggingface_hub.utils import hf_raise_for_status
 
+from inference import stream_reader
 from inference.errors import ModelServerError, model_server_error
 
 logger = logging.getLogger(__name__)
@@ -136,21 +137,54 @@ def stream_chat(
     Raises ModelServerError. Closing the generator early closes the HTTP stream, which makes TGI stop
     generating.
     """
+    yield from _attempts(settings, messages, should_stop=should_stop, on_delta=None)
+
+
+def stream_chat_to(
+    settings: GenerationSettings,
+    messages: list[dict[str, str]],
+    on_delta: Callable[[str], bool],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> StreamEnd | None:
+    """Stream an answer as `stream_chat` does, but hand each piece of text to `on_delta` as it arrives, on the
+    process's model-stream reader thread (inference.stream_reader), and return the StreamEnd once the answer is
+    over. The calling thread sleeps meanwhile: one thread reads every stream of the process, so a token does not
+    wake a thread of its own.
+
+    `on_delta` must be quick and must not block (every stream of the process waits while it runs); it returns
+    True to hang up (the answer has said enough), and `stream_chat_to` then returns None. An exception it raises
+    is raised here as it is. Raises ModelServerError as `stream_chat` does, with the same retries before the first
+    piece.
+    """
+    end: StreamEnd | None = None
+    for event in _attempts(settings, messages, should_stop=should_stop, on_delta=on_delta):
+        end = event
+    return end
+
+
+def _attempts(
+    settings: GenerationSettings,
+    messages: list[dict[str, str]],
+    *,
+    should_stop: Callable[[], bool] | None,
+    on_delta: Callable[[str], bool] | None,
+) -> Iterator[StreamDelta | StreamEnd]:
+    """The answer's stream, retried with backoff while nothing has been delivered."""
     attempt = 0
     while True:
         if should_stop is not None and should_stop():
             yield StreamEnd(finish_reason="stopped")
             return
-        text_was_yielded = False
+        reading = _ChatReading()
         try:
-            with contextlib.closing(_stream_once(settings, messages, should_stop=should_stop)) as events:
-                for event in events:
-                    if isinstance(event, StreamDelta):
-                        text_was_yielded = True
-                    yield event
+            with contextlib.closing(
+                _stream_once(settings, messages, reading=reading, should_stop=should_stop, on_delta=on_delta)
+            ) as events:
+                yield from events
             return
         except ModelServerError as error:
-            if text_was_yielded or not error.retryable or attempt >= settings.connect_retries:
+            if reading.text_was_yielded or not error.retryable or attempt >= settings.connect_retries:
                 raise
             delay = _backoff_delay(settings.backoff_s, attempt)
             attempt += 1
@@ -167,21 +201,80 @@ def stream_chat(
                 return
 
 
+class _ChatReading:
+    """What one attempt's stream has said so far, event by event: the same rules whether it is read in the thread
+    or on the reader."""
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage: dict | None = None
+        self.model: str | None = None
+        self.text_was_yielded = False
+
+    def contents(self, chunk: dict) -> list[str]:
+        """The pieces of text of one event; notes its model, usage and finish reason."""
+        self.model = chunk.get("model") or self.model
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        contents = []
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content:  # the EOS chunk carries "" (TGI) or None (others)
+                self.text_was_yielded = True
+                contents.append(content)
+            if choice.get("finish_reason"):
+                self.finish_reason = _finish_reason(choice["finish_reason"])
+        return contents
+
+
+class _Delivery:
+    """Hands a stream's text to `on_delta`, line by line: `on_line` for `stream_reader.read_lines`, and for the
+    thread when the reader cannot read the response."""
+
+    def __init__(self, reading: _ChatReading, on_delta, should_stop, watcher) -> None:  # type: ignore[no-untyped-def]
+        self.reading = reading
+        self.on_delta = on_delta
+        self.should_stop = should_stop
+        self.watcher = watcher
+        self.stopped = False
+        self.enough = False
+
+    def on_line(self, line: str) -> bool:
+        event = _chat_stream_event(line)
+        if event is None:
+            return False
+        if event is _DONE:
+            return True
+        try:
+            if self.watcher is not None and (self.watcher.stopped or self.should_stop()):
+                self.stopped = True
+                return True
+            for content in self.reading.contents(event):
+                if self.on_delta(content):
+                    self.enough = True
+                    return True
+        except Exception as error:
+            raise _DeliveryFailed() from error
+        return False
+
+
+class _DeliveryFailed(Exception):
+    """`on_delta` or `should_stop` raised (its exception is the cause): not the model server's failure."""
+
+
 def _stream_once(
     settings: GenerationSettings,
     messages: list[dict[str, str]],
     *,
+    reading: _ChatReading,
     should_stop: Callable[[], bool] | None,
+    on_delta: Callable[[str], bool] | None,
 ) -> Iterator[StreamDelta | StreamEnd]:
     # The client must stay referenced while iterating: garbage-collecting it closes the stream (its ExitStack).
     client = _ModelServerInferenceClient(
         base_url=settings.endpoint, api_key=settings.api_key or NO_API_KEY, timeout=settings.timeout_s
     )
     watcher = _StopWatcher(should_stop, on_stop=client.hang_up) if should_stop is not None else None
-    finish_reason: str | None = None
-    usage = None
-    model: str | None = None
-    text_was_yielded = False
     try:
         # Builds and sends the request and checks its status; returns a generator parsing the events, left unread.
         client.chat_completion(
@@ -198,68 +291,91 @@ def _stream_once(
         # InferenceClient built and sent the request, and checked its status; its parse of each event (a dataclass
         # per event, deep-copied at every level) cost about 170 µs of CPU per token, three quarters of a worker's
         # cost per streamed token (bench/). The events are read here from the same lines instead, with the same
-        # rules (`_chat_stream_events`).
-        for chunk in _chat_stream_events(client.stream_lines):
-            if watcher is not None and (watcher.stopped or should_stop()):
-                client.close()
-                yield StreamEnd(finish_reason="stopped", model=model)
-                return
-            model = chunk.get("model") or model
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-            for choice in chunk.get("choices") or ():
-                content = (choice.get("delta") or {}).get("content")
-                if content:  # the EOS chunk carries "" (TGI) or None (others)
-                    text_was_yielded = True
+        # rules (`_chat_stream_event`).
+        if on_delta is None:
+            for chunk in _chat_stream_events(client.stream_lines):
+                if watcher is not None and (watcher.stopped or should_stop()):
+                    client.close()
+                    yield StreamEnd(finish_reason="stopped", model=reading.model)
+                    return
+                for content in reading.contents(chunk):
                     yield StreamDelta(text=content)
-                if choice.get("finish_reason"):
-                    finish_reason = _finish_reason(choice["finish_reason"])
+        else:
+            delivery = _Delivery(reading, on_delta, should_stop, watcher)
+            body = stream_reader.response_body(client._response)
+            if body is not None:
+                stream_reader.read_lines(body, delivery.on_line, timeout_s=settings.timeout_s)
+            else:
+                for line in client.stream_lines:
+                    if delivery.on_line(line):
+                        break
+            if delivery.stopped:
+                client.close()
+                yield StreamEnd(finish_reason="stopped", model=reading.model)
+                return
+            if delivery.enough:
+                return
     except Exception as error:
+        if isinstance(error, _DeliveryFailed):
+            raise error.__cause__ from None  # type: ignore[misc]
         if watcher is not None and watcher.stopped:
             # The watcher hung up on a stream waiting for its next token: whatever broke, it was us.
-            yield StreamEnd(finish_reason="stopped", model=model)
+            yield StreamEnd(finish_reason="stopped", model=reading.model)
             return
         if isinstance(error, json.JSONDecodeError):
             # Some OpenAI-compatible servers end with `data:[DONE]` (no space); huggingface_hub cannot parse it.
-            if finish_reason is None:
-                kind = "stream_error" if text_was_yielded else "bad_response"
+            if reading.finish_reason is None:
+                kind = "stream_error" if reading.text_was_yielded else "bad_response"
                 raise ModelServerError(kind, f"unparseable stream event: {error}") from error
         elif isinstance(error, httpx2.HTTPError | ValueError):
-            raise model_server_error(error, text_was_yielded=text_was_yielded) from error
+            raise model_server_error(error, text_was_yielded=reading.text_was_yielded) from error
         else:
             raise
     finally:
         if watcher is not None:
             watcher.cancel()
         client.close()
-    if watcher is not None and watcher.stopped and finish_reason is None:
-        yield StreamEnd(finish_reason="stopped", model=model)
+    if watcher is not None and watcher.stopped and reading.finish_reason is None:
+        yield StreamEnd(finish_reason="stopped", model=reading.model)
         return
-    if finish_reason is None:
-        kind = "stream_error" if text_was_yielded else "bad_response"
+    if reading.finish_reason is None:
+        kind = "stream_error" if reading.text_was_yielded else "bad_response"
         raise ModelServerError(kind, "the stream ended without a finish reason")
+    usage = reading.usage
     yield StreamEnd(
-        finish_reason=finish_reason,
+        finish_reason=reading.finish_reason,
         prompt_tokens=usage.get("prompt_tokens") if usage else None,
         completion_tokens=usage.get("completion_tokens") if usage else None,
-        model=model,
+        model=reading.model,
     )
 
 
+_DONE = object()
+
+
+def _chat_stream_event(line: str) -> dict | object | None:
+    """The JSON object of one line of a Messages API event stream, as huggingface_hub reads it
+    (`_format_chat_completion_stream_output`): None for a line that is not `data:`, `_DONE` at `data: [DONE]`;
+    an event carrying "error" raises the same exception it would."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return _DONE
+    event = json.loads(payload)
+    if event.get("error") is not None:
+        raise _parse_text_generation_error(event["error"], event.get("error_type"))
+    return event
+
+
 def _chat_stream_events(lines: Iterator[str]) -> Iterator[dict]:
-    """The JSON objects of a Messages API event stream, as huggingface_hub reads them
-    (`_format_chat_completion_stream_output`): `data:` lines only, up to `data: [DONE]`; an event carrying
-    "error" raises the same exception it would."""
+    """The JSON objects of a Messages API event stream, up to `data: [DONE]`."""
     for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
+        event = _chat_stream_event(line)
+        if event is _DONE:
             return
-        event = json.loads(payload)
-        if event.get("error") is not None:
-            raise _parse_text_generation_error(event["error"], event.get("error_type"))
-        yield event
+        if event is not None:
+            yield event  # type: ignore[misc]
 
 
 def stop_checks_now() -> None:

@@ -19,12 +19,10 @@ from inference.budget import BuiltPrompt, PromptBudgetError, build_prompt
 from inference.client import (
     GenerationSettings,
     ModelServerError,
-    StreamDelta,
-    StreamEnd,
     count_tokens,
     estimate_tokens,
     model_info,
-    stream_chat,
+    stream_chat_to,
 )
 from inference.prompts import Passage, Turn, extract_citations
 from knowledge.retrieval import RetrievedChunk
@@ -120,21 +118,22 @@ def answer_with_model(
         passages_used = built.passages_used
         outcome.passages_over_budget = _left_out(passages, built.passages_used)
         metrics.ADDED_SECONDS.labels(bot=bot.slug).observe(time.monotonic() - started)
-        end: StreamEnd | None = None
-        for event in stream_chat(generation, built.messages, should_stop=should_stop):
-            if isinstance(event, StreamDelta):
-                if not parts:
-                    outcome.ttft_ms = (time.monotonic() - started) * 1000
-                    metrics.TTFT_SECONDS.labels(bot=bot.slug).observe(outcome.ttft_ms / 1000)
-                parts.append(event.text)
-                safe = guard.feed(event.text)
-                coalescer.feed(safe)
-                progress.add(safe)
-                if guard.prompt_leaked:
-                    logger.warning("answer %s repeated the system prompt: ended with a safe message", message_id)
-                    break
-            else:
-                end = event
+
+        def relay_piece(text: str) -> bool:
+            """On the process's model-stream reader thread: guard and relay one piece; True ends the answer."""
+            if not parts:
+                outcome.ttft_ms = (time.monotonic() - started) * 1000
+                metrics.TTFT_SECONDS.labels(bot=bot.slug).observe(outcome.ttft_ms / 1000)
+            parts.append(text)
+            safe = guard.feed(text)
+            coalescer.feed(safe)
+            progress.add(safe)
+            if guard.prompt_leaked:
+                logger.warning("answer %s repeated the system prompt: ended with a safe message", message_id)
+                return True
+            return False
+
+        end = stream_chat_to(generation, built.messages, relay_piece, should_stop=should_stop)
         coalescer.feed(guard.flush())
         coalescer.close()
         circuit.circuit_record_success(endpoint=bot.endpoint)

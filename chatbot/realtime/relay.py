@@ -5,12 +5,9 @@ keeps one relay thread with a blocking Redis client (`GroupPublisher`), and thre
 out through one outbox in the order they were handed over: while one batch is on its way to Redis, the next
 accumulates and then leaves in one pipelined round trip. One event alone leaves at once; at load, a round trip
 carries the events of every answer that has something to send, and an answer's text pieces that queued up behind
-it leave as one event. While only a few answers stream in the process, an answer's text is sent by its own
-thread when no batch is on its way (`send_queued`): handing it to the relay's thread cost a wake of that thread
-per piece, and with one answer streaming alone the wakes, more than the work, are what a piece costs. With more,
-the relay's thread sends it: in a burst of 50 questions, answer threads sending their own text held up everyone's
-first tokens (an answer thread back from Redis waits for the interpreter behind the others, and no batch leaves
-meanwhile): burst TTFT p50 worse in six `bench.run --quick` pairs of six.
+it leave as one event. An answer's text is fed to its coalescer on the process's model-stream reader thread
+(inference.stream_reader), which must never wait on Redis: the relay's thread sends it. A thread that waits
+anyway (an answer closing its coalescer) sends what waits itself (`send_queued`), when no batch is on its way.
 
 The thread also keeps the timers of the answers' coalescers (`TokenCoalescer`). It was an asyncio loop with
 redis-py's asynchronous client before: a hop onto the loop for every piece of text, a task per batch and a future
@@ -34,8 +31,6 @@ from chatbot.realtime.protocol import token_event
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5.0
-# Up to this many answers streaming in a process, an answer's thread sends its own text (see above).
-SEND_ITSELF_UP_TO = 4
 
 
 class ChannelLayerRelay:
@@ -91,8 +86,8 @@ class ChannelLayerRelay:
 
     def send_queued(self) -> None:
         """Send what waits in the outbox from this thread, in one round trip, unless a batch is on its way: then
-        what waits goes with the next batch, which the relay's thread sends. One answer streaming alone costs one
-        thread's wake per piece this way, not three (this thread, the relay's, and its again for Redis's reply)."""
+        what waits goes with the next batch, which the relay's thread sends. For a thread that waits for its events
+        to be sent anyway: it saves waking the relay's thread."""
         with self._lock:
             if self._sending or not self._outbox:
                 return
@@ -245,11 +240,10 @@ class TokenCoalescer:
     the answer, and under load these delays only added up (`SendBudget`).
 
     A fast model at high concurrency would otherwise cost one Redis message per token. Text that may go now is
-    put in the relay's outbox by the thread feeding it, which sends it itself while few answers stream and no
-    batch is on its way (one round trip to Redis, while the model's next token is on its way), and otherwise
-    leaves it to the relay's thread;
-    text that must wait is flushed by a timer on the relay's thread, so a pause in the model's output never holds
-    back text already received. `close()` sends what is left and waits until all of it was sent."""
+    put in the relay's outbox and the relay's thread woken (`feed` runs on the model-stream reader thread, which
+    must not wait on Redis); text that must wait is flushed by a timer on the relay's thread, so a pause in the
+    model's output never holds back text already received. `close()` sends what is left and waits until all of it
+    was sent."""
 
     _streaming = 0  # coalescers of this process not closed yet
     _streaming_lock = threading.Lock()
@@ -287,7 +281,7 @@ class TokenCoalescer:
             else:
                 self._flush_scheduled = True
         if wait <= 0:
-            self._send_queued()
+            self._relay.wake()
         else:
             self._relay.call_at(now + wait, self._flush)
 
@@ -297,7 +291,7 @@ class TokenCoalescer:
         with self._lock:
             self._flush_locked(time.monotonic(), self.interval_s)
             sends, self._sends = self._sends, []
-        self._send_queued()
+        self._relay.send_queued()  # this thread waits for it anyway
         failures = []
         deadline = time.monotonic() + timeout_s
         for sent in sends:
@@ -321,18 +315,6 @@ class TokenCoalescer:
     @classmethod
     def streaming(cls) -> int:
         return cls._streaming
-
-    @staticmethod
-    def _sends_itself() -> bool:
-        """Whether the feeding thread sends its text itself (few answers streaming) or wakes the relay's thread."""
-        return TokenCoalescer._streaming <= SEND_ITSELF_UP_TO
-
-    def _send_queued(self) -> None:
-        """From the feeding thread, outside `_lock`: send what `_flush_locked` queued, or have the relay send it."""
-        if self._sends_itself():
-            self._relay.send_queued()
-        else:
-            self._relay.wake()
 
     def _flush(self) -> None:
         """The timer's flush, on the relay's thread: the thread sends what every due timer queued, in one batch,
