@@ -33,10 +33,9 @@ from dataclasses import dataclass
 import httpx
 import httpx2
 from huggingface_hub import InferenceClient, InferenceTimeoutError
-from huggingface_hub.inference._common import _parse_text_generation_error
 from huggingface_hub.utils import hf_raise_for_status
 
-from inference import stream_reader
+from inference import chat_events, stream_reader
 from inference.errors import ModelServerError, model_server_error
 
 logger = logging.getLogger(__name__)
@@ -176,7 +175,7 @@ def _attempts(
         if should_stop is not None and should_stop():
             yield StreamEnd(finish_reason="stopped")
             return
-        reading = _ChatReading()
+        reading = chat_events.ChatReading()
         try:
             with contextlib.closing(
                 _stream_once(settings, messages, reading=reading, should_stop=should_stop, on_delta=on_delta)
@@ -201,72 +200,11 @@ def _attempts(
                 return
 
 
-class _ChatReading:
-    """What one attempt's stream has said so far, event by event: the same rules whether it is read in the thread
-    or on the reader."""
-
-    def __init__(self) -> None:
-        self.finish_reason: str | None = None
-        self.usage: dict | None = None
-        self.model: str | None = None
-        self.text_was_yielded = False
-
-    def contents(self, chunk: dict) -> list[str]:
-        """The pieces of text of one event; notes its model, usage and finish reason."""
-        self.model = chunk.get("model") or self.model
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        contents = []
-        for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
-            if content:  # the EOS chunk carries "" (TGI) or None (others)
-                self.text_was_yielded = True
-                contents.append(content)
-            if choice.get("finish_reason"):
-                self.finish_reason = _finish_reason(choice["finish_reason"])
-        return contents
-
-
-class _Delivery:
-    """Hands a stream's text to `on_delta`, line by line: `on_line` for `stream_reader.read_lines`, and for the
-    thread when the reader cannot read the response."""
-
-    def __init__(self, reading: _ChatReading, on_delta, should_stop, watcher) -> None:  # type: ignore[no-untyped-def]
-        self.reading = reading
-        self.on_delta = on_delta
-        self.should_stop = should_stop
-        self.watcher = watcher
-        self.stopped = False
-        self.enough = False
-
-    def on_line(self, line: str) -> bool:
-        event = _chat_stream_event(line)
-        if event is None:
-            return False
-        if event is _DONE:
-            return True
-        try:
-            if self.watcher is not None and (self.watcher.stopped or self.should_stop()):
-                self.stopped = True
-                return True
-            for content in self.reading.contents(event):
-                if self.on_delta(content):
-                    self.enough = True
-                    return True
-        except Exception as error:
-            raise _DeliveryFailed() from error
-        return False
-
-
-class _DeliveryFailed(Exception):
-    """`on_delta` or `should_stop` raised (its exception is the cause): not the model server's failure."""
-
-
 def _stream_once(
     settings: GenerationSettings,
     messages: list[dict[str, str]],
     *,
-    reading: _ChatReading,
+    reading: chat_events.ChatReading,
     should_stop: Callable[[], bool] | None,
     on_delta: Callable[[str], bool] | None,
 ) -> Iterator[StreamDelta | StreamEnd]:
@@ -291,9 +229,9 @@ def _stream_once(
         # InferenceClient built and sent the request, and checked its status; its parse of each event (a dataclass
         # per event, deep-copied at every level) cost about 170 µs of CPU per token, three quarters of a worker's
         # cost per streamed token (bench/). The events are read here from the same lines instead, with the same
-        # rules (`_chat_stream_event`).
+        # rules (`chat_events.chat_stream_event`).
         if on_delta is None:
-            for chunk in _chat_stream_events(client.stream_lines):
+            for chunk in chat_events.chat_stream_events(client.stream_lines):
                 if watcher is not None and (watcher.stopped or should_stop()):
                     client.close()
                     yield StreamEnd(finish_reason="stopped", model=reading.model)
@@ -301,7 +239,7 @@ def _stream_once(
                 for content in reading.contents(chunk):
                     yield StreamDelta(text=content)
         else:
-            delivery = _Delivery(reading, on_delta, should_stop, watcher)
+            delivery = chat_events.Delivery(reading, on_delta, should_stop, watcher)
             body = stream_reader.response_body(client._response)
             if body is not None:
                 stream_reader.read_lines(body, delivery.on_line, timeout_s=settings.timeout_s)
@@ -316,7 +254,7 @@ def _stream_once(
             if delivery.enough:
                 return
     except Exception as error:
-        if isinstance(error, _DeliveryFailed):
+        if isinstance(error, chat_events.DeliveryFailed):
             raise error.__cause__ from None  # type: ignore[misc]
         if watcher is not None and watcher.stopped:
             # The watcher hung up on a stream waiting for its next token: whatever broke, it was us.
@@ -348,34 +286,6 @@ def _stream_once(
         completion_tokens=usage.get("completion_tokens") if usage else None,
         model=reading.model,
     )
-
-
-_DONE = object()
-
-
-def _chat_stream_event(line: str) -> dict | object | None:
-    """The JSON object of one line of a Messages API event stream, as huggingface_hub reads it
-    (`_format_chat_completion_stream_output`): None for a line that is not `data:`, `_DONE` at `data: [DONE]`;
-    an event carrying "error" raises the same exception it would."""
-    if not line.startswith("data:"):
-        return None
-    payload = line[5:].strip()
-    if payload == "[DONE]":
-        return _DONE
-    event = json.loads(payload)
-    if event.get("error") is not None:
-        raise _parse_text_generation_error(event["error"], event.get("error_type"))
-    return event
-
-
-def _chat_stream_events(lines: Iterator[str]) -> Iterator[dict]:
-    """The JSON objects of a Messages API event stream, up to `data: [DONE]`."""
-    for line in lines:
-        event = _chat_stream_event(line)
-        if event is _DONE:
-            return
-        if event is not None:
-            yield event  # type: ignore[misc]
 
 
 def stop_checks_now() -> None:
@@ -515,12 +425,6 @@ def _top_p_for_tgi(top_p: float | None) -> float | None:
     if top_p is None or top_p >= 1.0:
         return None
     return top_p
-
-
-def _finish_reason(server_reason: str) -> str:
-    if server_reason in ("stop", "eos_token", "stop_sequence"):
-        return "stop"
-    return server_reason
 
 
 def _backoff_delay(backoff_s: float, attempt: int) -> float:
