@@ -81,6 +81,7 @@ class _Reading:
     body: ResponseBody
     on_line: Callable[[str], bool]
     timeout_s: float
+    fd: int = -1
     deadline: float = 0.0
     partial: bytes = b""
     error: BaseException | None = None
@@ -145,12 +146,22 @@ class _Reader:
             self._readings.add(reading)
             try:
                 reading.body.sock.setblocking(False)
-                self._selector.register(reading.body.sock, selectors.EVENT_READ, reading)
+                reading.fd = reading.body.sock.fileno()
+                self._register(reading)
             except (OSError, ValueError) as error:  # closed or shut meanwhile
                 self._readings.discard(reading)
                 self._finish(reading, httpx2.ReadError(str(error)))
                 continue
             self._parse(reading)  # what h11 already holds, read with the headers
+
+    def _register(self, reading: _Reading) -> None:
+        try:
+            self._selector.register(reading.fd, selectors.EVENT_READ, reading)
+        except KeyError:
+            # The number is still registered for a reading whose socket was closed under it (its thread was
+            # interrupted while it waited): that reading is over.
+            self._end(self._selector.get_key(reading.fd).data, httpx2.ReadError("the stream's socket was closed"))
+            self._selector.register(reading.fd, selectors.EVENT_READ, reading)
 
     def _receive(self, reading: _Reading) -> None:
         sock = reading.body.sock
@@ -213,7 +224,7 @@ class _Reader:
             return
         self._readings.discard(reading)
         with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(reading.body.sock)
+            self._selector.unregister(reading.fd)  # by number: the socket may be closed by now
         self._finish(reading, error)
 
     @staticmethod
