@@ -77,8 +77,8 @@ class ChannelLayerRelay:
 
     def queue(self, group: str, event: dict) -> Future:
         """From any thread: put `event` for `group` in the outbox without waking the relay's thread; the caller
-        then calls `send_queued` (outside its own locks: that may wait on Redis). For an answer's text: under its
-        own lock, so that its pieces reach the outbox in order."""
+        then calls `wake`, or `send_queued` if it may wait on Redis (outside its own locks). For an answer's text:
+        under its own lock, so that its pieces reach the outbox in order."""
         sent = Future()
         with self._lock:
             self._outbox.append((group, event, sent))
