@@ -153,7 +153,9 @@ def test_it_relays_and_saves_the_recorded_llama_answer_exactly(sim, bot):
     assert message.finished_at is not None
 
 
-def test_it_sends_the_first_token_at_once_and_then_about_one_event_per_flush_interval(sim, bot):
+def test_it_relays_about_one_event_per_flush_interval(sim, bot):
+    """The first piece is handed over at once (tests/chatbot/test_relay.py). Whether it leaves alone depends on how
+    soon the relay's thread sends it: a piece that arrives before then goes with it."""
     sim.configure(tokens_per_s=200, script_text="word " * 60)
     message = question_ask(bot, "Tell me something long")
 
@@ -165,7 +167,6 @@ def test_it_sends_the_first_token_at_once_and_then_about_one_event_per_flush_int
     streamed_s = stream["finished_at"] - stream["started_at"]
 
     assert listener.text() == "word " * 60
-    assert tokens[0] == "word", "the first token goes out on its own, at once"
     # One event per token would be 60. Counted, not timed at the listener: arrival gaps say more about how
     # busy the listener is than about when events were sent. One per interval, one more of slack (SendBudget),
     # and the end of the answer goes out without waiting.

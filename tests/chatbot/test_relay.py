@@ -129,6 +129,27 @@ def test_an_answers_piece_is_sent_by_its_own_thread_when_no_batch_is_on_its_way(
     assert [event["text"] for event in events] == ["Hello, world"]
 
 
+def test_a_coalescer_hands_an_answers_first_piece_over_at_once_and_holds_faster_ones_for_the_interval():
+    """What the coalescer decides, whenever the relay's thread then gets to send: the first piece is not held back,
+    one more may follow at once (the slack of `SendBudget`), and the rest of a burst waits for the timer."""
+    group = "relay-first-piece-test"
+
+    with GroupListener(group) as listener:
+        coalescer = TokenCoalescer(group=group, message_id=9, interval_s=1.0)  # no stall of the test is that long
+        coalescer.feed("word")
+        handed_over_after_the_first = coalescer.events_sent
+        coalescer.feed(" word")
+        coalescer.feed(" word")
+        coalescer.feed(" word")
+        handed_over_after_four = coalescer.events_sent
+        coalescer.close()
+        listener.wait_until(lambda events: "".join(e["text"] for e in events) == "word word word word")
+
+    assert handed_over_after_the_first == 1
+    assert handed_over_after_four == 2
+    assert coalescer.events_sent == 3
+
+
 def test_a_coalescer_sends_what_it_was_fed_and_closes_with_everything_sent():
     group = "relay-coalescer-test"
 
