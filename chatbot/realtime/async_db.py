@@ -7,10 +7,15 @@ thread-bound state (no transaction spans two calls), so they run on a pool of th
 connection, closed when stale before and after each call as Channels does.
 """
 
+import asyncio
+import contextlib
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 _executor = ThreadPoolExecutor(max_workers=settings.ASYNC_DB_THREADS, thread_name_prefix="async-db")
@@ -22,15 +27,62 @@ def db_async(function):
 
 
 class SocketEventsDispatch:
-    """Dispatch without Channels' per-event `aclose_old_connections()`.
+    """A consumer's frames and events dispatched without two of Channels' per-event costs.
 
-    Channels closes stale database connections before every handler, in the one thread all consumers of the process
-    share: once per streamed token event, queued behind the other sockets' queries. Every database call of these
-    consumers goes through `db_async`, which closes stale connections around the call in its own thread, so the
-    per-event hop is pure cost (it was most of the token delivery lag at 50 answers at once)."""
+    - No `aclose_old_connections()` before each handler. Channels closes stale database connections before every
+      handler, in the one thread all consumers of the process share: once per streamed token event, queued behind
+      the other sockets' queries. Every database call of these consumers goes through `db_async`, which closes
+      stale connections around the call in its own thread, so the per-event hop is pure cost (it was most of the
+      token delivery lag at 50 answers at once).
+    - No new task and `asyncio.wait` per event. Channels' `await_many_dispatch` makes a task for the next receive
+      after each message and waits on both receives with `asyncio.wait` (a future and two done-callbacks each
+      time). Here one task per source (the socket, the channel layer) keeps receiving into one inbox, and the
+      consumer dispatches from it, one message at a time in the order they arrived, as Channels does. A receive
+      that fails ends the consumer with its error, as in Channels.
+
+    `__call__` sets up what Channels' `AsyncConsumer.__call__` does (scope, channel layer, channel name, send)."""
+
+    async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await _dispatch_in_arrival_order(sources, self.dispatch)
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+
+async def _dispatch_in_arrival_order(sources, dispatch) -> None:
+    inbox: asyncio.Queue = asyncio.Queue()
+
+    async def pump(receive) -> None:
+        try:
+            while True:
+                inbox.put_nowait((await receive(), None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # the dispatching task raises it
+            inbox.put_nowait((None, error))
+
+    pumps = [asyncio.ensure_future(pump(receive)) for receive in sources]
+    try:
+        while True:
+            message, error = await inbox.get()
+            if error is not None:
+                raise error
+            await dispatch(message)
+    finally:
+        for task in pumps:
+            task.cancel()
+        for task in pumps:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
