@@ -329,3 +329,19 @@ async def test_the_echo_probe_answers_what_it_cannot_parse_with_an_error_and_liv
     assert await next_frame(echo) == {"type": "echo", "payload": [1]}
     await echo.close()
     await eventually(lambda: open_count_is(0), what="the probe's slot given back")
+
+
+async def test_frames_that_fill_the_sockets_buffers_all_arrive_whole_and_in_order(server):
+    """Daphne writes a frame to the socket at once when nothing waits before it (chatbot/realtime/daphne_tuning.py);
+    what the kernel does not take waits in Twisted's buffer. 12 MB of echoes to a client that reads none of them
+    until it has sent everything fill both sockets' buffers (the client stops reading past 4 frames queued)."""
+    await address_forget()
+    echo = await connect(server.url.replace("http://", "ws://") + "/ws/echo/", origin=server.url, open_timeout=10,
+                         max_queue=4)  # fmt: skip
+    payloads = [f"{n:04d}" + "x" * 20_000 for n in range(600)]
+    for payload in payloads:
+        await echo.send(json.dumps(payload))
+    echoed = [(await next_frame(echo))["payload"] for _ in payloads]
+    assert echoed == payloads
+    await echo.close()
+    await eventually(lambda: open_count_is(0), what="the probe's slot given back")
