@@ -4,11 +4,15 @@ each source in the order it sent, over the real Redis channel layer."""
 import asyncio
 import uuid
 
+import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from chatbot.realtime.async_db import SocketEventsDispatch
+
+# Channels' websocket_disconnect closes stale database connections, as every consumer's does.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Recorder(SocketEventsDispatch, AsyncWebsocketConsumer):
