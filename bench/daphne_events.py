@@ -8,7 +8,7 @@ conversation. A publisher process sends `chat.token` events to every conversatio
 through the worker's own publisher (`GroupPublisher`, one pipelined round trip per 2 ms tick, the groups' phases
 spread over the interval as answers' tokens are). Each event's text carries its publish time; this process reads
 the frames and takes the lag. Prints, per round, the CPU µs per event of Daphne, Redis, the publisher and this
-load generator, and the lag p50 / p95 (ms).
+load generator, and the lag p50 / p95 / max (ms).
 """
 
 import argparse
@@ -170,7 +170,7 @@ def main() -> None:
             )
             print(json.dumps(result, indent=2))
         finally:
-            stack.stop(keep_logs=Path(os.environ["KEEP_LOGS"]) if os.environ.get("KEEP_LOGS") else None)
+            stack.stop()
 
 
 if __name__ == "__main__":

@@ -68,9 +68,7 @@ async def _dispatch_in_arrival_order(sources, dispatch) -> None:
         try:
             while True:
                 inbox.put_nowait((await receive(), None))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:  # the dispatching task raises it
+        except Exception as error:  # the dispatching task raises it
             inbox.put_nowait((None, error))
 
     pumps = [asyncio.ensure_future(pump(receive)) for receive in sources]

@@ -1,7 +1,7 @@
 """Two costs of every websocket frame Daphne sends, taken out (installed by chatbot/asgi.py, so in Daphne only).
 
 Daphne relays every streamed token event as one frame: with 50 answers at once, 2,500 frames a second per process.
-`bench.daphne_events` measured about 130-160 µs of Daphne's CPU per frame; a profile of it showed two costs that
+`bench.daphne_events` measured about 130-180 µs of Daphne's CPU per frame; a profile of it showed two costs that
 do nothing for the visitor:
 
 1. **Twisted writes each frame on the reactor's next turn.** `transport.write` only buffers the bytes and registers
@@ -56,7 +56,6 @@ def write_through_install() -> None:
             data = data[sent:]
         twisted_write(self, data)
 
-    write.write_through = True
     tcp.Connection.write = write
 
 

@@ -53,5 +53,8 @@ async def test_a_disconnect_ends_the_consumer_and_its_receives():
     communicator = WebsocketCommunicator(Recorder.as_asgi(), f"/ws/test/{group}/")
     assert (await communicator.connect(timeout=10))[0]
     await communicator.disconnect()
-    await asyncio.wait_for(communicator.future, 5)  # the application returned: no receive left waiting
+    await asyncio.wait_for(communicator.future, 5)  # the application returned
     assert communicator.future.exception() is None
+    await asyncio.sleep(0)  # the receives' tasks finish being cancelled
+    receiving = [task for task in asyncio.all_tasks() if task.get_coro().__qualname__.endswith(".pump")]
+    assert receiving == []  # no receive left waiting
