@@ -1102,6 +1102,13 @@ def main() -> None:
         default=None,
         help="also run bench/soak.py for this long (full run default 3; 0 skips)",
     )
+    parser.add_argument(
+        "--scaling-configs",
+        nargs="+",
+        default=None,
+        metavar="DxW",
+        help="scenario 6's configurations as Daphne x worker processes, e.g. 1x1 2x2 (default: all of the mode's)",
+    )
     parser.add_argument("--worker-concurrency", type=int, default=None, help="threads (default: most at once)")
     parser.add_argument("--logs", type=Path, default=None, help="copy the stack's logs to this directory")
     parser.add_argument("--replot", action="store_true", help="only redraw the throughput chart from latest.json")
@@ -1175,6 +1182,8 @@ def main() -> None:
                 results["scenario_3_throughput"] = asyncio.run(scenario_throughput(stack, args.throughput_steps))
             if "6" not in args.skip:
                 configs = SCALING_CONFIGS_QUICK if quick else SCALING_CONFIGS
+                if args.scaling_configs:
+                    configs = [tuple(int(n) for n in config.split("x")) for config in args.scaling_configs]
                 log(f"scenario 6: scaling with processes, (Daphne, workers) in {configs}")
                 # From 10 answers at once: 50 and more, started in one burst, already passed 30 ms on 2 cores, and
                 # the cell then had no figure within it to compare between configurations.
