@@ -208,9 +208,11 @@ CHANNEL_LAYERS = {
     }
 }
 # An answer's text goes out at most every 20 ms; with more than TOKEN_COALESCE_ADAPTIVE_AFTER answers streaming in
-# one worker process the interval grows with their number, up to TOKEN_COALESCE_MAX_MS (chatbot/realtime/relay.py).
+# one worker process while it runs TOKEN_COALESCE_LATE_MS behind its timers (on average), the interval grows with
+# their number, up to TOKEN_COALESCE_MAX_MS (chatbot/realtime/relay.py).
 TOKEN_COALESCE_ADAPTIVE_AFTER = env_int("TOKEN_COALESCE_ADAPTIVE_AFTER", 25)
 TOKEN_COALESCE_MAX_MS = env_float("TOKEN_COALESCE_MAX_MS", 40.0)
+TOKEN_COALESCE_LATE_MS = env_float("TOKEN_COALESCE_LATE_MS", 3.0)
 
 CACHES = {
     "default": {

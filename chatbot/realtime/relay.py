@@ -9,7 +9,9 @@ it leave as one event. An answer's text is fed to its coalescer on the process's
 (inference.stream_reader), which must never wait on Redis: the relay's thread sends it. A thread that waits
 anyway (an answer closing its coalescer) sends what waits itself (`send_queued`), when no batch is on its way.
 
-The thread also keeps the timers of the answers' coalescers (`TokenCoalescer`). It was an asyncio loop with
+The thread also keeps the timers of the answers' coalescers (`TokenCoalescer`), and how late it runs them: how long
+the process makes text that is due wait for the interpreter and the cores (`Lateness`), the coalescers' sign of
+load. It was an asyncio loop with
 redis-py's asynchronous client before: a hop onto the loop for every piece of text, a task per batch and a future
 per event cost the worker more CPU for each token it streamed (docs/scaling.md, the fourth round).
 """
@@ -41,6 +43,7 @@ class ChannelLayerRelay:
         self._outbox: list[tuple[str, dict, Future]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap of (when, order, callback)
         self._timer_order = itertools.count()
+        self.lateness = Lateness()
         self._sending = False  # a batch is on its way to Redis (from the relay's thread or a caller's)
         self._thread = threading.Thread(target=self._run, name="channel-layer-relay", daemon=True)
         self._thread.start()
@@ -131,7 +134,9 @@ class ChannelLayerRelay:
                 now = time.monotonic()
                 due = []
                 while self._timers and self._timers[0][0] <= now:
-                    due.append(heapq.heappop(self._timers)[2])
+                    when, _, callback = heapq.heappop(self._timers)
+                    self.lateness.observe(now - when)
+                    due.append(callback)
                 if due or (self._outbox and not self._sending):
                     return due
                 self._wake.wait(self._timers[0][0] - now if self._timers else None)
@@ -199,13 +204,35 @@ def relay() -> ChannelLayerRelay:
         return _relay
 
 
-def coalesce_interval(base_s: float, streaming: int) -> float:
-    """The flush interval of an answer's text when `streaming` answers stream in this process: `base_s` up to
-    TOKEN_COALESCE_ADAPTIVE_AFTER answers, then growing with them up to TOKEN_COALESCE_MAX_MS. Each event costs the
-    same CPU in the worker, Redis and Daphne whatever it carries; with many answers at once, fewer and fuller events
-    keep the tokens flowing where one event per token would leave them queueing."""
+class Lateness:
+    """How late the relay's thread runs its timers, as a moving average in milliseconds. A timer runs late when the
+    process is busy: its thread waits for the interpreter (the other threads preparing questions, reading streams)
+    and for a core (the other processes). Under a burst of questions it was 3-5 ms late at the median and 11-40 ms
+    at the 90th-99th percentile; with 50 answers streaming and nothing else it was 0.1 ms at the median and under 2
+    ms at the 90th percentile (bench.run, one worker)."""
+
+    WEIGHT = 0.05  # of each timer: about the last 20 timers count, a few milliseconds' worth at load
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+
+    def observe(self, late_s: float) -> None:
+        self.ms += self.WEIGHT * (late_s * 1000 - self.ms)
+
+    def running_late(self) -> bool:
+        return self.ms >= settings.TOKEN_COALESCE_LATE_MS
+
+
+def coalesce_interval(base_s: float, streaming: int, running_late: bool) -> float:
+    """The flush interval of an answer's text when `streaming` answers stream in this process: `base_s` while the
+    process keeps up (`Lateness`) or streams at most TOKEN_COALESCE_ADAPTIVE_AFTER answers; while it runs late with
+    more, growing with their number up to TOKEN_COALESCE_MAX_MS. Each event costs the same CPU in the worker, Redis
+    and Daphne whatever it carries: under load, fewer and fuller events keep the tokens flowing where one event per
+    token would leave them queueing. A process that keeps up sends as the text comes: with a model at 50 tokens/s, a
+    40 ms interval by the number of answers alone had every other token wait about 20 ms, a token lag p95 of 38 ms
+    with 50 answers streaming where 5-18 ms was possible (docs/scaling.md, the round of 2026-12-04)."""
     after = max(1, settings.TOKEN_COALESCE_ADAPTIVE_AFTER)
-    if base_s <= 0 or streaming <= after:
+    if base_s <= 0 or streaming <= after or not running_late:
         return base_s
     return max(base_s, min(base_s * streaming / after, settings.TOKEN_COALESCE_MAX_MS / 1000))
 
@@ -231,9 +258,10 @@ class SendBudget:
 
 class TokenCoalescer:
     """Relays an answer's text as it arrives: the first piece at once, then on average at most one event per flush
-    interval (`interval_s`, 20 ms: below what a reader can notice; longer when many answers stream in this process,
-    `coalesce_interval`), with one event of slack. Text that keeps to the interval, give or take the jitter of the
-    model server and of this process, leaves as soon as it arrives; only text that comes faster waits and is joined.
+    interval (`interval_s`, 20 ms: below what a reader can notice; longer when many answers stream in a process
+    that runs late, `coalesce_interval`), with one event of slack. Text that keeps to the interval, give or take the
+    jitter of the model server and of this process, leaves as soon as it arrives; only text that comes faster waits
+    and is joined.
 
     The slack matters. A model at 50 tokens/s sends a token every 20 ms: with a strict 20 ms between events, one
     event sent late (the process was busy) pushed every later token of the answer back by as much, for the rest of
@@ -274,7 +302,9 @@ class TokenCoalescer:
             if self._flush_scheduled:
                 return
             now = time.monotonic()
-            interval = coalesce_interval(self.interval_s, TokenCoalescer._streaming)
+            interval = coalesce_interval(
+                self.interval_s, TokenCoalescer._streaming, self._relay.lateness.running_late()
+            )
             wait = self._budget.wait_s(now, interval)
             if wait <= 0:
                 self._flush_locked(now, interval)
@@ -321,7 +351,10 @@ class TokenCoalescer:
         once they have all run."""
         with self._lock:
             self._flush_scheduled = False
-            self._flush_locked(time.monotonic(), coalesce_interval(self.interval_s, TokenCoalescer._streaming))
+            interval = coalesce_interval(
+                self.interval_s, TokenCoalescer._streaming, self._relay.lateness.running_late()
+            )
+            self._flush_locked(time.monotonic(), interval)
 
     def _flush_locked(self, now: float, interval_s: float) -> None:
         if not self._pending:

@@ -1,10 +1,15 @@
 """How a worker relays answers to the channel layer under load: an answer's text pieces that queue up behind a round
-trip to Redis leave as one event, and the flush interval grows when many answers stream in one process."""
+trip to Redis leave as one event, and the flush interval grows when many answers stream in a process that runs late."""
+
+import threading
+import time
 
 import pytest
 
 from chatbot.realtime.protocol import done_event, token_event, typing_event
 from chatbot.realtime.relay import (
+    ChannelLayerRelay,
+    Lateness,
     SendBudget,
     TokenCoalescer,
     coalesce_interval,
@@ -42,16 +47,57 @@ def test_pieces_are_not_merged_across_another_event_of_their_group_or_another_an
     assert token_events_merged(events) == events
 
 
-def test_the_flush_interval_is_20_ms_for_a_few_answers_and_grows_with_many_up_to_the_cap(settings):
+def test_the_flush_interval_is_20_ms_for_a_few_answers_and_grows_with_many_up_to_the_cap_while_running_late(settings):
     settings.TOKEN_COALESCE_ADAPTIVE_AFTER = 25
     settings.TOKEN_COALESCE_MAX_MS = 40
 
-    assert coalesce_interval(0.02, 1) == 0.02
-    assert coalesce_interval(0.02, 25) == 0.02
-    assert coalesce_interval(0.02, 30) == pytest.approx(0.024)
-    assert coalesce_interval(0.02, 50) == pytest.approx(0.04)
-    assert coalesce_interval(0.02, 500) == pytest.approx(0.04)
-    assert coalesce_interval(0, 500) == 0  # tests and benches that turn coalescing off
+    assert coalesce_interval(0.02, 1, running_late=True) == 0.02
+    assert coalesce_interval(0.02, 25, running_late=True) == 0.02
+    assert coalesce_interval(0.02, 30, running_late=True) == pytest.approx(0.024)
+    assert coalesce_interval(0.02, 50, running_late=True) == pytest.approx(0.04)
+    assert coalesce_interval(0.02, 500, running_late=True) == pytest.approx(0.04)
+    assert coalesce_interval(0, 500, running_late=True) == 0  # tests and benches that turn coalescing off
+
+
+def test_a_process_that_keeps_up_sends_every_20_ms_however_many_answers_stream(settings):
+    settings.TOKEN_COALESCE_ADAPTIVE_AFTER = 25
+
+    assert coalesce_interval(0.02, 50, running_late=False) == 0.02
+    assert coalesce_interval(0.02, 500, running_late=False) == 0.02
+
+
+def test_lateness_is_a_moving_average_of_how_late_timers_ran_and_recovers_once_they_run_on_time(settings):
+    settings.TOKEN_COALESCE_LATE_MS = 3
+    lateness = Lateness()
+
+    for _ in range(40):
+        lateness.observe(0.0002)
+    assert not lateness.running_late()
+
+    for _ in range(40):  # a burst of questions: timers 10 ms late
+        lateness.observe(0.010)
+    assert lateness.running_late()
+    assert 3 < lateness.ms < 10
+
+    for _ in range(60):
+        lateness.observe(0.0)
+    assert not lateness.running_late()
+
+
+def test_the_relays_thread_measures_how_late_it_runs_its_timers(settings):
+    """A callback that holds the relay's thread for 50 ms makes the 20 timers due meanwhile run late, as a busy
+    process does."""
+    settings.TOKEN_COALESCE_LATE_MS = 3
+    busy_relay = ChannelLayerRelay()  # its own thread: the process's relay keeps its measure
+    ran = threading.Event()
+    start = time.monotonic()
+    busy_relay.call_at(start, lambda: time.sleep(0.05))
+    for n in range(20):
+        busy_relay.call_at(start + 0.001 * n, lambda: None)
+    busy_relay.call_at(start + 0.001 * 20, ran.set)
+
+    assert ran.wait(timeout=5)
+    assert busy_relay.lateness.running_late()
 
 
 INTERVAL_S = 0.02
