@@ -53,11 +53,11 @@ def receiver_holding_the_interpreter() -> Callable[[int], bytes] | None:
     that took it meanwhile, one switch interval (5 ms) or more each time. Each function has its own buffer: one
     thread only. None where libc's `recv` or MSG_DONTWAIT is not there (Windows): use `socket.recv` then."""
     flags = getattr(socket, "MSG_DONTWAIT", None)
+    if flags is None:
+        return None
     try:
         recv = ctypes.PyDLL(None, use_errno=True).recv
     except (OSError, AttributeError, TypeError):
-        return None
-    if flags is None:
         return None
     recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     recv.restype = ctypes.c_ssize_t
@@ -209,7 +209,10 @@ class _Reader:
                 while data and sock.pending():
                     data += sock.recv(RECEIVE_BYTES)
             elif self._receive_plain is not None:
-                data = self._receive_plain(reading.fd)
+                # By the socket's number now, not the one it was registered under: a socket closed meanwhile has
+                # -1 (an OSError), and the lock, kept from here to the end of the read, lets no thread close it and
+                # reuse its number in between.
+                data = self._receive_plain(sock.fileno())
             else:
                 data = sock.recv(RECEIVE_BYTES)
         except (BlockingIOError, ssl.SSLWantReadError):

@@ -11,9 +11,9 @@ anyway (an answer closing its coalescer) sends what waits itself (`send_queued`)
 
 The thread also keeps the timers of the answers' coalescers (`TokenCoalescer`), and how late it runs them: how long
 the process makes text that is due wait for the interpreter and the cores (`Lateness`), the coalescers' sign of
-load. It was an asyncio loop with
-redis-py's asynchronous client before: a hop onto the loop for every piece of text, a task per batch and a future
-per event cost the worker more CPU for each token it streamed (docs/scaling.md, the fourth round).
+load. It was an asyncio loop with redis-py's asynchronous client before: a hop onto the loop for every piece of
+text, a task per batch and a future per event cost the worker more CPU for each token it streamed
+(docs/scaling.md, the fourth round).
 """
 
 import heapq
@@ -230,7 +230,7 @@ def coalesce_interval(base_s: float, streaming: int, running_late: bool) -> floa
     and Daphne whatever it carries: under load, fewer and fuller events keep the tokens flowing where one event per
     token would leave them queueing. A process that keeps up sends as the text comes: with a model at 50 tokens/s, a
     40 ms interval by the number of answers alone had every other token wait about 20 ms, a token lag p95 of 38 ms
-    with 50 answers streaming where 5-18 ms was possible (docs/scaling.md, the round of 2026-12-04)."""
+    with 50 answers streaming where 5-18 ms was possible (docs/scaling.md, the second round of 2026-12-04)."""
     after = max(1, settings.TOKEN_COALESCE_ADAPTIVE_AFTER)
     if base_s <= 0 or streaming <= after or not running_late:
         return base_s
@@ -302,9 +302,7 @@ class TokenCoalescer:
             if self._flush_scheduled:
                 return
             now = time.monotonic()
-            interval = coalesce_interval(
-                self.interval_s, TokenCoalescer._streaming, self._relay.lateness.running_late()
-            )
+            interval = self._interval()
             wait = self._budget.wait_s(now, interval)
             if wait <= 0:
                 self._flush_locked(now, interval)
@@ -351,10 +349,10 @@ class TokenCoalescer:
         once they have all run."""
         with self._lock:
             self._flush_scheduled = False
-            interval = coalesce_interval(
-                self.interval_s, TokenCoalescer._streaming, self._relay.lateness.running_late()
-            )
-            self._flush_locked(time.monotonic(), interval)
+            self._flush_locked(time.monotonic(), self._interval())
+
+    def _interval(self) -> float:
+        return coalesce_interval(self.interval_s, TokenCoalescer._streaming, self._relay.lateness.running_late())
 
     def _flush_locked(self, now: float, interval_s: float) -> None:
         if not self._pending:

@@ -33,13 +33,13 @@ def test_it_reads_what_waits_as_socket_recv_does(socket_pair):
     assert receive(reader.fileno()) == b""
 
 
-def test_a_closed_socket_is_an_os_error(socket_pair):
+def test_a_closed_socket_is_an_os_error_not_a_read_of_whatever_took_its_number(socket_pair):
     _, reader = socket_pair
-    number = reader.fileno()
     reader.close()
 
+    assert reader.fileno() == -1  # what the stream reader passes for a socket closed under a reading
     with pytest.raises(OSError):
-        receive(number)
+        receive(reader.fileno())
 
 
 def test_reading_fifty_streams_is_not_held_back_by_busy_threads():
