@@ -209,7 +209,8 @@ class Lateness:
     process is busy: its thread waits for the interpreter (the other threads preparing questions, reading streams)
     and for a core (the other processes). Under a burst of questions it was 3-5 ms late at the median and 11-40 ms
     at the 90th-99th percentile; with 50 answers streaming and nothing else it was 0.1 ms at the median and under 2
-    ms at the 90th percentile (bench.run, one worker)."""
+    ms at the 90th percentile (a throw-away log of it in bench.run's relay steps, one worker: docs/scaling.md, the
+    second round of 2026-12-04)."""
 
     WEIGHT = 0.05  # of each timer: about the last 20 timers count, a few milliseconds' worth at load
 

@@ -84,6 +84,25 @@ def test_lateness_is_a_moving_average_of_how_late_timers_ran_and_recovers_once_t
     assert not lateness.running_late()
 
 
+def test_an_answers_interval_grows_only_while_its_process_relay_runs_late(settings, monkeypatch):
+    settings.TOKEN_COALESCE_ADAPTIVE_AFTER = 1
+    settings.TOKEN_COALESCE_MAX_MS = 40
+    settings.TOKEN_COALESCE_LATE_MS = 3
+    first = TokenCoalescer(group="relay-late-interval", message_id=1)
+    second = TokenCoalescer(group="relay-late-interval", message_id=2)
+    try:
+        monkeypatch.setattr(relay(), "lateness", Lateness())
+        on_time = first._interval()
+        relay().lateness.ms = 10.0
+        late = first._interval()
+    finally:
+        first.release()
+        second.release()
+
+    assert on_time == 0.02
+    assert late == pytest.approx(0.04)
+
+
 def test_the_relays_thread_measures_how_late_it_runs_its_timers(settings):
     """A callback that holds the relay's thread for 50 ms makes the 20 timers due meanwhile run late, as a busy
     process does."""
