@@ -19,18 +19,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import BooleanField
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from chatbot.answers.approved import APPROVED_ANSWER_FINISH_REASON, approved_answer_for, approved_answer_use
 from chatbot.answers.fallback import extractive_outcome
 from chatbot.answers.generation import answer_with_model
+from chatbot.answers.loading import answer_message_load
 from chatbot.answers.outcome import AnswerOutcome, passage_of
 from chatbot.answers.progress import answer_progress_start
 from chatbot.answers.texts import answer_text, text_language
 from chatbot.leads.triggers import lead_form_after_answer
-from chatbot.models import ApprovedAnswer, Bot, Conversation, Message
+from chatbot.models import ApprovedAnswer, Bot, Message
 from chatbot.ops import metrics
 from chatbot.realtime.protocol import done_event, error_event, token_event, typing_event
 from chatbot.realtime.relay import relay
@@ -78,19 +77,8 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     started = time.monotonic()
     # The question's vector is computed while the message and the history load and the typing indicator goes out.
     question_embedding = question_embedding_soon(question_hint) if question_hint else None
-    try:
-        # `get`, not `first`: one row by its key needs no ordering, and ordering an annotated query made Django
-        # hash its subqueries (0.8 ms of the worker's CPU per answer, measured alone; more under load).
-        message = (
-            Message.objects.select_related("conversation__bot", "in_reply_to")
-            # Two questions of every answer, asked in the same statement: most questions come first in their
-            # conversation, and most bots have no approved answers; each saves a round trip then.
-            .annotate(
-                has_earlier_messages=_has_earlier_messages(), bot_has_approved_answers=_bot_has_approved_answers()
-            )
-            .get(id=message_id, status=Message.Status.STREAMING)
-        )
-    except Message.DoesNotExist:
+    message = answer_message_load(message_id)
+    if message is None:
         return
     conversation = message.conversation
     bot = conversation.bot
@@ -190,30 +178,6 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     except Exception:
         # The answer is saved and sent; a form that could not be offered must not turn it into a failure.
         logger.exception("could not offer the lead form after message %s", message.id)
-
-
-# The two questions as SQL on the message's own row (Django names the query's base table after it). Written with
-# `Exists` and `OuterRef`, they took Django 0.9 ms of CPU to compile for each answer, more than the rest of the
-# statement, before the first token. Table names only: nothing here comes from a visitor.
-_MESSAGE, _CONVERSATION, _APPROVED = Message._meta.db_table, Conversation._meta.db_table, ApprovedAnswer._meta.db_table
-_HAS_EARLIER_MESSAGES = (
-    f"EXISTS (SELECT 1 FROM {_MESSAGE} earlier JOIN {_MESSAGE} question ON question.id = {_MESSAGE}.in_reply_to_id"  # noqa: S608
-    f" WHERE earlier.conversation_id = {_MESSAGE}.conversation_id AND earlier.created_at < question.created_at)"
-)
-_BOT_HAS_APPROVED_ANSWERS = (
-    f"EXISTS (SELECT 1 FROM {_APPROVED} approved JOIN {_CONVERSATION} answered"  # noqa: S608
-    f" ON answered.id = {_MESSAGE}.conversation_id WHERE approved.bot_id = answered.bot_id)"
-)
-
-
-def _has_earlier_messages() -> RawSQL:
-    """Whether the conversation has a message older than the question being answered."""
-    return RawSQL(_HAS_EARLIER_MESSAGES, (), output_field=BooleanField())  # noqa: S611
-
-
-def _bot_has_approved_answers() -> RawSQL:
-    """Whether the conversation's bot has any approved answer."""
-    return RawSQL(_BOT_HAS_APPROVED_ANSWERS, (), output_field=BooleanField())  # noqa: S611
 
 
 def _history(message: Message) -> History:

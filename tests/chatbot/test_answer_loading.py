@@ -1,0 +1,83 @@
+"""Loading the message an answer task answers: the same instances as the ORM's `select_related`, in one statement."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chatbot.answers.loading import answer_message_load
+from chatbot.bots.services import bot_create
+from chatbot.chat.conversations import conversation_resume_or_start, message_receive
+from chatbot.models import ApprovedAnswer, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def bot():
+    return bot_create(
+        slug="acme",
+        name="Acme",
+        allowed_origins=["https://www.acme.test"],
+        stop_sequences=["<|eot_id|>"],
+        lead_form={"enabled": True, "fields": ["email"]},
+    )
+
+
+def column_values(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+def test_it_loads_the_message_its_conversation_bot_and_question_as_the_orm_does_in_one_statement(bot):
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    question, answer = message_receive(conversation=conversation, text="Do you ship abroad?", dispatch_answer=False)
+    Message.objects.filter(id=answer.id).update(citations=[{"n": 1, "url": "https://www.acme.test/a"}])
+    expected = Message.objects.select_related("conversation__bot", "in_reply_to").get(id=answer.id)
+
+    with CaptureQueriesContext(connection) as statements:
+        loaded = answer_message_load(answer.id)
+        conversation_, bot_, question_ = loaded.conversation, loaded.conversation.bot, loaded.in_reply_to
+
+    assert len(statements) == 1
+    assert column_values(loaded) == column_values(expected)
+    assert column_values(conversation_) == column_values(expected.conversation)
+    assert column_values(bot_) == column_values(expected.conversation.bot)
+    assert column_values(question_) == column_values(expected.in_reply_to)
+    assert loaded.citations == [{"n": 1, "url": "https://www.acme.test/a"}]  # JSON, parsed as the field does
+    assert bot_.allowed_origins == ["https://www.acme.test"]
+    assert bot_.lead_form == {"enabled": True, "fields": ["email"]}
+    assert not loaded._state.adding and loaded._state.db == "default"
+
+
+def test_it_says_whether_the_question_is_a_follow_up_and_whether_the_bot_has_approved_answers(bot):
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    _, first = message_receive(conversation=conversation, text="Do you ship abroad?", dispatch_answer=False)
+    loaded = answer_message_load(first.id)
+    assert (loaded.has_earlier_messages, loaded.bot_has_approved_answers) == (False, False)
+
+    Message.objects.filter(id=first.id).update(status=Message.Status.COMPLETE, text="We do.")
+    ApprovedAnswer.objects.create(bot=bot, question="Refunds?", answer="Within 30 days.", embedding=[0.1] * 384)
+    _, follow_up = message_receive(conversation=conversation, text="And to Norway?", dispatch_answer=False)
+    loaded = answer_message_load(follow_up.id)
+    assert (loaded.has_earlier_messages, loaded.bot_has_approved_answers) == (True, True)
+
+
+def test_a_message_no_longer_streaming_or_gone_is_not_loaded(bot):
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    _, answer = message_receive(conversation=conversation, text="Do you ship abroad?", dispatch_answer=False)
+    Message.objects.filter(id=answer.id).update(status=Message.Status.COMPLETE)
+
+    assert answer_message_load(answer.id) is None
+    assert answer_message_load(answer.id + 1000) is None
+
+
+def test_a_bot_message_without_a_question_has_none():
+    bot = bot_create(slug="plain", name="Plain")
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    greeting = Message.objects.create(
+        conversation=conversation, role=Message.Role.BOT, status=Message.Status.STREAMING, text=""
+    )
+
+    loaded = answer_message_load(greeting.id)
+
+    assert loaded.in_reply_to is None and loaded.conversation.bot == bot
+    assert (loaded.has_earlier_messages, loaded.bot_has_approved_answers) == (False, False)
