@@ -29,7 +29,7 @@ def column_values(instance) -> dict:
 
 def test_it_loads_the_message_its_conversation_bot_and_question_as_the_orm_does_in_one_statement(bot):
     conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
-    question, answer = message_receive(conversation=conversation, text="Do you ship abroad?", dispatch_answer=False)
+    _, answer = message_receive(conversation=conversation, text="Do you ship abroad?", dispatch_answer=False)
     Message.objects.filter(id=answer.id).update(citations=[{"n": 1, "url": "https://www.acme.test/a"}])
     expected = Message.objects.select_related("conversation__bot", "in_reply_to").get(id=answer.id)
 

@@ -115,3 +115,27 @@ def test_when_redis_cannot_say_whether_a_dashboard_is_open_the_message_is_saved_
 
     assert conversation.messages.get(id=question.id).text == "Still there?"
     assert conversation.messages.get(id=answer.id).status == Message.Status.STREAMING
+
+
+@pytest.mark.django_db
+def test_the_question_and_its_answer_are_saved_as_the_orm_saves_messages():
+    bot = bot_create(slug="acme", name="Acme", allowed_origins=[])
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    question, answer = message_receive(
+        conversation=conversation, text="Do you ship abroad?", client_id="c-1", dispatch_answer=False
+    )
+    by_the_orm = Message.objects.create(
+        conversation=conversation, role=Message.Role.BOT, status=Message.Status.STREAMING, in_reply_to=question
+    )
+
+    def columns(message: Message, *left_out: str) -> dict:
+        saved = Message.objects.get(id=message.id)
+        return {f.attname: getattr(saved, f.attname) for f in Message._meta.concrete_fields if f.name not in left_out}
+
+    assert not question._state.adding and not answer._state.adding
+    assert columns(answer, "id", "created_at") == columns(by_the_orm, "id", "created_at")
+    assert (question.role, question.text, question.client_id) == ("visitor", "Do you ship abroad?", "c-1")
+    assert columns(question)["created_at"] == question.created_at <= columns(answer)["created_at"]
+    # JSON columns hold JSON, not text: the database can look inside them.
+    assert Message.objects.filter(id=answer.id, citations=[], retrieved=[], prompt=[]).exists()
+    assert answer.in_reply_to_id == question.id
