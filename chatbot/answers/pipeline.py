@@ -24,9 +24,9 @@ from django.utils import timezone
 from chatbot.answers.approved import APPROVED_ANSWER_FINISH_REASON, approved_answer_for, approved_answer_use
 from chatbot.answers.fallback import extractive_outcome
 from chatbot.answers.generation import answer_with_model
-from chatbot.answers.loading import answer_message_load
 from chatbot.answers.outcome import AnswerOutcome, passage_of
 from chatbot.answers.progress import answer_progress_start
+from chatbot.answers.storage import answer_message_finish, answer_message_load
 from chatbot.answers.texts import answer_text, text_language
 from chatbot.leads.triggers import lead_form_after_answer
 from chatbot.models import ApprovedAnswer, Bot, Message
@@ -140,7 +140,8 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
     total_ms = (time.monotonic() - started) * 1000
     close_old_connections()
     # Only while still streaming: the watchdog may have ended it already (this worker was thought lost).
-    saved = Message.objects.filter(id=message.id, status=Message.Status.STREAMING).update(
+    saved = answer_message_finish(
+        message.id,
         text=outcome.text,
         status=outcome.status,
         citations=outcome.citations,

@@ -1,12 +1,13 @@
-"""The bot message an answer task answers, loaded with its conversation, its bot and its question in one statement
-whose SQL is written once per process.
+"""The bot message an answer task answers: loaded with its conversation, its bot and its question in one statement,
+and its outcome saved in one statement, both with SQL written once per process.
 
 Django compiles a query's SQL each time it runs. For this one (four models' hundred columns, two levels of
 `select_related` and two EXISTS), compiling cost 1.8-2.1 ms of the worker's CPU for every answer, before the first
 token, against 0.2 ms to run the statement (a throw-away timing of 300 loads; docs/scaling.md, the round of
 2026-12-04 afternoon). The statement is the one `select_related` wrote; the instances are made as the ORM makes
 them: `Model.from_db` with every concrete column, each value through its field's database converters (the JSON
-fields' `from_db_value`), the related instances set through their foreign keys.
+fields' `from_db_value`), the related instances set through their foreign keys. The outcome is saved as
+`QuerySet.update` saves it: each value through its field's `get_db_prep_save`.
 """
 
 import functools
@@ -122,3 +123,22 @@ def _statement() -> _Statement:
         bot=by_alias["bot"],
         question=by_alias["question"],
     )
+
+
+def answer_message_finish(message_id: int, **values) -> bool:
+    """Save the answer's outcome (`values`, by field name) on bot message `message_id` if it is still streaming
+    (the watchdog may have ended it already: this worker was thought lost); whether it was saved."""
+    sql, fields = _finish_statement(tuple(values))
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values(), strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, message_id, Message.Status.STREAMING])
+        return cursor.rowcount > 0
+
+
+@functools.cache
+def _finish_statement(names: tuple[str, ...]) -> tuple[str, list]:
+    fields = [Message._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    table = quote(Message._meta.db_table)
+    return f"UPDATE {table} SET {assignments} WHERE id = %s AND status = %s", fields  # noqa: S608

@@ -1,10 +1,11 @@
-"""Loading the message an answer task answers: the same instances as the ORM's `select_related`, in one statement."""
+"""The message an answer task answers: loaded as the ORM's `select_related` loads it and its outcome saved as
+`QuerySet.update` saves it, each in one statement."""
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatbot.answers.loading import answer_message_load
+from chatbot.answers.storage import answer_message_finish, answer_message_load
 from chatbot.bots.services import bot_create
 from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.models import ApprovedAnswer, Message
@@ -81,3 +82,37 @@ def test_a_bot_message_without_a_question_has_none():
 
     assert loaded.in_reply_to is None and loaded.conversation.bot == bot
     assert (loaded.has_earlier_messages, loaded.bot_has_approved_answers) == (False, False)
+
+
+def test_the_outcome_is_saved_as_queryset_update_saves_it_while_the_message_streams(bot):
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    _, answer = message_receive(conversation=conversation, text="Do you ship abroad?", dispatch_answer=False)
+    _, by_the_orm = message_receive(conversation=conversation_resume_or_start(bot=bot, visitor_id="visitor-2"),
+                                    text="Do you ship abroad?", dispatch_answer=False)  # fmt: skip
+    outcome = {
+        "text": "We ship worldwide [1].",
+        "status": Message.Status.COMPLETE,
+        "citations": [{"n": 1, "title": "Shipping", "url": "https://www.acme.test/shipping"}],
+        "prompt": [{"role": "system", "content": "You are Acme's assistant."}],
+        "retrieved": [{"chunk_id": 7, "sent": True, "score": 0.61}],
+        "finish_reason": "stop",
+        "prompt_tokens": 120,
+        "ttft_ms": 41.5,
+        "finished_at": answer.created_at,
+    }
+
+    with CaptureQueriesContext(connection) as statements:
+        assert answer_message_finish(answer.id, **outcome)
+    Message.objects.filter(id=by_the_orm.id).update(**outcome)
+
+    assert len(statements) == 1
+    left_out = {"id", "conversation_id", "in_reply_to_id", "created_at"}
+    saved, expected = (
+        {k: v for k, v in column_values(Message.objects.get(id=m.id)).items() if k not in left_out}
+        for m in (answer, by_the_orm)
+    )
+    assert saved == expected
+    assert Message.objects.filter(id=answer.id, citations__0__n=1, retrieved__0__chunk_id=7).exists()  # JSON
+    # Ended already (the watchdog took it for lost): nothing is saved over it.
+    assert not answer_message_finish(answer.id, text="Too late.", status=Message.Status.COMPLETE)
+    assert Message.objects.get(id=answer.id).text == "We ship worldwide [1]."
