@@ -214,8 +214,8 @@ def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
         with transaction.atomic(), connection.cursor() as cursor:
             plan = retrieval.vector_search_plan(cursor, kb_id)
             hits = retrieval._vector_search(
-                cursor, knowledge_base_id=kb_id, embedding=vector.tolist(), limit=retrieval.CANDIDATES,
-                exact=plan.exact, ef_search=plan.ef_search,
+                cursor, knowledge_base_id=kb_id, vector=retrieval._vector_literal(vector.tolist()),
+                limit=retrieval.CANDIDATES, exact=plan.exact, ef_search=plan.ef_search,
             )  # fmt: skip
         paths[label].add("exact" if plan.exact else f"hnsw (ef_search {plan.ef_search})")
         recall = len(truth & {chunk_id for chunk_id, _ in hits[:RECALL_AT]}) / len(truth)

@@ -165,12 +165,14 @@ def chunk_search(
                 embedding, query_tokens = embedded_query.vector, embedded_query.tokens
                 embed_seconds = time.perf_counter() - waited
             vector_started = time.perf_counter()
+            # Written once: the statements below each send it (its 384 numbers as text).
+            vector = _vector_literal(embedding)
             if vector_hits is None:
                 searched_exactly = plan.exact if exact is None else exact
                 vector_hits = _vector_search(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
-                    embedding=embedding,
+                    vector=vector,
                     limit=candidates,
                     exact=searched_exactly,
                     ef_search=plan.ef_search,
@@ -186,15 +188,15 @@ def chunk_search(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
                     document_ids=list(focus_documents),
-                    embedding=embedding,
+                    vector=vector,
                     limit=candidates,
                 )
             timings["vector_ms"] = (time.perf_counter() - vector_started) * 1000
         else:
-            vector_hits = []
+            vector, vector_hits = None, []
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
         similarity, passages, signatures = _candidates_describe(
-            cursor, chunk_ids=candidate_ids, embedding=embedding, signatures=mode == "hybrid"
+            cursor, chunk_ids=candidate_ids, vector=vector, signatures=mode == "hybrid"
         )
         if nested and hnsw_settings:
             _planner_settings_restore(cursor)
@@ -316,7 +318,7 @@ def vector_neighbours(
             _vector_search(
                 cursor,
                 knowledge_base_id=knowledge_base_id,
-                embedding=embedding,
+                vector=_vector_literal(embedding),
                 limit=limit,
                 exact=plan.exact,
                 ef_search=plan.ef_search,
@@ -378,9 +380,9 @@ def _vector_literal(embedding: list[float]) -> str:
 
 
 def _vector_search(
-    cursor, *, knowledge_base_id: int, embedding: list[float], limit: int, exact: bool, ef_search: int = HNSW_EF_SEARCH
+    cursor, *, knowledge_base_id: int, vector: str, limit: int, exact: bool, ef_search: int = HNSW_EF_SEARCH
 ):
-    vector = _vector_literal(embedding)
+    """The knowledge base's `limit` nearest chunks to `vector` (`_vector_literal`), as (chunk id, cosine distance)."""
     if exact:
         # Without index scans the planner reads this knowledge base's rows through the knowledge_base_id index and
         # keeps the nearest in a top-N sort: exact, and no copy of the vectors into a materialised subquery.
@@ -421,14 +423,14 @@ def _planner_settings_restore(cursor) -> None:
 
 
 def _vector_search_in_documents(
-    cursor, *, knowledge_base_id: int, document_ids: list[int], embedding: list[float], limit: int
+    cursor, *, knowledge_base_id: int, document_ids: list[int], vector: str, limit: int
 ) -> list[tuple[int, float]]:
     # A few documents' rows, found through the document foreign key and sorted exactly (the caller has put back
     # the settings of an HNSW search in the same transaction: with them the planner would walk the graph instead).
     cursor.execute(
         "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
         " WHERE knowledge_base_id = %s AND document_id = ANY(%s) ORDER BY distance LIMIT %s",
-        [_vector_literal(embedding), knowledge_base_id, document_ids, limit],
+        [vector, knowledge_base_id, document_ids, limit],
     )
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
@@ -503,28 +505,36 @@ class _Passage:
 
     document_id: int
     text: str
-    heading_path: list[str]
+    # jsonb comes back as its text through Django's connection (the model field parses it): parsed only for the
+    # few candidates that are chosen (a search describes about 80).
+    stored_heading_path: str | list[str]
     token_count: int
     title: str
     url: str
 
+    @property
+    def heading_path(self) -> list[str]:
+        stored = self.stored_heading_path
+        return json.loads(stored) if isinstance(stored, str) else stored
+
 
 def _candidates_describe(
-    cursor, *, chunk_ids: list[int], embedding: list[float] | None, signatures: bool
+    cursor, *, chunk_ids: list[int], vector: str | None, signatures: bool
 ) -> tuple[dict[int, float], dict[int, _Passage], dict[int, bytes | None]]:
-    """Cosine similarity to the question (when embedded), the passage and, when asked for, the token signature of
-    each candidate. One statement for every candidate: reading the chosen few's text afterwards cost another round
-    trip and a Django query before the first token, and the text was read here anyway (it told duplicates apart)."""
+    """Cosine similarity to the question (when embedded: `vector`, its `_vector_literal`), the passage and, when
+    asked for, the token signature of each candidate. One statement for every candidate: reading the chosen few's
+    text afterwards cost another round trip and a Django query before the first token, and the text was read here
+    anyway (it told duplicates apart)."""
     if not chunk_ids:
         return {}, {}, {}
     signature_column = "chunk.token_signature" if signatures else "NULL"
-    distance_column = "chunk.embedding <=> %s::vector" if embedding is not None else "NULL"
+    distance_column = "chunk.embedding <=> %s::vector" if vector is not None else "NULL"
     cursor.execute(
         f"SELECT chunk.id, {distance_column}, {signature_column}, chunk.document_id, chunk.text,"  # noqa: S608
         " chunk.heading_path, chunk.token_count, document.title, document.filename, document.url"
         " FROM knowledge_chunk chunk JOIN knowledge_document document ON document.id = chunk.document_id"
         " WHERE chunk.id = ANY(%s)",
-        [_vector_literal(embedding), chunk_ids] if embedding is not None else [chunk_ids],
+        [vector, chunk_ids] if vector is not None else [chunk_ids],
     )
     similarity, passages, signature = {}, {}, {}
     for row in cursor.fetchall():
@@ -534,8 +544,7 @@ def _candidates_describe(
         passages[chunk_id] = _Passage(
             document_id=document_id,
             text=text,
-            # jsonb comes back as its text through Django's connection (the model field parses it).
-            heading_path=json.loads(heading_path) if isinstance(heading_path, str) else heading_path,
+            stored_heading_path=heading_path,
             token_count=token_count,
             title=title or filename,
             url=url,
