@@ -26,7 +26,7 @@ from chatbot.answers.fallback import extractive_outcome
 from chatbot.answers.generation import answer_with_model
 from chatbot.answers.outcome import AnswerOutcome, passage_of
 from chatbot.answers.progress import answer_progress_start
-from chatbot.answers.storage import answer_message_finish, answer_message_load
+from chatbot.answers.storage import answer_message_finish, answer_message_load, conversation_messages_before
 from chatbot.answers.texts import answer_text, text_language
 from chatbot.leads.triggers import lead_form_after_answer
 from chatbot.models import ApprovedAnswer, Bot, Message
@@ -182,12 +182,10 @@ def _answer_generate(*, message_id: int, coalesce_interval_s: float, question_hi
 
 
 def _history(message: Message) -> History:
-    earlier = list(
-        Message.objects.filter(conversation_id=message.conversation_id, created_at__lt=message.in_reply_to.created_at)
-        .exclude(status__in=[Message.Status.STREAMING, Message.Status.ERROR])
-        .order_by("-created_at", "-id")
-        # Not the saved prompts (each holds its passages) nor the other columns: a follow-up reads up to 20 rows.
-        .only("id", "role", "text", "retrieved")[:HISTORY_MESSAGES]
+    earlier = (
+        conversation_messages_before(
+            conversation_id=message.conversation_id, before=message.in_reply_to.created_at, limit=HISTORY_MESSAGES
+        )
         if message.in_reply_to and message.has_earlier_messages
         else []
     )

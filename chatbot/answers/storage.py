@@ -1,5 +1,6 @@
 """The bot message an answer task answers: loaded with its conversation, its bot and its question in one statement,
-and its outcome saved in one statement, both with SQL written once per process.
+the conversation's earlier messages read for a follow-up, and the outcome saved in one statement, all with SQL
+written once per process.
 
 Django compiles a query's SQL each time it runs. For this one (four models' hundred columns, two levels of
 `select_related` and two EXISTS), compiling cost 1.8-2.1 ms of the worker's CPU for every answer, before the first
@@ -142,3 +143,40 @@ def _finish_statement(names: tuple[str, ...]) -> tuple[str, list]:
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
     table = quote(Message._meta.db_table)
     return f"UPDATE {table} SET {assignments} WHERE id = %s AND status = %s", fields  # noqa: S608
+
+
+@dataclass(frozen=True)
+class EarlierMessage:
+    role: str
+    text: str
+    retrieved: list | None  # a bot message's retrieval trace (`pipeline._trace`)
+
+
+def conversation_messages_before(*, conversation_id: str, before, limit: int) -> list[EarlierMessage]:
+    """The conversation's last `limit` messages created before `before`, newest first, without those still
+    streaming or ended in an error. Only the columns a follow-up needs: not the saved prompts (each holds its
+    passages)."""
+    retrieved = Message._meta.get_field("retrieved")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _messages_before_statement(),
+            [conversation_id, before, Message.Status.STREAMING, Message.Status.ERROR, limit],
+        )
+        rows = cursor.fetchall()
+    converters = _converters(retrieved)
+    messages = []
+    for role, text, trace in rows:
+        for converter in converters:
+            trace = converter(trace, retrieved.cached_col, connection)
+        messages.append(EarlierMessage(role=role, text=text, retrieved=trace))
+    return messages
+
+
+@functools.cache
+def _messages_before_statement() -> str:
+    table = connection.ops.quote_name(Message._meta.db_table)
+    return (
+        f"SELECT role, text, retrieved FROM {table}"  # noqa: S608 - the model's table; the values are parameters
+        " WHERE conversation_id = %s AND created_at < %s AND status NOT IN (%s, %s)"
+        " ORDER BY created_at DESC, id DESC LIMIT %s"
+    )

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatbot.answers.storage import answer_message_finish, answer_message_load
+from chatbot.answers.storage import answer_message_finish, answer_message_load, conversation_messages_before
 from chatbot.bots.services import bot_create
 from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.models import ApprovedAnswer, Message
@@ -116,3 +116,25 @@ def test_the_outcome_is_saved_as_queryset_update_saves_it_while_the_message_stre
     # Ended already (the watchdog took it for lost): nothing is saved over it.
     assert not answer_message_finish(answer.id, text="Too late.", status=Message.Status.COMPLETE)
     assert Message.objects.get(id=answer.id).text == "We ship worldwide [1]."
+
+
+def test_a_follow_ups_earlier_messages_are_read_newest_first_without_those_streaming_or_failed(bot):
+    conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
+    for n, (status, trace) in enumerate(
+        [("complete", [{"chunk_id": 3, "sent": True}]), ("error", []), ("complete", [])]
+    ):
+        _, answer = message_receive(conversation=conversation, text=f"Question {n}?", dispatch_answer=False)
+        Message.objects.filter(id=answer.id).update(status=status, text=f"Answer {n}.", retrieved=trace)
+    question, _ = message_receive(conversation=conversation, text="And now?", dispatch_answer=False)
+    by_the_orm = [
+        (m.role, m.text, m.retrieved)
+        for m in Message.objects.filter(conversation=conversation, created_at__lt=question.created_at)
+        .exclude(status__in=["streaming", "error"])
+        .order_by("-created_at", "-id")[:4]
+    ]
+
+    earlier = conversation_messages_before(conversation_id=conversation.id, before=question.created_at, limit=4)
+
+    assert [(m.role, m.text, m.retrieved) for m in earlier] == by_the_orm
+    assert [m.text for m in earlier] == ["Answer 2.", "Question 2?", "Question 1?", "Answer 0."]
+    assert earlier[-1].retrieved == [{"chunk_id": 3, "sent": True}]  # JSON, parsed as the field does
