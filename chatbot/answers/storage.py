@@ -3,7 +3,7 @@ the conversation's earlier messages read for a follow-up, and the outcome saved 
 written once per process.
 
 Django compiles a query's SQL each time it runs. For this one (four models' hundred columns, two levels of
-`select_related` and two EXISTS), compiling cost 1.8-2.1 ms of the worker's CPU for every answer, before the first
+`select_related` and two EXISTS), compiling cost 1.9-2.1 ms of the worker's CPU for every answer, before the first
 token, against 0.2 ms to run the statement (a throw-away timing of 300 loads; docs/scaling.md, the round of
 2026-12-04 afternoon). The statement is the one `select_related` wrote; the instances are made as the ORM makes
 them: `Model.from_db` with every concrete column, each value through its field's database converters (the JSON
@@ -14,6 +14,7 @@ fields' `from_db_value`), the related instances set through their foreign keys. 
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection
 from django.db.models import Model
@@ -21,30 +22,32 @@ from django.db.models import Model
 from chatbot.models import ApprovedAnswer, Bot, Conversation, Message
 
 
-@dataclass(frozen=True)
 class _Columns:
-    """Where one model's columns sit in the row, their attribute names, and the converters of those that have any
-    (by position in the model's slice)."""
+    """Some of a model's fields, read from a row from `start` on: their values as the ORM reads them (each through
+    the converters the ORM runs on it: the backend's, then the field's, such as a JSON field's `from_db_value`)."""
 
-    model: type[Model]
-    start: int
-    attnames: list[str]
-    converters: list[tuple[int, list[Callable]]]
+    def __init__(self, model: type[Model], fields, *, start: int = 0) -> None:
+        self.model, self.start, self.end = model, start, start + len(fields)
+        self.attnames = [field.attname for field in fields]
+        self._converters: list[tuple[int, object, list[Callable]]] = [
+            (position, field.cached_col, converters)
+            for position, field in enumerate(fields)
+            if (converters := connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection))
+        ]
 
-    @property
-    def end(self) -> int:
-        return self.start + len(self.attnames)
-
-    def instance(self, row: tuple) -> Model | None:
-        """The model's instance from its slice of `row`; None for a left join that found nothing."""
+    def values(self, row: tuple) -> list:
         values = list(row[self.start : self.end])
-        if values[0] is None:  # the primary key comes first
-            return None
-        for position, converters in self.converters:
-            column = self.model._meta.concrete_fields[position].cached_col
+        for position, column, converters in self._converters:
             for converter in converters:
                 values[position] = converter(values[position], column, connection)
-        return self.model.from_db(connection.alias, self.attnames, values)
+        return values
+
+    def instance(self, row: tuple) -> Model | None:
+        """The model's instance (every concrete field read) from its slice of `row`; None for a left join that
+        found nothing."""
+        if row[self.start] is None:  # the primary key comes first
+            return None
+        return self.model.from_db(connection.alias, self.attnames, self.values(row))
 
 
 @dataclass(frozen=True)
@@ -75,28 +78,12 @@ def answer_message_load(message_id: int) -> Message | None:
     return message
 
 
-def _converters(field) -> list[Callable]:
-    """What the ORM runs on a value of `field` read from the database: the backend's converters, then the field's."""
-    return connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection)
-
-
 @functools.cache
 def _statement() -> _Statement:
     """The SQL, written from the models' own metadata the first time it is needed."""
     parts: list[tuple[str, _Columns]] = []
-    start = 0
     for alias, model in (("message", Message), ("conversation", Conversation), ("bot", Bot), ("question", Message)):
-        fields = model._meta.concrete_fields
-        columns = _Columns(
-            model=model,
-            start=start,
-            attnames=[field.attname for field in fields],
-            converters=[
-                (position, converters) for position, field in enumerate(fields) if (converters := _converters(field))
-            ],
-        )
-        parts.append((alias, columns))
-        start = columns.end
+        parts.append((alias, _Columns(model, model._meta.concrete_fields, start=parts[-1][1].end if parts else 0)))
     quote = connection.ops.quote_name
     select = ", ".join(
         f"{alias}.{quote(field.column)}" for alias, columns in parts for field in columns.model._meta.concrete_fields
@@ -116,14 +103,7 @@ def _statement() -> _Statement:
         f" LEFT JOIN {message} question ON question.id = message.in_reply_to_id"
         " WHERE message.id = %s AND message.status = %s"
     )
-    by_alias = dict(parts)
-    return _Statement(
-        sql=sql,
-        message=by_alias["message"],
-        conversation=by_alias["conversation"],
-        bot=by_alias["bot"],
-        question=by_alias["question"],
-    )
+    return _Statement(sql, *(columns for _, columns in parts))
 
 
 def answer_message_finish(message_id: int, **values) -> bool:
@@ -152,31 +132,23 @@ class EarlierMessage:
     retrieved: list | None  # a bot message's retrieval trace (`pipeline._trace`)
 
 
-def conversation_messages_before(*, conversation_id: str, before, limit: int) -> list[EarlierMessage]:
+def conversation_messages_before(*, conversation_id: str, before: datetime, limit: int) -> list[EarlierMessage]:
     """The conversation's last `limit` messages created before `before`, newest first, without those still
     streaming or ended in an error. Only the columns a follow-up needs: not the saved prompts (each holds its
     passages)."""
-    retrieved = Message._meta.get_field("retrieved")
+    sql, columns = _messages_before_statement()
     with connection.cursor() as cursor:
-        cursor.execute(
-            _messages_before_statement(),
-            [conversation_id, before, Message.Status.STREAMING, Message.Status.ERROR, limit],
-        )
-        rows = cursor.fetchall()
-    converters = _converters(retrieved)
-    messages = []
-    for role, text, trace in rows:
-        for converter in converters:
-            trace = converter(trace, retrieved.cached_col, connection)
-        messages.append(EarlierMessage(role=role, text=text, retrieved=trace))
-    return messages
+        cursor.execute(sql, [conversation_id, before, Message.Status.STREAMING, Message.Status.ERROR, limit])
+        return [EarlierMessage(*columns.values(row)) for row in cursor.fetchall()]
 
 
 @functools.cache
-def _messages_before_statement() -> str:
+def _messages_before_statement() -> tuple[str, _Columns]:
+    fields = [Message._meta.get_field(name) for name in ("role", "text", "retrieved")]
     table = connection.ops.quote_name(Message._meta.db_table)
-    return (
-        f"SELECT role, text, retrieved FROM {table}"  # noqa: S608 - the model's table; the values are parameters
+    sql = (
+        f"SELECT {', '.join(connection.ops.quote_name(field.column) for field in fields)} FROM {table}"  # noqa: S608
         " WHERE conversation_id = %s AND created_at < %s AND status NOT IN (%s, %s)"
         " ORDER BY created_at DESC, id DESC LIMIT %s"
     )
+    return sql, _Columns(Message, fields)
