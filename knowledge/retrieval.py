@@ -143,7 +143,10 @@ def chunk_search(
     timings: dict[str, float] = {}
 
     nested = connection.in_atomic_block
-    hnsw_settings = False  # the HNSW search's planner settings are in force (`_vector_search`)
+    # The planner's settings of the vector half in force until put back (`_vector_search_prepare`): None, or
+    # whether they are an exact search's.
+    planner_changed: bool | None = None
+    described = None
     with transaction.atomic(), connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id) if mode != "text" and vector_hits is None else None
         # The full-text half first: it needs no vector, so it runs while the question's embedding finishes.
@@ -158,7 +161,12 @@ def chunk_search(
                 search_config=plan.search_config if plan else search_config,
             )
             timings["text_ms"] = (time.perf_counter() - text_started) * 1000
+        vector, vector_hits_found = None, []
         if mode != "text":
+            if vector_hits is None:
+                # Set before the wait for the embedding: after it, the vector half is one statement.
+                planner_changed = plan.exact if exact is None else exact
+                _vector_search_prepare(cursor, exact=planner_changed, ef_search=plan.ef_search, limit=candidates)
             if embedding is None:
                 waited = time.perf_counter()
                 embedded_query = query_embedding_result(embedding_soon, query)
@@ -167,39 +175,42 @@ def chunk_search(
             vector_started = time.perf_counter()
             # Written once: the statements below each send it (its 384 numbers as text).
             vector = _vector_literal(embedding)
-            if vector_hits is None:
-                searched_exactly = plan.exact if exact is None else exact
-                vector_hits = _vector_search(
+            if vector_hits is None and not focus_documents:
+                # A first question: its nearest chunks and the description of every candidate, in one statement.
+                vector_hits_found, described = _nearest_described(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
                     vector=vector,
                     limit=candidates,
-                    exact=searched_exactly,
-                    ef_search=plan.ef_search,
+                    text_hit_ids=[chunk_id for chunk_id, _ in text_hits],
+                    signatures=mode == "hybrid",
                 )
-                hnsw_settings = not searched_exactly
             else:
-                vector_hits = list(vector_hits)
-            if focus_documents:
-                if hnsw_settings:
-                    _planner_settings_restore(cursor)
-                    hnsw_settings = False
-                vector_hits += _vector_search_in_documents(
-                    cursor,
-                    knowledge_base_id=knowledge_base_id,
-                    document_ids=list(focus_documents),
-                    vector=vector,
-                    limit=candidates,
-                )
+                if vector_hits is None:
+                    vector_hits = _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=candidates)
+                    # What follows reads a few documents' rows and rows by id: planned as usual.
+                    _vector_search_finish(cursor, exact=planner_changed)
+                    planner_changed = None
+                vector_hits_found = list(vector_hits)
+                if focus_documents:
+                    vector_hits_found += _vector_search_in_documents(
+                        cursor,
+                        knowledge_base_id=knowledge_base_id,
+                        document_ids=list(focus_documents),
+                        vector=vector,
+                        limit=candidates,
+                    )
             timings["vector_ms"] = (time.perf_counter() - vector_started) * 1000
-        else:
-            vector, vector_hits = None, []
+        vector_hits = vector_hits_found
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
-        similarity, passages, signatures = _candidates_describe(
-            cursor, chunk_ids=candidate_ids, vector=vector, signatures=mode == "hybrid"
-        )
-        if nested and hnsw_settings:
-            _planner_settings_restore(cursor)
+        if described is None:
+            described = _candidates_describe(
+                cursor, chunk_ids=candidate_ids, vector=vector, signatures=mode == "hybrid"
+            )
+        similarity, passages, signatures = described
+        if nested and planner_changed is not None:
+            # Inside a caller's transaction: its next statements are planned as it expects.
+            _vector_search_finish(cursor, exact=planner_changed)
 
     late, token_embed_seconds = _late_interaction(query=query, query_tokens=query_tokens, signatures=signatures)
     bm25 = dict(text_hits)
@@ -314,19 +325,13 @@ def vector_neighbours(
     nested = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id)
+        _vector_search_prepare(cursor, exact=plan.exact, ef_search=plan.ef_search, limit=limit)
         hits = [
-            _vector_search(
-                cursor,
-                knowledge_base_id=knowledge_base_id,
-                vector=_vector_literal(embedding),
-                limit=limit,
-                exact=plan.exact,
-                ef_search=plan.ef_search,
-            )
+            _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=_vector_literal(embedding), limit=limit)
             for embedding in embeddings
         ]
-        if nested and not plan.exact:
-            _planner_settings_restore(cursor)
+        if nested:
+            _vector_search_finish(cursor, exact=plan.exact)
         return VectorNeighbours(hits=hits, search_config=plan.search_config)
 
 
@@ -382,39 +387,61 @@ def _vector_literal(embedding: list[float]) -> str:
 def _vector_search(
     cursor, *, knowledge_base_id: int, vector: str, limit: int, exact: bool, ef_search: int = HNSW_EF_SEARCH
 ):
-    """The knowledge base's `limit` nearest chunks to `vector` (`_vector_literal`), as (chunk id, cosine distance)."""
+    """The knowledge base's `limit` nearest chunks to `vector` (`_vector_literal`), as (chunk id, cosine distance),
+    the planner left as it was found for what follows an exact search."""
+    _vector_search_prepare(cursor, exact=exact, ef_search=ef_search, limit=limit)
+    hits = _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=limit)
+    if exact:
+        _vector_search_finish(cursor, exact=True)
+    return hits
+
+
+def _vector_search_prepare(cursor, *, exact: bool, ef_search: int, limit: int) -> None:
+    """Set the planner for the vector half until the transaction ends (SET LOCAL), until `_vector_search_finish`."""
     if exact:
         # Without index scans the planner reads this knowledge base's rows through the knowledge_base_id index and
         # keeps the nearest in a top-N sort: exact, and no copy of the vectors into a materialised subquery.
         cursor.execute("SET LOCAL enable_indexscan = off")
-        cursor.execute(
-            "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
-            " WHERE knowledge_base_id = %s ORDER BY distance LIMIT %s",
-            [vector, knowledge_base_id, limit],
-        )
-        hits = [(row[0], float(row[1])) for row in cursor.fetchall()]
-        cursor.execute("SET LOCAL enable_indexscan = on")
-        return hits
     else:
         # pgvector's cost estimate grows with ef_search: at 200 the planner chose a scan of all 10,000 rows and a
         # sort (19 ms) over the index (2.3 ms). This path was chosen because the index suits the knowledge base.
-        # The settings hold until the transaction ends (SET LOCAL), all four in one round trip. What follows in the
-        # search's transaction reads rows by id, which they do not change, or puts them back first (before
-        # `_vector_search_in_documents`); a search inside a caller's transaction puts them back at its end
-        # (`_planner_settings_restore`). A search in a transaction of its own, an answer's, saves that round trip.
+        # All four in one round trip. What follows in the search's transaction reads rows by id, which they do not
+        # change, or puts them back first (before `_vector_search_in_documents`); a search inside a caller's
+        # transaction puts them back at its end. A search in a transaction of its own, an answer's, saves that
+        # round trip.
         cursor.execute(
             "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
             " set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
             [str(max(ef_search, limit))],
         )
-        cursor.execute(
-            "SELECT id, distance FROM ("
-            "  SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
-            "  WHERE knowledge_base_id = %s ORDER BY embedding <=> %s::vector LIMIT %s"
-            ") AS nearest ORDER BY distance",
-            [vector, knowledge_base_id, vector, limit],
-        )
-        return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
+def _vector_search_finish(cursor, *, exact: bool) -> None:
+    """Undo `_vector_search_prepare` for the rest of the transaction."""
+    if exact:
+        cursor.execute("SET LOCAL enable_indexscan = on")
+    else:
+        _planner_settings_restore(cursor)
+
+
+# The knowledge base's nearest chunks to the question, through HNSW or exactly as `_vector_search_prepare` set the
+# planner (the index walk may return them slightly out of order: `relaxed_order`). The question's vector is sent
+# once, and the index takes it from the subquery as it would a constant.
+_NEAREST = (
+    "WITH question AS (SELECT %s::vector AS vector),"
+    " nearest AS (SELECT id FROM knowledge_chunk WHERE knowledge_base_id = %s"
+    "  ORDER BY embedding <=> (SELECT vector FROM question) LIMIT %s)"
+)
+
+
+def _nearest(cursor, *, knowledge_base_id: int, vector: str, limit: int) -> list[tuple[int, float]]:
+    """(chunk id, cosine distance) of the knowledge base's `limit` nearest chunks to `vector`, nearest first."""
+    cursor.execute(
+        _NEAREST + " SELECT chunk.id, chunk.embedding <=> (SELECT vector FROM question) AS distance"  # noqa: S608
+        " FROM knowledge_chunk chunk WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest)) ORDER BY distance, chunk.id",
+        [vector, knowledge_base_id, limit],
+    )
+    return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
 def _planner_settings_restore(cursor) -> None:
@@ -527,20 +554,47 @@ def _candidates_describe(
     anyway (it told duplicates apart)."""
     if not chunk_ids:
         return {}, {}, {}
-    signature_column = "chunk.token_signature" if signatures else "NULL"
     distance_column = "chunk.embedding <=> %s::vector" if vector is not None else "NULL"
     cursor.execute(
-        f"SELECT chunk.id, {distance_column}, {signature_column}, chunk.document_id, chunk.text,"  # noqa: S608
-        " chunk.heading_path, chunk.token_count, document.title, document.filename, document.url"
-        " FROM knowledge_chunk chunk JOIN knowledge_document document ON document.id = chunk.document_id"
-        " WHERE chunk.id = ANY(%s)",
+        f"SELECT chunk.id, {distance_column}, FALSE, {_described_columns(signatures)} WHERE chunk.id = ANY(%s)",
         [vector, chunk_ids] if vector is not None else [chunk_ids],
     )
-    similarity, passages, signature = {}, {}, {}
-    for row in cursor.fetchall():
-        chunk_id, distance, token_signature, document_id, text, heading_path, token_count, title, filename, url = row
+    return _described(cursor.fetchall(), signatures=signatures)[1]
+
+
+def _nearest_described(
+    cursor, *, knowledge_base_id: int, vector: str, limit: int, text_hit_ids: list[int], signatures: bool
+) -> tuple[list[tuple[int, float]], tuple[dict[int, float], dict[int, _Passage], dict[int, bytes | None]]]:
+    """The vector half (`_nearest`, the planner set by `_vector_search_prepare`) and `_candidates_describe` of its
+    chunks and of the text half's, in one statement: one round trip after the question's embedding instead of two."""
+    cursor.execute(
+        _NEAREST + " SELECT chunk.id, chunk.embedding <=> (SELECT vector FROM question),"  # noqa: S608
+        f" chunk.id IN (SELECT id FROM nearest), {_described_columns(signatures)}"
+        " WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest) || %s::bigint[])",
+        [vector, knowledge_base_id, limit, text_hit_ids],
+    )
+    return _described(cursor.fetchall(), signatures=signatures)
+
+
+def _described_columns(signatures: bool) -> str:
+    """What `_described` reads of a candidate after its id, distance and whether the vector half found it."""
+    return (
+        f"{'chunk.token_signature' if signatures else 'NULL'}, chunk.document_id, chunk.text, chunk.heading_path,"
+        " chunk.token_count, document.title, document.filename, document.url"
+        " FROM knowledge_chunk chunk JOIN knowledge_document document ON document.id = chunk.document_id"
+    )
+
+
+def _described(rows, *, signatures: bool):
+    """(the vector half's hits, nearest first; similarities; passages; token signatures) of described candidates."""
+    nearest, similarity, passages, signature = [], {}, {}, {}
+    for row in rows:
+        chunk_id, distance, found_nearest, token_signature, document_id, text, heading_path, token_count = row[:8]
+        title, filename, url = row[8:]
         if distance is not None:
             similarity[chunk_id] = 1.0 - float(distance)
+        if found_nearest:
+            nearest.append((chunk_id, float(distance)))
         passages[chunk_id] = _Passage(
             document_id=document_id,
             text=text,
@@ -551,7 +605,8 @@ def _candidates_describe(
         )
         if signatures:
             signature[chunk_id] = bytes(token_signature) if token_signature is not None else None
-    return similarity, passages, signature
+    nearest.sort(key=lambda hit: (hit[1], hit[0]))
+    return nearest, (similarity, passages, signature)
 
 
 def _late_interaction(

@@ -232,6 +232,20 @@ def test_hnsw_search_finds_what_exact_search_finds_with_many_knowledge_bases_and
     assert np.mean(recalls) >= 0.95, recalls
 
 
+class _EmbeddingDoneWhenAskedFor(Future):
+    """A question's embedding that the search waits for after its full-text half (`asked` from then on)."""
+
+    def __init__(self, embedded) -> None:
+        super().__init__()
+        self.embedded, self.asked = embedded, False
+
+    def result(self, timeout=None):
+        if not self.asked:
+            self.asked = True
+            self.set_result(self.embedded)
+        return super().result(timeout)
+
+
 def _plan(sql: str, params=None) -> str:
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, params)
@@ -256,17 +270,63 @@ def test_the_vector_half_uses_the_hnsw_index_and_the_text_half_the_gin_index(eva
             assert "chunk_search_vector_gin" in _plan(text_sql)
 
 
-def test_a_search_inside_a_callers_transaction_leaves_the_planner_as_it_found_it(evalset, monkeypatch):
-    """The HNSW search switches sequential and bitmap scans off until its transaction ends; inside a caller's
-    transaction it puts them back, or the caller's next queries would be planned without them."""
-    monkeypatch.setattr(retrieval, "EXACT_SEARCH_ALWAYS_CHUNKS", 0)  # the evaluation set through HNSW
-    monkeypatch.setattr(retrieval, "HNSW_MIN_SHARE", 0.0)
+@pytest.mark.parametrize("through_hnsw", [True, False], ids=["hnsw", "exact"])
+def test_a_search_inside_a_callers_transaction_leaves_the_planner_as_it_found_it(evalset, monkeypatch, through_hnsw):
+    """The HNSW search switches sequential and bitmap scans off until its transaction ends, the exact search index
+    scans; inside a caller's transaction they are put back, or the caller's next queries would be planned without
+    them."""
+    if through_hnsw:
+        monkeypatch.setattr(retrieval, "EXACT_SEARCH_ALWAYS_CHUNKS", 0)  # the evaluation set through HNSW
+        monkeypatch.setattr(retrieval, "HNSW_MIN_SHARE", 0.0)
     with transaction.atomic():
-        chunk_search(knowledge_base_id=evalset.id, query="pause my program for half a second", exact=False)
+        chunk_search(knowledge_base_id=evalset.id, query="pause my program for half a second")
         retrieval.vector_neighbours(knowledge_base_id=evalset.id, embeddings=[[1.0] + [0.0] * 383])
         with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')")
-            assert cursor.fetchone() == ("on", "on")
+            cursor.execute(
+                "SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan'),"
+                " current_setting('enable_indexscan')"
+            )
+            assert cursor.fetchone() == ("on", "on", "on")
+
+
+@pytest.mark.parametrize("through_hnsw", [True, False], ids=["hnsw", "exact"])
+def test_once_the_question_is_embedded_a_first_question_needs_one_statement(evalset, monkeypatch, through_hnsw):
+    """The vector half and the description of every candidate (its text, its document, its similarity) go in one
+    statement after the embedding: each statement there is a round trip before the first token. The planner's
+    settings for the vector half were sent before the wait. The passages are those of the search done in steps."""
+    if through_hnsw:
+        monkeypatch.setattr(retrieval, "EXACT_SEARCH_ALWAYS_CHUNKS", 0)
+        monkeypatch.setattr(retrieval, "HNSW_MIN_SHARE", 0.0)
+    question = "pause my program for half a second"
+    embedded = get_embedder(None).embed_queries([question])[0]
+    embedding_soon = _EmbeddingDoneWhenAskedFor(embedded)
+    after_the_embedding: list[str] = []
+
+    def statements_after_the_wait(execute, sql, params, many, context):
+        # The test's own transaction makes the search's a savepoint, and has the planner put back at its end.
+        if embedding_soon.asked and not sql.startswith(
+            ("RELEASE", "SET LOCAL enable_indexscan = on", "SELECT set_config('enable_seqscan', 'on'")
+        ):
+            after_the_embedding.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(statements_after_the_wait):
+        result = chunk_search(knowledge_base_id=evalset.id, query=question, k=5, embedding_soon=embedding_soon)
+    in_steps = chunk_search(
+        knowledge_base_id=evalset.id,
+        query=question,
+        k=5,
+        embedding=embedded.vector,
+        query_tokens=embedded.tokens,
+        vector_hits=retrieval.vector_neighbours(knowledge_base_id=evalset.id, embeddings=[embedded.vector]).hits[0],
+    )
+
+    assert len(after_the_embedding) == 1 and "<=>" in after_the_embedding[0]
+    assert [(c.chunk_id, c.text, c.heading_path, c.title, c.vector_rank, c.text_rank) for c in result.chunks] == [
+        (c.chunk_id, c.text, c.heading_path, c.title, c.vector_rank, c.text_rank) for c in in_steps.chunks
+    ]
+    assert [c.score for c in result.chunks] == pytest.approx([c.score for c in in_steps.chunks])
+    assert "Delay execution for a given number of seconds." in result.chunks[0].text
 
 
 def test_hybrid_retrieval_on_the_evaluation_set(evalset):
