@@ -16,9 +16,11 @@ leans on the earlier turns and, when it does, searches with the conversation's c
 
 No model round trip on the hot path: a question with history costs one forward pass for the earlier turns (none
 when they were asked of this process lately: the embedder remembers its recent questions), one vector search more
-than a first question (the question's alone, for the decision; the mixed vector's serves both the decision and the
-search) and, for a follow-up, two small queries more (the focus documents' nearest chunks, the passages' similarity
-to the topic). A first question (no history) costs exactly what `chunk_search` costs. Measured on
+than a first question (the question's alone, for the decision, in the same statement as the mixed vector's, which
+serves both the decision and the search), and a small query for the documents of the previous answer's passages;
+for a follow-up, their nearest chunks too. The passages' similarity to the topic is read with the candidates. All in
+one transaction, and the full-text half (the recent turns' words) runs while the question's embedding finishes. A
+first question (no history) costs exactly what `chunk_search` costs. Measured on
 tests/fixtures/eval/conversations.jsonl, see docs/retrieval.md.
 """
 
@@ -33,17 +35,18 @@ from typing import Literal, Protocol
 
 import numpy as np
 from django.conf import settings
+from django.db import connection, transaction
 
 from knowledge.embeddings import QueryEmbedding, get_embedder
-from knowledge.models import Chunk
 from knowledge.retrieval import (
     CANDIDATES,
     MIN_RELEVANCE,
     SearchResult,
     chunk_search,
-    chunk_similarities,
     query_embedding_result,
+    text_search,
     vector_neighbours,
+    vector_search_plan,
 )
 
 # Earlier visitor turns that count, most recent first; older ones rarely help and often mislead.
@@ -104,48 +107,71 @@ def conversation_search(
             query_tokens=embedded.tokens if embedded else None,
             embedding_soon=None if embedded else embedding_soon,
         )
-    started = time.perf_counter()
     question_soon = None if embedded is not None else embedding_soon or embedder.embed_query_soon(question)
     turns_soon = [embedder.embed_query_soon(turn) for turn in reversed(recent)]
-    if embedded is None:
-        embedded = query_embedding_result(question_soon, question)
-    results = [future.result() for future in turns_soon]
-    mixed = _mixed_vector(embedded.vector, [turn.vector for turn in results], weight=CONTEXT_WEIGHT)
-    embed_ms = (time.perf_counter() - started) * 1000
+    text_query = " ".join([*recent, question])
+    # One transaction for every statement, and what needs no vector first, while the question's embedding
+    # finishes: the full-text half (it searches the words of the recent turns whatever is decided below) and the
+    # documents of the previous answer's passages.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        plan = vector_search_plan(cursor, knowledge_base_id)
+        text_hits = None
+        if mode != "vector":
+            text_hits = text_search(
+                cursor,
+                knowledge_base_id=knowledge_base_id,
+                query=text_query,
+                limit=candidates,
+                search_config=plan.search_config,
+            )
+        focus = _focus_documents(cursor, previous_chunk_ids)
 
-    # The mixed vector's neighbours are also the search's vector half below: searched once.
-    neighbours = vector_neighbours(
-        knowledge_base_id=knowledge_base_id, embeddings=[embedded.vector, mixed], limit=candidates
-    )
-    alone_hits, mixed_hits = neighbours.hits
-    best_alone = 1.0 - alone_hits[0][1] if alone_hits else 0.0
-    best_mixed = 1.0 - mixed_hits[0][1] if mixed_hits else 0.0
-    context: SearchContext = "standalone"
-    if best_mixed > best_alone + DEPENDENCE_MARGIN or _FOLLOW_UP_OPENING.match(question):
-        context = "follow_up"
-    decided_ms = (time.perf_counter() - started) * 1000 - embed_ms
+        started = time.perf_counter()
+        if embedded is None:
+            embedded = query_embedding_result(question_soon, question)
+        results = [future.result() for future in turns_soon]
+        mixed = _mixed_vector(embedded.vector, [turn.vector for turn in results], weight=CONTEXT_WEIGHT)
+        embed_ms = (time.perf_counter() - started) * 1000
 
-    if context == "follow_up" and rewrite is not None:
-        rewritten = (rewrite(question=question, history=list(history)) or "").strip()
-        if rewritten and rewritten != question.strip():
-            result = chunk_search(knowledge_base_id=knowledge_base_id, query=rewritten, k=k, mode=mode)
-            return _with_context(result, "rewritten", embed_ms=embed_ms, decided_ms=decided_ms)
+        # The mixed vector's neighbours are also the search's vector half below: searched once.
+        neighbours = vector_neighbours(
+            knowledge_base_id=knowledge_base_id, embeddings=[embedded.vector, mixed], limit=candidates, plan=plan
+        )
+        alone_hits, mixed_hits = neighbours.hits
+        best_alone = 1.0 - alone_hits[0][1] if alone_hits else 0.0
+        best_mixed = 1.0 - mixed_hits[0][1] if mixed_hits else 0.0
+        context: SearchContext = "standalone"
+        if best_mixed > best_alone + DEPENDENCE_MARGIN or _FOLLOW_UP_OPENING.match(question):
+            context = "follow_up"
+        decided_ms = (time.perf_counter() - started) * 1000 - embed_ms
 
-    result = chunk_search(
-        knowledge_base_id=knowledge_base_id,
-        query=question,
-        k=k,
-        mode=mode,
-        candidates=candidates,
-        embedding=mixed,
-        query_tokens=embedded.tokens,
-        text_query=" ".join([*recent, question]),
-        focus_documents=_focus_documents(previous_chunk_ids) if context == "follow_up" else None,
-        vector_hits=mixed_hits,
-        search_config=neighbours.search_config,
-    )
-    if context == "follow_up":
-        result = _judged_with_topic(result, _mixed_vector(embedded.vector, [t.vector for t in results], weight=1.0))
+        if context == "follow_up" and rewrite is not None:
+            rewritten = (rewrite(question=question, history=list(history)) or "").strip()
+            if rewritten and rewritten != question.strip():
+                result = chunk_search(knowledge_base_id=knowledge_base_id, query=rewritten, k=k, mode=mode)
+                return _with_context(result, "rewritten", embed_ms=embed_ms, decided_ms=decided_ms)
+
+        follow_up = context == "follow_up"
+        result = chunk_search(
+            knowledge_base_id=knowledge_base_id,
+            query=question,
+            k=k,
+            mode=mode,
+            candidates=candidates,
+            embedding=mixed,
+            query_tokens=embedded.tokens,
+            text_query=text_query,
+            focus_documents=focus if follow_up else None,
+            vector_hits=mixed_hits,
+            search_config=plan.search_config,
+            text_hits=text_hits,
+            # The conversation's topic: the question and the earlier turns weighing alike.
+            topic_embedding=_mixed_vector(embedded.vector, [t.vector for t in results], weight=1.0)
+            if follow_up
+            else None,
+        )
+    if follow_up:
+        result = _judged_with_topic(result)
     return _with_context(result, context, embed_ms=embed_ms, decided_ms=decided_ms)
 
 
@@ -156,24 +182,24 @@ def _mixed_vector(question: list[float], earlier_newest_first: list[list[float]]
     return (mixed / max(float(np.linalg.norm(mixed)), 1e-12)).tolist()
 
 
-def _judged_with_topic(result: SearchResult, topic: list[float]) -> SearchResult:
+def _judged_with_topic(result: SearchResult) -> SearchResult:
     """A follow-up says little on its own ("and get them back afterwards?"): its passages' similarity, which
     judges relevance (and the passages sent), is also taken against the conversation's topic, the question and
-    the earlier turns weighing alike. The answering passage of 91% of the follow-ups of the evaluation set reaches
-    MIN_RELEVANCE that way, 69% against the search's own vector."""
-    topical = chunk_similarities(chunk_ids=[chunk.chunk_id for chunk in result.chunks], embedding=topic)
+    the earlier turns weighing alike (the search's `topic_similarity`). The answering passage of 91% of the
+    follow-ups of the evaluation set reaches MIN_RELEVANCE that way, 69% against the search's own vector."""
     chunks = [
-        replace(chunk, similarity=max(chunk.similarity or 0.0, topical.get(chunk.chunk_id, 0.0)))
+        replace(chunk, similarity=max(chunk.similarity or 0.0, chunk.topic_similarity or 0.0))
         for chunk in result.chunks
     ]
     return replace(result, chunks=chunks, relevant=any(chunk.similarity >= MIN_RELEVANCE for chunk in chunks))
 
 
-def _focus_documents(previous_chunk_ids: Sequence[int]) -> dict[int, float]:
+def _focus_documents(cursor, previous_chunk_ids: Sequence[int]) -> dict[int, float]:
     best = list(previous_chunk_ids)[:FOCUS_PASSAGES]
     if not best:
         return {}
-    documents = dict(Chunk.objects.filter(id__in=best).values_list("id", "document_id"))
+    cursor.execute("SELECT id, document_id FROM knowledge_chunk WHERE id = ANY(%s)", [best])
+    documents = dict(cursor.fetchall())
     return {documents[chunk_id]: FOCUS_BONUS for chunk_id in best if chunk_id in documents}
 
 

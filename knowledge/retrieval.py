@@ -88,6 +88,8 @@ class RetrievedChunk:
     rerank_score: float | None = None
     # Word pieces of `text` in the embedding tokenizer (a prompt's cost is estimated from it).
     token_count: int | None = None
+    # Cosine similarity to the caller's `topic_embedding` (chunk_search), when it gave one.
+    topic_similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ def chunk_search(
     focus_documents: Mapping[int, float] | None = None,
     vector_hits: list[tuple[int, float]] | None = None,
     search_config: str | None = None,
+    text_hits: list[tuple[int, float]] | None = None,
+    topic_embedding: list[float] | None = None,
 ) -> SearchResult:
     """The `k` chunks of a knowledge base that best answer `query`; `mode` is hybrid, vector or text.
     Pass `embedding` (and `query_tokens`) when the query is already embedded, or `embedding_soon` (a Future of its
@@ -131,7 +135,10 @@ def chunk_search(
     `focus_documents` maps document ids to a bonus added to their chunks' scores; their nearest chunks join the
     candidates (knowledge.conversation: the documents an earlier answer came from). `vector_hits`, the vector half
     the caller already ran for `embedding` (`vector_neighbours` with `candidates`), is used instead of running it
-    again; `search_config` is then the knowledge base's text-search configuration the caller read with it."""
+    again; `search_config` is then the knowledge base's text-search configuration the caller read with it.
+    `text_hits`, the full-text half the caller already ran (`text_search` with `candidates`), likewise.
+    `topic_embedding`, a second vector, is compared with every candidate in the same statement: each chunk's
+    `topic_similarity`."""
     if mode not in {"hybrid", "vector", "text"}:
         raise ValueError(f"unknown search mode {mode!r}")
     started = time.perf_counter()
@@ -147,11 +154,13 @@ def chunk_search(
     # whether they are an exact search's.
     planner_changed: bool | None = None
     described = None
-    with transaction.atomic(), connection.cursor() as cursor:
+    # Inside a caller's transaction no savepoint: the search only reads, and each savepoint is a round trip.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id) if mode != "text" and vector_hits is None else None
         # The full-text half first: it needs no vector, so it runs while the question's embedding finishes.
-        text_hits: list[tuple[int, float]] = []
-        if mode != "vector":
+        if mode == "vector":
+            text_hits = []
+        elif text_hits is None:
             text_started = time.perf_counter()
             text_hits = text_search(
                 cursor,
@@ -175,7 +184,7 @@ def chunk_search(
             vector_started = time.perf_counter()
             # Written once: the statements below each send it (its 384 numbers as text).
             vector = _vector_literal(embedding)
-            if vector_hits is None and not focus_documents:
+            if vector_hits is None and not focus_documents and topic_embedding is None:
                 # A first question: its nearest chunks and the description of every candidate, in one statement.
                 vector_hits_found, described = _nearest_described(
                     cursor,
@@ -203,9 +212,14 @@ def chunk_search(
             timings["vector_ms"] = (time.perf_counter() - vector_started) * 1000
         vector_hits = vector_hits_found
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
+        topic_similarity: dict[int, float] = {}
         if described is None:
-            described = _candidates_describe(
-                cursor, chunk_ids=candidate_ids, vector=vector, signatures=mode == "hybrid"
+            described, topic_similarity = _candidates_describe(
+                cursor,
+                chunk_ids=candidate_ids,
+                vector=vector,
+                signatures=mode == "hybrid",
+                topic=_vector_literal(topic_embedding) if topic_embedding is not None else None,
             )
         similarity, passages, signatures = described
         if nested and planner_changed is not None:
@@ -277,6 +291,7 @@ def chunk_search(
             text_rank=text_rank.get(chunk_id),
             rerank_score=rerank_scores.get(chunk_id),
             token_count=passages[chunk_id].token_count,
+            topic_similarity=topic_similarity.get(chunk_id),
         )
         for chunk_id in top_ids
     ]
@@ -314,37 +329,32 @@ class VectorNeighbours:
 
 
 def vector_neighbours(
-    *, knowledge_base_id: int, embeddings: list[list[float]], limit: int = CANDIDATES
+    *,
+    knowledge_base_id: int,
+    embeddings: list[list[float]],
+    limit: int = CANDIDATES,
+    plan: "VectorSearchPlan | None" = None,
 ) -> VectorNeighbours:
     """For each vector, the knowledge base's `limit` nearest chunks as (chunk id, cosine distance), nearest first,
-    through the plan search uses: what `chunk_search` takes as `vector_hits` (and `search_config`).
+    through the plan search uses (`plan`, when the caller read it already): what `chunk_search` takes as
+    `vector_hits` (and `search_config`). Every vector in one statement.
 
     Ask for as many as search does even when only the nearest matters: with `LIMIT 1` the planner walked the
     knowledge base's rows through its id index and sorted them all (44-54 ms at 10,000 chunks, against 10 ms
     through HNSW)."""
     nested = connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        plan = vector_search_plan(cursor, knowledge_base_id)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        plan = plan or vector_search_plan(cursor, knowledge_base_id)
         _vector_search_prepare(cursor, exact=plan.exact, ef_search=plan.ef_search, limit=limit)
-        hits = [
-            _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=_vector_literal(embedding), limit=limit)
-            for embedding in embeddings
-        ]
+        hits = _nearest_each(
+            cursor,
+            knowledge_base_id=knowledge_base_id,
+            vectors=[_vector_literal(embedding) for embedding in embeddings],
+            limit=limit,
+        )
         if nested:
             _vector_search_finish(cursor, exact=plan.exact)
         return VectorNeighbours(hits=hits, search_config=plan.search_config)
-
-
-def chunk_similarities(*, chunk_ids: list[int], embedding: list[float]) -> dict[int, float]:
-    """Cosine similarity of each of these chunks to `embedding`."""
-    if not chunk_ids:
-        return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, embedding <=> %s::vector FROM knowledge_chunk WHERE id = ANY(%s)",
-            [_vector_literal(embedding), chunk_ids],
-        )
-        return {chunk_id: 1.0 - float(distance) for chunk_id, distance in cursor.fetchall()}
 
 
 @dataclass(frozen=True)
@@ -436,12 +446,25 @@ _NEAREST = (
 
 def _nearest(cursor, *, knowledge_base_id: int, vector: str, limit: int) -> list[tuple[int, float]]:
     """(chunk id, cosine distance) of the knowledge base's `limit` nearest chunks to `vector`, nearest first."""
-    cursor.execute(
-        _NEAREST + " SELECT chunk.id, chunk.embedding <=> (SELECT vector FROM question) AS distance"  # noqa: S608
-        " FROM knowledge_chunk chunk WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest)) ORDER BY distance, chunk.id",
-        [vector, knowledge_base_id, limit],
+    return _nearest_each(cursor, knowledge_base_id=knowledge_base_id, vectors=[vector], limit=limit)[0]
+
+
+def _nearest_each(cursor, *, knowledge_base_id: int, vectors: list[str], limit: int) -> list[list[tuple[int, float]]]:
+    """`_nearest` of each of `vectors`, in one statement: a branch per vector, each through the index as a search of
+    its own (the planner set by `_vector_search_prepare`)."""
+    if not vectors:
+        return []
+    branches = " UNION ALL ".join(
+        f"(SELECT {n}, id, embedding <=> (SELECT vector FROM question_{n}) FROM knowledge_chunk"  # noqa: S608
+        f" WHERE knowledge_base_id = %s ORDER BY embedding <=> (SELECT vector FROM question_{n}) LIMIT %s)"
+        for n in range(len(vectors))
     )
-    return [(row[0], float(row[1])) for row in cursor.fetchall()]
+    questions = ", ".join(f"question_{n} AS (SELECT %s::vector AS vector)" for n in range(len(vectors)))
+    cursor.execute(f"WITH {questions} {branches}", [*vectors, *[knowledge_base_id, limit] * len(vectors)])
+    hits: list[list[tuple[int, float]]] = [[] for _ in vectors]
+    for n, chunk_id, distance in cursor.fetchall():
+        hits[n].append((chunk_id, float(distance)))
+    return [sorted(found, key=lambda hit: (hit[1], hit[0])) for found in hits]
 
 
 def _planner_settings_restore(cursor) -> None:
@@ -546,20 +569,24 @@ class _Passage:
 
 
 def _candidates_describe(
-    cursor, *, chunk_ids: list[int], vector: str | None, signatures: bool
-) -> tuple[dict[int, float], dict[int, _Passage], dict[int, bytes | None]]:
+    cursor, *, chunk_ids: list[int], vector: str | None, signatures: bool, topic: str | None = None
+) -> tuple[tuple[dict[int, float], dict[int, _Passage], dict[int, bytes | None]], dict[int, float]]:
     """Cosine similarity to the question (when embedded: `vector`, its `_vector_literal`), the passage and, when
-    asked for, the token signature of each candidate. One statement for every candidate: reading the chosen few's
-    text afterwards cost another round trip and a Django query before the first token, and the text was read here
-    anyway (it told duplicates apart)."""
+    asked for, the token signature of each candidate; and its similarity to `topic` when given. One statement for
+    every candidate: reading the chosen few's text afterwards cost another round trip and a Django query before the
+    first token, and the text was read here anyway (it told duplicates apart)."""
     if not chunk_ids:
-        return {}, {}, {}
+        return ({}, {}, {}), {}
     distance_column = "chunk.embedding <=> %s::vector" if vector is not None else "NULL"
+    topic_column = ", chunk.embedding <=> %s::vector" if topic is not None else ""
     cursor.execute(
-        f"SELECT chunk.id, {distance_column}, FALSE, {_described_columns(signatures)} WHERE chunk.id = ANY(%s)",
-        [vector, chunk_ids] if vector is not None else [chunk_ids],
+        f"SELECT chunk.id, {distance_column}, FALSE, {_described_columns(signatures, topic_column)}"
+        " WHERE chunk.id = ANY(%s)",
+        [value for value in (vector, topic) if value is not None] + [chunk_ids],
     )
-    return _described(cursor.fetchall(), signatures=signatures)[1]
+    rows = cursor.fetchall()
+    topical = {row[0]: 1.0 - float(row[-1]) for row in rows} if topic is not None else {}
+    return _described(rows, signatures=signatures)[1], topical
 
 
 def _nearest_described(
@@ -576,11 +603,12 @@ def _nearest_described(
     return _described(cursor.fetchall(), signatures=signatures)
 
 
-def _described_columns(signatures: bool) -> str:
-    """What `_described` reads of a candidate after its id, distance and whether the vector half found it."""
+def _described_columns(signatures: bool, more: str = "") -> str:
+    """What `_described` reads of a candidate after its id, distance and whether the vector half found it (`more`
+    columns after them)."""
     return (
         f"{'chunk.token_signature' if signatures else 'NULL'}, chunk.document_id, chunk.text, chunk.heading_path,"
-        " chunk.token_count, document.title, document.filename, document.url"
+        f" chunk.token_count, document.title, document.filename, document.url{more}"
         " FROM knowledge_chunk chunk JOIN knowledge_document document ON document.id = chunk.document_id"
     )
 
@@ -590,7 +618,7 @@ def _described(rows, *, signatures: bool):
     nearest, similarity, passages, signature = [], {}, {}, {}
     for row in rows:
         chunk_id, distance, found_nearest, token_signature, document_id, text, heading_path, token_count = row[:8]
-        title, filename, url = row[8:]
+        title, filename, url = row[8:11]
         if distance is not None:
             similarity[chunk_id] = 1.0 - float(distance)
         if found_nearest:

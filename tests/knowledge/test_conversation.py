@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from knowledge.conversation import conversation_search
 from knowledge.embeddings import get_embedder
 from knowledge.retrieval import MIN_RELEVANCE, chunk_search
+from tests.knowledge.embedding_wait import EmbeddingDoneWhenAskedFor
 
 pytestmark = pytest.mark.django_db
 
@@ -144,3 +145,38 @@ def test_a_follow_up_is_judged_relevant_by_the_conversation_s_topic(shop):
     assert follow_up.relevant
     assert refund.similarity >= MIN_RELEVANCE
     assert refund.similarity > max(chunk.similarity for chunk in alone.chunks if chunk.chunk_id == refund.chunk_id)
+
+
+def test_a_follow_ups_text_half_runs_while_its_question_is_embedded_and_its_vectors_in_one_statement(shop):
+    """Every statement of a follow-up's search is in one transaction (no savepoint inside a caller's). The full-text
+    half (the recent turns' words) and the previous passages' documents are read before the search waits for the
+    question's embedding; after it, the question's and the mixed vector's nearest chunks are one statement, and the
+    passages' similarity to the topic is read with the candidates."""
+    first = chunk_search(knowledge_base_id=shop.id, query="Do you ship to Norway?", k=3)
+    question = "How long does it take?"
+    embedding_soon = EmbeddingDoneWhenAskedFor(get_embedder(None).embed_query_soon(question).result())
+    before, after = [], []
+
+    def statements(execute, sql, params, many, context):
+        (after if embedding_soon.asked else before).append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(statements):
+        follow_up = conversation_search(
+            knowledge_base_id=shop.id,
+            question=question,
+            history=["Do you ship to Norway?"],
+            previous_chunk_ids=[chunk.chunk_id for chunk in first.chunks],
+            k=3,
+            embedding_soon=embedding_soon,
+        )
+
+    assert follow_up.context == "follow_up"
+    assert sections(follow_up)[0] == "Delivery to Norway"
+    assert any("AS scored" in sql for sql in before) and not any("<=>" in sql for sql in before)
+    assert not any("SAVEPOINT" in sql for sql in before + after)
+    [both_vectors] = [sql for sql in after if "ORDER BY embedding <=>" in sql]
+    assert both_vectors.count("ORDER BY embedding <=>") == 2
+    # The planner's settings, both vectors, the settings put back, the previous documents' nearest chunks, and the
+    # candidates with their similarity to the question and to the topic.
+    assert len(after) == 5, after

@@ -20,6 +20,7 @@ from knowledge.evaluation import conversations_evaluate, conversations_load, que
 from knowledge.models import Chunk, Document, KnowledgeBase, Source, Term
 from knowledge.retrieval import chunk_search
 from knowledge.services import knowledge_base_create, source_add_faq, source_add_file, source_delete, source_ingest
+from tests.knowledge.embedding_wait import EmbeddingDoneWhenAskedFor
 
 EVAL_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "eval"
 
@@ -232,20 +233,6 @@ def test_hnsw_search_finds_what_exact_search_finds_with_many_knowledge_bases_and
     assert np.mean(recalls) >= 0.95, recalls
 
 
-class _EmbeddingDoneWhenAskedFor(Future):
-    """A question's embedding that the search waits for after its full-text half (`asked` from then on)."""
-
-    def __init__(self, embedded) -> None:
-        super().__init__()
-        self.embedded, self.asked = embedded, False
-
-    def result(self, timeout=None):
-        if not self.asked:
-            self.asked = True
-            self.set_result(self.embedded)
-        return super().result(timeout)
-
-
 def _plan(sql: str, params=None) -> str:
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, params)
@@ -299,7 +286,7 @@ def test_once_the_question_is_embedded_a_first_question_needs_one_statement(eval
         monkeypatch.setattr(retrieval, "HNSW_MIN_SHARE", 0.0)
     question = "pause my program for half a second"
     embedded = get_embedder(None).embed_queries([question])[0]
-    embedding_soon = _EmbeddingDoneWhenAskedFor(embedded)
+    embedding_soon = EmbeddingDoneWhenAskedFor(embedded)
     after_the_embedding: list[str] = []
 
     def statements_after_the_wait(execute, sql, params, many, context):
