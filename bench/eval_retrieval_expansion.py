@@ -61,7 +61,7 @@ def main() -> None:
     from django.db import connection
 
     from chatbot.models import Bot
-    from knowledge import retrieval
+    from knowledge import full_text, retrieval
     from knowledge.embeddings import get_embedder
     from knowledge.evaluation import questions_load
     from knowledge.late_interaction import late_interaction_scores
@@ -122,10 +122,10 @@ def main() -> None:
             return math.log(1 + (total - n + 0.5) / (n + 0.5))
 
         def bm25(self, weights: dict[str, float]) -> dict[int, float]:
-            # As knowledge.retrieval.text_search: the rarest full-weight lexemes choose the candidates.
+            # As knowledge.full_text.text_search: the rarest full-weight lexemes choose the candidates.
             terms = sorted((self.frequency[w], w) for w in weights if self.frequency.get(w))
-            terms = terms[: retrieval.MAX_QUERY_LEXEMES * 2]
-            selective, budget = set(), retrieval.MATCH_BUDGET_CHUNKS
+            terms = terms[: full_text.MAX_QUERY_LEXEMES * 2]
+            selective, budget = set(), full_text.MATCH_BUDGET_CHUNKS
             for n, w in terms:
                 if weights[w] < 1:
                     continue
@@ -133,8 +133,8 @@ def main() -> None:
                     break
                 selective.add(w)
                 budget -= n
-            matched = [i for i in range(total) if self.lexemes[i] & selective][: retrieval.MATCH_SCAN_LIMIT]
-            k1, b = retrieval.BM25_K1, retrieval.BM25_B
+            matched = [i for i in range(total) if self.lexemes[i] & selective][: full_text.MATCH_SCAN_LIMIT]
+            k1, b = full_text.BM25_K1, full_text.BM25_B
             scores = {
                 i: sum(weights[w] * self.idf(w) for _, w in terms if w in self.lexemes[i])
                 * (k1 + 1)

@@ -51,7 +51,7 @@ def main() -> None:
     from django.db import connection
 
     from chatbot.models import Bot
-    from knowledge import retrieval
+    from knowledge import full_text, retrieval
     from knowledge.embeddings import get_embedder
     from knowledge.evaluation import questions_load
     from knowledge.late_interaction import late_interaction_scores
@@ -87,17 +87,17 @@ def main() -> None:
     total, average_length = len(rows), sum(len(chunk) for chunk in lexemes) / len(rows)
 
     def bm25(words: list[str]) -> dict[int, float]:
-        # As knowledge.retrieval.text_search: rarest lexemes choose the candidates, every lexeme scores.
-        terms = sorted((frequency[w], w) for w in set(words) if frequency.get(w))[: retrieval.MAX_QUERY_LEXEMES]
+        # As knowledge.full_text.text_search: rarest lexemes choose the candidates, every lexeme scores.
+        terms = sorted((frequency[w], w) for w in set(words) if frequency.get(w))[: full_text.MAX_QUERY_LEXEMES]
         idf = {w: math.log(1 + (total - n + 0.5) / (n + 0.5)) for n, w in terms}
-        selective, budget = set(), retrieval.MATCH_BUDGET_CHUNKS
+        selective, budget = set(), full_text.MATCH_BUDGET_CHUNKS
         for n, w in terms:
             if selective and n > budget:
                 break
             selective.add(w)
             budget -= n
-        matched = [i for i in range(total) if lexemes[i] & selective][: retrieval.MATCH_SCAN_LIMIT]
-        k1, b = retrieval.BM25_K1, retrieval.BM25_B
+        matched = [i for i in range(total) if lexemes[i] & selective][: full_text.MATCH_SCAN_LIMIT]
+        k1, b = full_text.BM25_K1, full_text.BM25_B
         scores = {
             i: sum(idf[w] for w in idf if w in lexemes[i])
             * (k1 + 1)

@@ -306,7 +306,7 @@ def search_latency(plan, *, big: int) -> dict:
 def explain(plan, *, big: int) -> str:
     from django.db import connection, transaction
 
-    from knowledge import retrieval
+    from knowledge import full_text, retrieval
 
     kb_id, vector, text, _ = next(item for item in plan if item[0] == big)
     literal = retrieval._vector_literal(vector.tolist())
@@ -333,7 +333,7 @@ def explain(plan, *, big: int) -> str:
             return real_execute(sql, params)
 
         cursor.execute = capture
-        retrieval.text_search(cursor, knowledge_base_id=kb_id, query=text, limit=40)
+        full_text.text_search(cursor, knowledge_base_id=kb_id, query=text, limit=40)
         cursor.execute = real_execute
         lines += [f"-- text half, big knowledge base, query {text!r}", *captured, ""]
     return "\n".join(lines)

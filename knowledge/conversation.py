@@ -38,13 +38,13 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from knowledge.embeddings import QueryEmbedding, get_embedder
+from knowledge.full_text import text_search
 from knowledge.retrieval import (
     CANDIDATES,
     MIN_RELEVANCE,
     SearchResult,
     chunk_search,
     query_embedding_result,
-    text_search,
     vector_neighbours,
     vector_search_plan,
 )

@@ -9,17 +9,14 @@ itself) are returned once.
 - Vector half: small knowledge bases (the common case) are searched exactly, which is fast and perfect; large ones
   go through the HNSW index with pgvector 0.8's iterative scan and a generous `hnsw.ef_search`, so a filter that
   keeps only one bot's rows among many does not starve the scan of candidates.
-- Text half: `ts_rank_cd` has no inverse document frequency, so common words drowned the ranking. The question's
-  lexemes are looked up in `knowledge_term` (document frequencies per knowledge base, kept by triggers), the GIN
-  index finds the chunks holding any informative lexeme, and they are ranked by BM25 with binary term frequency
-  (presence of each lexeme, IDF-weighted, length-normalised), which a tsvector answers cheaply with `@@`.
+- Text half (knowledge/full_text.py): BM25 on PostgreSQL full-text search, the question's lexemes weighted by their
+  document frequencies in the knowledge base.
 
 Weights were tuned on tests/fixtures/eval (see docs/retrieval.md); rank fusion (RRF) was measured and was worse.
 """
 
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -30,6 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from knowledge.embeddings import get_embedder
+from knowledge.full_text import text_search
 from knowledge.late_interaction import late_interaction_scores
 from knowledge.reranking import get_reranker
 
@@ -42,17 +40,6 @@ TEXT_WEIGHT = 0.15
 # Hybrid search adds LATE_INTERACTION_WEIGHT * the late-interaction score (knowledge/late_interaction.py), a
 # second stage over the candidates of both halves. Tuned on tests/fixtures/eval: 0.5 to 1.5 measured alike.
 LATE_INTERACTION_WEIGHT = 1.0
-BM25_K1 = 1.2
-BM25_B = 0.75
-# Candidates of the text half are the chunks holding the rarest of the question's lexemes, taken rarest first
-# while their document frequencies add up to at most this (at least one lexeme): the work stays bounded however
-# large the knowledge base, and chunks holding only common words would score too little to matter. Every lexeme
-# still counts in the score.
-MATCH_BUDGET_CHUNKS = 1_000
-# When even the rarest lexeme is common (a question of everyday words), BM25 has little to say and the vector half
-# decides: score at most this many of the matching chunks rather than all of them.
-MATCH_SCAN_LIMIT = 2_000
-MAX_QUERY_LEXEMES = 32
 # Vector search is exact (a scan of the knowledge base's rows) up to EXACT_SEARCH_ALWAYS_CHUNKS chunks, a few ms.
 # Past that, exact search costs the database about 1.4 ms of CPU per 1,000 chunks per question: 30 ms at 10,000,
 # which made the database's CPU the bottleneck at 50 questions at once (bench/). So a knowledge base holding at
@@ -481,70 +468,6 @@ def _vector_search_in_documents(
         "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
         " WHERE knowledge_base_id = %s AND document_id = ANY(%s) ORDER BY distance LIMIT %s",
         [vector, knowledge_base_id, document_ids, limit],
-    )
-    return [(row[0], float(row[1])) for row in cursor.fetchall()]
-
-
-def _tsquery_literal(lexeme: str) -> str:
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def text_search(
-    cursor, *, knowledge_base_id: int, query: str, limit: int, search_config: str | None = None
-) -> list[tuple[int, float]]:
-    """(chunk id, BM25 score) of the best `limit` chunks for the question's lexemes, best first. `search_config`
-    is the knowledge base's text-search configuration when the caller read it (`vector_search_plan`)."""
-    # The question's lexemes in the knowledge base's own text-search configuration, the one its chunks use. Read
-    # first and passed as a constant: with the configuration as a subquery inside the lookup, PostgreSQL no longer
-    # looked the lexemes up by the index (text_search 2 -> 41 ms at 10,000 chunks, bench/run.py --quick).
-    if search_config is None:
-        cursor.execute("SELECT search_config::text FROM knowledge_knowledgebase WHERE id = %s", [knowledge_base_id])
-        row = cursor.fetchone()
-        if row is None:
-            return []
-        search_config = row[0]
-    cursor.execute(
-        "SELECT lexeme, chunks, lexemes FROM knowledge_term WHERE knowledge_base_id = %s"
-        " AND lexeme = ANY(array_append(tsvector_to_array(to_tsvector(%s::regconfig, %s)), ''))",
-        [knowledge_base_id, search_config, query[:2000]],
-    )
-    stats = {lexeme: (chunks, lexemes) for lexeme, chunks, lexemes in cursor.fetchall()}
-    total_chunks, total_lexemes = stats.pop("", (0, 0))
-    terms = sorted((chunks, lexeme) for lexeme, (chunks, _) in stats.items() if chunks > 0)[:MAX_QUERY_LEXEMES]
-    if not terms or total_chunks <= 0:
-        return []
-    idf = [math.log(1 + (total_chunks - chunks + 0.5) / (chunks + 0.5)) for chunks, _ in terms]
-    queries = [_tsquery_literal(lexeme) for _, lexeme in terms]
-    selective, budget = [], MATCH_BUDGET_CHUNKS
-    for (chunks, _), query in zip(terms, queries, strict=True):
-        if selective and chunks > budget:
-            break
-        selective.append(query)
-        budget -= chunks
-    average_length = max(1.0, total_lexemes / total_chunks)
-    # One `@@` per lexeme (a binary search in the tsvector); only the SQL's shape depends on the lexeme count.
-    presence = " + ".join(["CASE WHEN search_vector @@ %s::tsquery THEN %s::float8 ELSE 0 END"] * len(queries))
-    sql = (
-        "SELECT id, score FROM ("  # noqa: S608 - only placeholders are interpolated
-        f"  SELECT id, ({presence}) * %s / (1 + %s * (%s + %s * length(search_vector))) AS score FROM ("
-        "    SELECT id, search_vector FROM knowledge_chunk"
-        "    WHERE knowledge_base_id = %s AND search_vector @@ %s::tsquery LIMIT %s"
-        "  ) AS matched"
-        ") AS scored ORDER BY score DESC, id LIMIT %s"
-    )
-    cursor.execute(
-        sql,
-        [
-            *[value for pair in zip(queries, idf, strict=True) for value in pair],
-            BM25_K1 + 1,
-            BM25_K1,
-            1 - BM25_B,
-            BM25_B / average_length,
-            knowledge_base_id,
-            " | ".join(selective),
-            MATCH_SCAN_LIMIT,
-            limit,
-        ],
     )
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
