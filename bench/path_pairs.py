@@ -66,7 +66,7 @@ def checkout_run(questions: int, prefix: str) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkouts", nargs=2, type=Path, metavar="CHECKOUT")
+    parser.add_argument("checkouts", nargs="*", type=Path, metavar="CHECKOUT", help="two checkouts: before, after")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--questions", type=int, default=40, help="conversations per checkout and round")
     parser.add_argument("--run", nargs=2, metavar=("QUESTIONS", "PREFIX"), help=argparse.SUPPRESS)
@@ -74,6 +74,8 @@ def main() -> None:
     if args.run:
         print(json.dumps(checkout_run(int(args.run[0]), args.run[1])))
         return
+    if len(args.checkouts) != 2:
+        parser.error("give two checkouts")
 
     from bench import lib
 
