@@ -145,31 +145,38 @@ def conversation_search(
             context = "follow_up"
         decided_ms = (time.perf_counter() - started) * 1000 - embed_ms
 
-        if context == "follow_up" and rewrite is not None:
-            rewritten = (rewrite(question=question, history=list(history)) or "").strip()
-            if rewritten and rewritten != question.strip():
-                result = chunk_search(knowledge_base_id=knowledge_base_id, query=rewritten, k=k, mode=mode)
-                return _with_context(result, "rewritten", embed_ms=embed_ms, decided_ms=decided_ms)
-
         follow_up = context == "follow_up"
-        result = chunk_search(
-            knowledge_base_id=knowledge_base_id,
-            query=question,
-            k=k,
-            mode=mode,
-            candidates=candidates,
-            embedding=mixed,
-            query_tokens=embedded.tokens,
-            text_query=text_query,
-            focus_documents=focus if follow_up else None,
-            vector_hits=mixed_hits,
-            search_config=plan.search_config,
-            text_hits=text_hits,
-            # The conversation's topic: the question and the earlier turns weighing alike.
-            topic_embedding=_mixed_vector(embedded.vector, [t.vector for t in results], weight=1.0)
-            if follow_up
-            else None,
-        )
+
+        def search() -> SearchResult:
+            return chunk_search(
+                knowledge_base_id=knowledge_base_id,
+                query=question,
+                k=k,
+                mode=mode,
+                candidates=candidates,
+                embedding=mixed,
+                query_tokens=embedded.tokens,
+                text_query=text_query,
+                focus_documents=focus if follow_up else None,
+                vector_hits=mixed_hits,
+                search_config=plan.search_config,
+                text_hits=text_hits,
+                # The conversation's topic: the question and the earlier turns weighing alike.
+                topic_embedding=_mixed_vector(embedded.vector, [t.vector for t in results], weight=1.0)
+                if follow_up
+                else None,
+            )
+
+        rewriting = follow_up and rewrite is not None
+        if not rewriting:
+            result = search()
+    if rewriting:
+        # Asked outside the transaction: a model may take its time, and no connection is held meanwhile.
+        rewritten = (rewrite(question=question, history=list(history)) or "").strip()
+        if rewritten and rewritten != question.strip():
+            result = chunk_search(knowledge_base_id=knowledge_base_id, query=rewritten, k=k, mode=mode)
+            return _with_context(result, "rewritten", embed_ms=embed_ms, decided_ms=decided_ms)
+        result = search()
     if follow_up:
         result = _judged_with_topic(result)
     return _with_context(result, context, embed_ms=embed_ms, decided_ms=decided_ms)

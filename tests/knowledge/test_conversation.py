@@ -93,9 +93,13 @@ def test_a_first_question_costs_exactly_what_a_plain_search_costs(shop):
 
 def test_a_rewrite_hook_is_asked_only_for_follow_ups_and_its_question_is_searched(shop):
     asked = []
+    transactions_open = len(connection.atomic_blocks)  # the test's own
+    transactions_while_asked = []
 
     def rewrite(*, question, history):
         asked.append((question, list(history)))
+        # A model may take its time: the search's transaction is not held open meanwhile.
+        transactions_while_asked.append(len(connection.atomic_blocks))
         return "How many working days does delivery to Norway take?"
 
     follow_up = conversation_search(
@@ -114,6 +118,7 @@ def test_a_rewrite_hook_is_asked_only_for_follow_ups_and_its_question_is_searche
     )
 
     assert asked == [("How long does it take?", ["Do you ship to Norway?"])]
+    assert transactions_while_asked == [transactions_open]
     assert follow_up.context == "rewritten"
     assert sections(follow_up)[0] == "Delivery to Norway"
 
