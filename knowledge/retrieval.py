@@ -15,6 +15,7 @@ itself) are returned once.
 Weights were tuned on tests/fixtures/eval (see docs/retrieval.md); rank fusion (RRF) was measured and was worse.
 """
 
+import functools
 import json
 import logging
 import time
@@ -441,17 +442,23 @@ def _nearest_each(cursor, *, knowledge_base_id: int, vectors: list[str], limit: 
     its own (the planner set by `_vector_search_prepare`)."""
     if not vectors:
         return []
-    branches = " UNION ALL ".join(
-        f"(SELECT {n}, id, embedding <=> (SELECT vector FROM question_{n}) FROM knowledge_chunk"  # noqa: S608
-        f" WHERE knowledge_base_id = %s ORDER BY embedding <=> (SELECT vector FROM question_{n}) LIMIT %s)"
-        for n in range(len(vectors))
-    )
-    questions = ", ".join(f"question_{n} AS (SELECT %s::vector AS vector)" for n in range(len(vectors)))
-    cursor.execute(f"WITH {questions} {branches}", [*vectors, *[knowledge_base_id, limit] * len(vectors)])
+    cursor.execute(_nearest_each_sql(len(vectors)), [*vectors, *[knowledge_base_id, limit] * len(vectors)])
     hits: list[list[tuple[int, float]]] = [[] for _ in vectors]
     for n, chunk_id, distance in cursor.fetchall():
         hits[n].append((chunk_id, float(distance)))
     return [sorted(found, key=lambda hit: (hit[1], hit[0])) for found in hits]
+
+
+@functools.cache
+def _nearest_each_sql(count: int) -> str:
+    """The statement of `_nearest_each` for `count` vectors: only placeholders vary."""
+    questions = ", ".join(f"question_{n} AS (SELECT %s::vector AS vector)" for n in range(count))
+    branches = " UNION ALL ".join(
+        f"(SELECT {n}, id, embedding <=> (SELECT vector FROM question_{n}) FROM knowledge_chunk"  # noqa: S608
+        f" WHERE knowledge_base_id = %s ORDER BY embedding <=> (SELECT vector FROM question_{n}) LIMIT %s)"
+        for n in range(count)
+    )
+    return f"WITH {questions} {branches}"
 
 
 def _planner_settings_restore(cursor) -> None:

@@ -147,6 +147,11 @@ def test_a_follow_up_is_judged_relevant_by_the_conversation_s_topic(shop):
     )
 
     refund = next(chunk for chunk in follow_up.chunks if chunk.heading_path == ["Refunds"])
+    sending_back = next(chunk for chunk in follow_up.chunks if chunk.heading_path == ["Sending something back"])
+    # Each passage is judged by the closer of the search's vector and the conversation's topic; the earlier turn's
+    # subject by the topic.
+    assert all(chunk.similarity >= chunk.topic_similarity for chunk in follow_up.chunks)
+    assert sending_back.similarity == pytest.approx(sending_back.topic_similarity)
     assert follow_up.relevant
     assert refund.similarity >= MIN_RELEVANCE
     assert refund.similarity > max(chunk.similarity for chunk in alone.chunks if chunk.chunk_id == refund.chunk_id)
