@@ -213,9 +213,13 @@ def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
         label = "big_kb" if kb_id == big else "small_kbs"
         with transaction.atomic(), connection.cursor() as cursor:
             plan = retrieval.vector_search_plan(cursor, kb_id)
-            hits = retrieval._vector_search(
+            # As chunk_search runs it: the planner set for the plan, then the nearest chunks.
+            retrieval._vector_search_prepare(
+                cursor, exact=plan.exact, ef_search=plan.ef_search, limit=retrieval.CANDIDATES
+            )
+            hits = retrieval._nearest(
                 cursor, knowledge_base_id=kb_id, vector=retrieval._vector_literal(vector.tolist()),
-                limit=retrieval.CANDIDATES, exact=plan.exact, ef_search=plan.ef_search,
+                limit=retrieval.CANDIDATES,
             )  # fmt: skip
         paths[label].add("exact" if plan.exact else f"hnsw (ef_search {plan.ef_search})")
         recall = len(truth & {chunk_id for chunk_id, _ in hits[:RECALL_AT]}) / len(truth)

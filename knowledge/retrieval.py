@@ -141,7 +141,7 @@ def chunk_search(
     # The planner's settings of the vector half in force until put back (`_vector_search_prepare`): None, or
     # whether they are an exact search's.
     planner_changed: bool | None = None
-    described = None
+    described: _Candidates | None = None
     # Inside a caller's transaction no savepoint: the search only reads, and each savepoint is a round trip.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id) if mode != "text" and vector_hits is None else None
@@ -158,8 +158,9 @@ def chunk_search(
                 search_config=plan.search_config if plan else search_config,
             )
             timings["text_ms"] = (time.perf_counter() - text_started) * 1000
-        vector, vector_hits_found = None, []
-        if mode != "text":
+        if mode == "text":
+            vector, vector_hits = None, []
+        else:
             if vector_hits is None:
                 # Set before the wait for the embedding: after it, the vector half is one statement.
                 planner_changed = plan.exact if exact is None else exact
@@ -174,7 +175,7 @@ def chunk_search(
             vector = _vector_literal(embedding)
             if vector_hits is None and not focus_documents and topic_embedding is None:
                 # A first question: its nearest chunks and the description of every candidate, in one statement.
-                vector_hits_found, described = _nearest_described(
+                described = _nearest_described(
                     cursor,
                     knowledge_base_id=knowledge_base_id,
                     vector=vector,
@@ -182,15 +183,16 @@ def chunk_search(
                     text_hit_ids=[chunk_id for chunk_id, _ in text_hits],
                     signatures=mode == "hybrid",
                 )
+                vector_hits = described.nearest
             else:
                 if vector_hits is None:
                     vector_hits = _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=candidates)
                     # What follows reads a few documents' rows and rows by id: planned as usual.
                     _vector_search_finish(cursor, exact=planner_changed)
                     planner_changed = None
-                vector_hits_found = list(vector_hits)
+                vector_hits = list(vector_hits)
                 if focus_documents:
-                    vector_hits_found += _vector_search_in_documents(
+                    vector_hits += _vector_search_in_documents(
                         cursor,
                         knowledge_base_id=knowledge_base_id,
                         document_ids=list(focus_documents),
@@ -198,23 +200,23 @@ def chunk_search(
                         limit=candidates,
                     )
             timings["vector_ms"] = (time.perf_counter() - vector_started) * 1000
-        vector_hits = vector_hits_found
         candidate_ids = list(dict.fromkeys([chunk_id for chunk_id, _ in vector_hits + text_hits]))
-        topic_similarity: dict[int, float] = {}
         if described is None:
-            described, topic_similarity = _candidates_describe(
+            described = _candidates_describe(
                 cursor,
                 chunk_ids=candidate_ids,
                 vector=vector,
                 signatures=mode == "hybrid",
                 topic=_vector_literal(topic_embedding) if topic_embedding is not None else None,
             )
-        similarity, passages, signatures = described
+        similarity, passages, topic_similarity = described.similarity, described.passages, described.topic_similarity
         if nested and planner_changed is not None:
             # Inside a caller's transaction: its next statements are planned as it expects.
             _vector_search_finish(cursor, exact=planner_changed)
 
-    late, token_embed_seconds = _late_interaction(query=query, query_tokens=query_tokens, signatures=signatures)
+    late, token_embed_seconds = _late_interaction(
+        query=query, query_tokens=query_tokens, signatures=described.signatures
+    )
     bm25 = dict(text_hits)
     best_bm25 = max(bm25.values(), default=0.0) or 1.0
     if mode == "text":
@@ -382,18 +384,6 @@ def _vector_literal(embedding: list[float]) -> str:
     return "[" + ",".join(f"{value:.7g}" for value in embedding) + "]"
 
 
-def _vector_search(
-    cursor, *, knowledge_base_id: int, vector: str, limit: int, exact: bool, ef_search: int = HNSW_EF_SEARCH
-):
-    """The knowledge base's `limit` nearest chunks to `vector` (`_vector_literal`), as (chunk id, cosine distance),
-    the planner left as it was found for what follows an exact search."""
-    _vector_search_prepare(cursor, exact=exact, ef_search=ef_search, limit=limit)
-    hits = _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=limit)
-    if exact:
-        _vector_search_finish(cursor, exact=True)
-    return hits
-
-
 def _vector_search_prepare(cursor, *, exact: bool, ef_search: int, limit: int) -> None:
     """Set the planner for the vector half until the transaction ends (SET LOCAL), until `_vector_search_finish`."""
     if exact:
@@ -462,7 +452,8 @@ def _nearest_each_sql(count: int) -> str:
 
 
 def _planner_settings_restore(cursor) -> None:
-    """Undo what the HNSW search switched off for the planner (`_vector_search`), for the rest of the transaction."""
+    """Undo what the HNSW search switched off for the planner (`_vector_search_prepare`), for the rest of the
+    transaction."""
     cursor.execute("SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true)")
 
 
@@ -498,62 +489,74 @@ class _Passage:
         return json.loads(stored) if isinstance(stored, str) else stored
 
 
+@dataclass(frozen=True)
+class _Candidates:
+    """What a search read of its candidates, by chunk id."""
+
+    similarity: dict[int, float]  # to the question's vector
+    passages: dict[int, _Passage]
+    signatures: dict[int, bytes | None]  # token signatures, when asked for
+    topic_similarity: dict[int, float] = field(default_factory=dict)  # to a topic vector, when given
+    # The vector half's hits, nearest first, when it ran in the same statement (`_nearest_described`).
+    nearest: list[tuple[int, float]] = field(default_factory=list)
+
+
 def _candidates_describe(
     cursor, *, chunk_ids: list[int], vector: str | None, signatures: bool, topic: str | None = None
-) -> tuple[tuple[dict[int, float], dict[int, _Passage], dict[int, bytes | None]], dict[int, float]]:
+) -> _Candidates:
     """Cosine similarity to the question (when embedded: `vector`, its `_vector_literal`), the passage and, when
     asked for, the token signature of each candidate; and its similarity to `topic` when given. One statement for
     every candidate: reading the chosen few's text afterwards cost another round trip and a Django query before the
     first token, and the text was read here anyway (it told duplicates apart)."""
     if not chunk_ids:
-        return ({}, {}, {}), {}
+        return _Candidates(similarity={}, passages={}, signatures={})
     distance_column = "chunk.embedding <=> %s::vector" if vector is not None else "NULL"
-    topic_column = ", chunk.embedding <=> %s::vector" if topic is not None else ""
+    topic_column = "chunk.embedding <=> %s::vector" if topic is not None else "NULL"
     cursor.execute(
-        f"SELECT chunk.id, {distance_column}, FALSE, {_described_columns(signatures, topic_column)}"
+        f"SELECT chunk.id, {distance_column}, FALSE, {topic_column}, {_described_columns(signatures)}"
         " WHERE chunk.id = ANY(%s)",
         [value for value in (vector, topic) if value is not None] + [chunk_ids],
     )
-    rows = cursor.fetchall()
-    topical = {row[0]: 1.0 - float(row[-1]) for row in rows} if topic is not None else {}
-    return _described(rows, signatures=signatures)[1], topical
+    return _described(cursor.fetchall(), signatures=signatures)
 
 
 def _nearest_described(
     cursor, *, knowledge_base_id: int, vector: str, limit: int, text_hit_ids: list[int], signatures: bool
-) -> tuple[list[tuple[int, float]], tuple[dict[int, float], dict[int, _Passage], dict[int, bytes | None]]]:
+) -> _Candidates:
     """The vector half (`_nearest`, the planner set by `_vector_search_prepare`) and `_candidates_describe` of its
     chunks and of the text half's, in one statement: one round trip after the question's embedding instead of two."""
     cursor.execute(
         _NEAREST + " SELECT chunk.id, chunk.embedding <=> (SELECT vector FROM question),"  # noqa: S608
-        f" chunk.id IN (SELECT id FROM nearest), {_described_columns(signatures)}"
+        f" chunk.id IN (SELECT id FROM nearest), NULL, {_described_columns(signatures)}"
         " WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest) || %s::bigint[])",
         [vector, knowledge_base_id, limit, text_hit_ids],
     )
     return _described(cursor.fetchall(), signatures=signatures)
 
 
-def _described_columns(signatures: bool, more: str = "") -> str:
-    """What `_described` reads of a candidate after its id, distance and whether the vector half found it (`more`
-    columns after them)."""
+def _described_columns(signatures: bool) -> str:
+    """What `_described` reads of a candidate after its id, its distances and whether the vector half found it."""
     return (
         f"{'chunk.token_signature' if signatures else 'NULL'}, chunk.document_id, chunk.text, chunk.heading_path,"
-        f" chunk.token_count, document.title, document.filename, document.url{more}"
+        " chunk.token_count, document.title, document.filename, document.url"
         " FROM knowledge_chunk chunk JOIN knowledge_document document ON document.id = chunk.document_id"
     )
 
 
-def _described(rows, *, signatures: bool):
-    """(the vector half's hits, nearest first; similarities; passages; token signatures) of described candidates."""
-    nearest, similarity, passages, signature = [], {}, {}, {}
+def _described(rows, *, signatures: bool) -> _Candidates:
+    """The candidates of rows (id, distance to the question, found by the vector half, distance to the topic, then
+    `_described_columns`)."""
+    described = _Candidates(similarity={}, passages={}, signatures={})
     for row in rows:
-        chunk_id, distance, found_nearest, token_signature, document_id, text, heading_path, token_count = row[:8]
-        title, filename, url = row[8:11]
+        chunk_id, distance, found_nearest, topic_distance, token_signature, document_id, text = row[:7]
+        heading_path, token_count, title, filename, url = row[7:]
         if distance is not None:
-            similarity[chunk_id] = 1.0 - float(distance)
+            described.similarity[chunk_id] = 1.0 - float(distance)
         if found_nearest:
-            nearest.append((chunk_id, float(distance)))
-        passages[chunk_id] = _Passage(
+            described.nearest.append((chunk_id, float(distance)))
+        if topic_distance is not None:
+            described.topic_similarity[chunk_id] = 1.0 - float(topic_distance)
+        described.passages[chunk_id] = _Passage(
             document_id=document_id,
             text=text,
             stored_heading_path=heading_path,
@@ -562,9 +565,9 @@ def _described(rows, *, signatures: bool):
             url=url,
         )
         if signatures:
-            signature[chunk_id] = bytes(token_signature) if token_signature is not None else None
-    nearest.sort(key=lambda hit: (hit[1], hit[0]))
-    return nearest, (similarity, passages, signature)
+            described.signatures[chunk_id] = bytes(token_signature) if token_signature is not None else None
+    described.nearest.sort(key=lambda hit: (hit[1], hit[0]))
+    return described
 
 
 def _late_interaction(

@@ -74,7 +74,7 @@ class _Checkpointer:
     def _run(self) -> None:
         beaten_at = float("-inf")  # the last round that wrote every answer's beat
         while True:
-            self._wake.wait(min(CHECKPOINT_INTERVAL_S, max(0.0, beaten_at + CHECKPOINT_INTERVAL_S - time.monotonic())))
+            self._wake.wait(max(0.0, beaten_at + CHECKPOINT_INTERVAL_S - time.monotonic()))  # the round's due
             self._wake.clear()
             with self._lock:
                 answers = list(self._answers.values())
