@@ -40,7 +40,7 @@ class ChannelLayerRelay:
         self._publisher = get_channel_layer().publisher(socket_timeout_s=SEND_TIMEOUT_S)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._outbox: list[tuple[str, dict, Future]] = []
+        self._outbox: list[tuple[str, dict, Future | EventsSent]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap of (when, order, callback)
         self._timer_order = itertools.count()
         self.lateness = Lateness()
@@ -78,11 +78,15 @@ class ChannelLayerRelay:
             self._wake.notify()
         return sends
 
-    def queue(self, group: str, event: dict) -> Future:
+    def queue(self, group: str, event: dict, sent: "EventsSent | None" = None) -> "Future | EventsSent":
         """From any thread: put `event` for `group` in the outbox without waking the relay's thread; the caller
         then calls `wake`, or `send_queued` if it may wait on Redis (outside its own locks). For an answer's text:
-        under its own lock, so that its pieces reach the outbox in order."""
-        sent = Future()
+        under its own lock, so that its pieces reach the outbox in order. Returns a future of this event's send,
+        or `sent`, which then also counts it."""
+        if sent is None:
+            sent = Future()
+        else:
+            sent.add()
         with self._lock:
             self._outbox.append((group, event, sent))
         return sent
@@ -125,6 +129,7 @@ class ChannelLayerRelay:
                 self._sending = True
                 batch, self._outbox = self._outbox, []
             self._send_batch(batch)
+            del batch  # not kept while the thread waits for the next one
 
     def _due(self) -> list[Callable[[], None]]:
         """Wait until a timer is due or an event waits with no batch on its way; the timers due by then, in
@@ -141,7 +146,7 @@ class ChannelLayerRelay:
                     return due
                 self._wake.wait(self._timers[0][0] - now if self._timers else None)
 
-    def _send_batch(self, batch: list[tuple[str, dict, Future]]) -> None:
+    def _send_batch(self, batch: list[tuple[str, dict, "Future | EventsSent"]]) -> None:
         """Send `batch` (taken with `_sending` set, on any thread), then let the next one go: the relay's thread
         sends what came meanwhile."""
         try:
@@ -152,7 +157,7 @@ class ChannelLayerRelay:
                 if self._outbox:
                     self._wake.notify()
 
-    def _send(self, batch: list[tuple[str, dict, Future]]) -> None:
+    def _send(self, batch: list[tuple[str, dict, "Future | EventsSent"]]) -> None:
         failure: BaseException | None = None
         # Once more on a connection error: after a Redis restart the first command on a pooled connection fails
         # (before anything was published), and the next one reconnects.
@@ -202,6 +207,45 @@ def relay() -> ChannelLayerRelay:
         if _relay is None:
             _relay = ChannelLayerRelay()
         return _relay
+
+
+class EventsSent:
+    """The sends of one answer's events: how many are still on their way, and how many failed. One record per answer
+    instead of a `Future` per event: an answer kept each event's future until it closed, about eight objects the
+    garbage collector tracks per event, and at 100 answers streaming those made the worker's full collections come
+    every 1-2 s and take up to 120 ms, every stream of the process standing still meanwhile (docs/scaling.md, the
+    round of 2026-12-04 night)."""
+
+    def __init__(self) -> None:
+        self._all_sent = threading.Condition(threading.Lock())
+        self._on_their_way = 0
+        self.failures = 0
+        self.first_failure: BaseException | None = None
+
+    def add(self) -> None:
+        with self._all_sent:
+            self._on_their_way += 1
+
+    def set_result(self, _result: None) -> None:
+        self._settle(None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._settle(error)
+
+    def wait(self, timeout_s: float) -> None:
+        """Until every event counted has been sent or has failed; `TimeoutError` after `timeout_s`."""
+        with self._all_sent:
+            if not self._all_sent.wait_for(lambda: self._on_their_way == 0, timeout_s):
+                raise TimeoutError(f"{self._on_their_way} events not sent within {timeout_s} s")
+
+    def _settle(self, error: BaseException | None) -> None:
+        with self._all_sent:
+            self._on_their_way -= 1
+            if error is not None:
+                self.failures += 1
+                self.first_failure = self.first_failure or error
+            if self._on_their_way == 0:
+                self._all_sent.notify_all()
 
 
 class Lateness:
@@ -291,7 +335,7 @@ class TokenCoalescer:
         self._pending: list[str] = []
         self._flush_scheduled = False
         self._budget = SendBudget()
-        self._sends: list[Future] = []
+        self._sent = EventsSent()
         self.first_sent_at: float | None = None
         self.events_sent = 0
 
@@ -319,18 +363,12 @@ class TokenCoalescer:
         self.release()
         with self._lock:
             self._flush_locked(time.monotonic(), self.interval_s)
-            sends, self._sends = self._sends, []
         self._relay.send_queued()  # this thread waits for it anyway
-        failures = []
-        deadline = time.monotonic() + timeout_s
-        for sent in sends:
-            error = sent.exception(timeout=max(0.0, deadline - time.monotonic()))
-            if error is not None:
-                failures.append(error)
-        if failures:
+        self._sent.wait(timeout_s)
+        if self._sent.failures:
             logger.error(
                 "could not relay %d of %d token events of message %s: %s",
-                len(failures), len(sends), self.message_id, failures[0],
+                self._sent.failures, self.events_sent, self.message_id, self._sent.first_failure,
             )  # fmt: skip
 
     def release(self) -> None:
@@ -364,4 +402,4 @@ class TokenCoalescer:
         if self.first_sent_at is None:
             self.first_sent_at = now
         self.events_sent += 1
-        self._sends.append(self._relay.queue(self.group, token_event(message_id=self.message_id, text=text)))
+        self._relay.queue(self.group, token_event(message_id=self.message_id, text=text), self._sent)
