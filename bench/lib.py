@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -386,6 +387,21 @@ async def direct_stream(url: str, question: str, *, timeout_s: float) -> Answer:
     except Exception as error:
         answer.error = f"{type(error).__name__}: {error}"
     return answer
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """This process's garbage collector off while it measures a round: it is the visitors' side of every figure, and
+    stamps each frame when its own loop gets to it. With the answers of the earlier rounds kept, a full pass here
+    walked 226,000-263,000 objects and took 145-182 ms in the middle of the relay rounds, and every frame that came
+    meanwhile was stamped that late (docs/scaling.md, the round of 2026-12-04 night). A collection before the round
+    leaves it nothing to collect for a while; the collector is back on after it."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def token_lags_ms(answer: Answer, sent_at: list[float]) -> tuple[list[float], int]:

@@ -182,15 +182,16 @@ async def measured_round(
     websocket."""
     timeout_s = timeout_s or ANSWER_TIMEOUT_S
     sim_reset(stack)
-    floor_answers = await asyncio.gather(
-        *(lib.direct_stream(stack.simulator_url, f"How do refunds work for order type {n}? [ref {label}-f{n}]",
-                            timeout_s=timeout_s) for n in range(asking if with_floor else 0))
-    )  # fmt: skip
+    with lib.collector_paused():
+        floor_answers = await asyncio.gather(
+            *(lib.direct_stream(stack.simulator_url, f"How do refunds work for order type {n}? [ref {label}-f{n}]",
+                                timeout_s=timeout_s) for n in range(asking if with_floor else 0))
+        )  # fmt: skip
     floor = analyse(floor_answers, lib.simulator_requests_by_tag(stack.simulator_url), stack.script)
     sim_reset(stack)
     profilers = start_profilers(stack, profile) if profile else []
     with lib.ResourceSampler({**stack.process_pids(), "simulator": stack.simulator.pid, "load_generator": os.getpid()},
-                             trees=stack.service_pids()) as sampler:  # fmt: skip
+                             trees=stack.service_pids()) as sampler, lib.collector_paused():  # fmt: skip
         answers = await asyncio.gather(
             *(visitor.ask(f"How do refunds work for order type {n}? [ref {label}-p{n}]", timeout_s=timeout_s)
               for n, visitor in enumerate(visitors[:asking]))
@@ -386,24 +387,25 @@ async def scenario_ttft(stack: lib.Stack, pairs: int) -> dict:
         await warm.ask(f"Warm up {n} [ref warm{n}]", timeout_s=120)
     await warm.close()
     floor_answers, parley_answers = [], []
-    sim_reset(stack)
-    for n in range(pairs):
-        visitor = lib.Visitor(stack.ws_url, n + 1)
-        await visitor.connect()
-        floor_answers.append(await lib.direct_stream(stack.simulator_url, f"How does shipping work for order type"
-                                                     f" {n}? [ref s1-f{n}]", timeout_s=30))  # fmt: skip
-        parley_answers.append(await visitor.ask(f"How does shipping work for order type {n}? [ref s1-p{n}]",
-                                                timeout_s=30))  # fmt: skip
-        await visitor.close()
     follow_up_floor, follow_up_parley = [], []
-    visitor = lib.Visitor(stack.ws_url, pairs + 1)
-    await visitor.connect()
-    for n in range(pairs):
-        follow_up_floor.append(await lib.direct_stream(stack.simulator_url, f"And what about returns of order type"
-                                                       f" {n}? [ref s1-ff{n}]", timeout_s=30))  # fmt: skip
-        follow_up_parley.append(await visitor.ask(f"And what about returns of order type {n}? [ref s1-fp{n}]",
-                                                  timeout_s=30))  # fmt: skip
-    await visitor.close()
+    sim_reset(stack)
+    with lib.collector_paused():
+        for n in range(pairs):
+            visitor = lib.Visitor(stack.ws_url, n + 1)
+            await visitor.connect()
+            floor_answers.append(await lib.direct_stream(stack.simulator_url, f"How does shipping work for order"
+                                                         f" type {n}? [ref s1-f{n}]", timeout_s=30))  # fmt: skip
+            parley_answers.append(await visitor.ask(f"How does shipping work for order type {n}? [ref s1-p{n}]",
+                                                    timeout_s=30))  # fmt: skip
+            await visitor.close()
+        visitor = lib.Visitor(stack.ws_url, pairs + 1)
+        await visitor.connect()
+        for n in range(pairs):
+            follow_up_floor.append(await lib.direct_stream(stack.simulator_url, f"And what about returns of order"
+                                                           f" type {n}? [ref s1-ff{n}]", timeout_s=30))  # fmt: skip
+            follow_up_parley.append(await visitor.ask(f"And what about returns of order type {n}? [ref s1-fp{n}]",
+                                                      timeout_s=30))  # fmt: skip
+        await visitor.close()
     records = lib.simulator_requests_by_tag(stack.simulator_url)
     floor = analyse(floor_answers, records, stack.script)
     parley = analyse(parley_answers, records, stack.script)
@@ -651,7 +653,7 @@ async def scaling_cell(stack: lib.Stack, *, burst: int, steps: list[int], relay_
     for n, visitor in enumerate(visitors[: 2 * len(stack.workers)]):  # warm-up: every worker loads its model
         await visitor.ask(f"Warm up {n} [ref sw{n}]", timeout_s=120)
     sim_reset(stack)
-    with lib.ResourceSampler({**stack.process_pids()}, trees=stack.service_pids()) as sampler:
+    with lib.ResourceSampler({**stack.process_pids()}, trees=stack.service_pids()) as sampler, lib.collector_paused():
         started = time.monotonic()
         answers = await asyncio.gather(
             *(visitor.ask(f"How do refunds work for order type {n}? [ref sb{n}]", timeout_s=ANSWER_TIMEOUT_S)

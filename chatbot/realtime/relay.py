@@ -211,7 +211,7 @@ def relay() -> ChannelLayerRelay:
 
 class EventsSent:
     """The sends of one answer's events: how many are still on their way, and how many failed. One record per answer
-    instead of a `Future` per event: an answer kept each event's future until it closed, about eight objects the
+    instead of a `Future` per event: an answer kept each event's future until it closed, about twelve objects the
     garbage collector tracks per event, and at 100 answers streaming those made the worker's full collections come
     every 1-2 s and take up to 120 ms, every stream of the process standing still meanwhile (docs/scaling.md, the
     round of 2026-12-04 night)."""
