@@ -319,29 +319,29 @@ class Visitor:
         answer = Answer(tag=question.rsplit("[ref ", 1)[1].rstrip("]"))
         answer.sent_at = time.monotonic()
         await self.socket.send(json.dumps({"type": "message", "text": question, "client_id": uuid.uuid4().hex[:24]}))
-        deadline = answer.sent_at + timeout_s
         asked_id = float("inf")  # until the ack says which message this is, nothing counts as its answer
         try:
-            while True:
-                raw = await asyncio.wait_for(self.socket.recv(), max(0.01, deadline - time.monotonic()))
-                at = time.monotonic()
-                frame = json.loads(raw)
-                kind = frame["type"]
-                if kind == "ack":
-                    asked_id = frame["message_id"]
-                elif kind in ("token", "done") and frame["message_id"] <= asked_id:
-                    continue  # the end of an earlier answer, not of this one (the bot's reply is saved later)
-                if kind == "token":
-                    answer.frames.append((at, frame["text"]))
-                elif kind == "done":
-                    answer.done = frame
-                    return answer
-                elif kind == "error":
-                    answer.error = f"{frame['code']}: {frame['message']}"
-                    return answer
-                elif kind == "ack" and not frame.get("answer", True):
-                    answer.error = "ack without an answer"
-                    return answer
+            async with asyncio.timeout(timeout_s):  # one timer per answer, not a task and a timer per frame
+                while True:
+                    raw = await self.socket.recv()
+                    at = time.monotonic()
+                    frame = json.loads(raw)
+                    kind = frame["type"]
+                    if kind == "ack":
+                        asked_id = frame["message_id"]
+                    elif kind in ("token", "done") and frame["message_id"] <= asked_id:
+                        continue  # the end of an earlier answer, not of this one (the bot's reply is saved later)
+                    if kind == "token":
+                        answer.frames.append((at, frame["text"]))
+                    elif kind == "done":
+                        answer.done = frame
+                        return answer
+                    elif kind == "error":
+                        answer.error = f"{frame['code']}: {frame['message']}"
+                        return answer
+                    elif kind == "ack" and not frame.get("answer", True):
+                        answer.error = "ack without an answer"
+                        return answer
         except TimeoutError:
             answer.error = "timeout"
         except Exception as error:
