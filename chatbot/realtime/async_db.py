@@ -40,19 +40,25 @@ class SocketEventsDispatch:
       consumer dispatches from it, one message at a time in the order they arrived, as Channels does. A receive
       that fails ends the consumer with its error, as in Channels.
 
+    - No queue and task between the channel layer and the inbox: the layer hands each event to the inbox as it
+      arrives (`new_channel_delivering`, chatbot/realtime/channel_layer.py).
+
     `__call__` sets up what Channels' `AsyncConsumer.__call__` does (scope, channel layer, channel name, send)."""
 
     async def __call__(self, scope, receive, send):
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        inbox: asyncio.Queue = asyncio.Queue()
         sources = [receive]
-        if self.channel_layer is not None:
+        layer = self.channel_layer
+        if layer is not None and hasattr(layer, "new_channel_delivering"):
+            self.channel_name = await layer.new_channel_delivering(lambda *item: inbox.put_nowait(item))
+        elif layer is not None:  # another layer (Channels' in-memory one): its events are received as the frames are
             self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
+            sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
         self.base_send = send
         with contextlib.suppress(StopConsumer):
-            await _dispatch_in_arrival_order(sources, self.dispatch)
+            await _dispatch_in_arrival_order(inbox, sources, self.dispatch)
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)
@@ -61,8 +67,9 @@ class SocketEventsDispatch:
         await handler(message)
 
 
-async def _dispatch_in_arrival_order(sources, dispatch) -> None:
-    inbox: asyncio.Queue = asyncio.Queue()
+async def _dispatch_in_arrival_order(inbox: asyncio.Queue, sources, dispatch) -> None:
+    """Dispatch (message, error) from `inbox` one at a time, `sources` pumped into it by a task each, until a
+    message's handler or an error ends it."""
 
     async def pump(receive) -> None:
         try:

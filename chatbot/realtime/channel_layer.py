@@ -14,23 +14,84 @@ releases a socket's channel (its queue in the process and its Redis subscription
 `receive` is cancelled, and Channels' dispatch loop never cancels it when the close and a queued event are picked up
 together (channels_redis issue 276, open): a socket closed while events waited for it kept both for the life of
 the process. That happens when Daphne falls behind its sockets: about 600 a minute in a soak slowed by tracemalloc.
+
+Daphne receives every token event of its sockets from one pub/sub connection per shard. channels_redis takes each
+message through redis-py's `get_message` (a timeout, a retry wrapper and a metrics hook per message), and hands it
+to its consumer through a queue and a task of its own. `_Shard` reads the messages that came in the same read from
+the parser's buffer (`messages_buffered`), and `new_channel_delivering` hands a socket's messages straight to its
+consumer's inbox (docs/scaling.md, the round of 2026-12-04 late).
 """
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 
 import redis
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _consistent_hash, _wrap_close
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 
 logger = logging.getLogger(__name__)
+
+
+class _Shard(RedisSingleShardConnection):
+    """channels_redis's connection to one Redis, receiving every message of a read at once: the first through
+    redis-py's `get_message` (which waits for the socket, reconnects and subscribes again), the ones that came with
+    it from the parser's buffer."""
+
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    self._receive_message(await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1))
+                    for reply in messages_buffered(self._pubsub):
+                        if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                            self._receive_message({"channel": reply[1], "data": reply[2]})
+                        else:  # (un)subscribe confirmations and the like: redis-py keeps its own books with them
+                            await self._pubsub.handle_message(reply, ignore_subscribe_messages=True)
+                else:
+                    await asyncio.sleep(0.1)
+            except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+                raise
+            except BaseException:
+                logger.exception("Unexpected exception in receive task")
+                await asyncio.sleep(1)
+
+
+def messages_buffered(pubsub) -> Iterator[object]:
+    """The replies `pubsub`'s connection has already read and not parsed yet, parsed, in order; none when its parser
+    is not hiredis's (redis-py's own parser reads them one `get_message` at a time)."""
+    parser = getattr(pubsub.connection, "_parser", None)
+    if not isinstance(parser, _AsyncHiredisParser) or parser._reader is None:
+        return
+    while (reply := parser._reader.gets()) is not NOT_ENOUGH_DATA:
+        if isinstance(reply, Exception):
+            raise reply
+        yield reply
+
+
+class _Delivery:
+    """A channel's queue in channels_redis's books, for a channel whose messages go to `deliver` as they arrive."""
+
+    def __init__(self, deliver: Callable[[bytes], None]) -> None:
+        self.put_nowait = deliver
 
 
 class _LoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._shards = [_Shard(shard.host, self) for shard in self._shards]
         self._groups_of: dict[str, set[str]] = {}  # channel -> the groups it was added to
+
+    async def new_channel_delivering(self, deliver: Callable[[bytes], None], prefix: str = "specific.") -> str:
+        """`new_channel`, whose messages (serialized) are handed to `deliver` as they arrive instead of queued for
+        `receive`: no queue and no task between the Redis connection and the consumer."""
+        channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+        self.channels[channel] = _Delivery(deliver)
+        await self._get_shard(channel).subscribe(channel)
+        return channel
 
     async def group_add(self, group: str, channel: str) -> None:
         await super().group_add(group, channel)
@@ -80,6 +141,21 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
 
     async def group_send_many(self, events: list[tuple[str, dict]]) -> None:
         await self._get_layer().group_send_many(events)
+
+    async def new_channel_delivering(self, deliver: Callable[[dict | None, Exception | None], None]) -> str:
+        """A new channel of this process whose messages are handed to `deliver(message, None)` as they arrive, on the
+        event loop's thread, in order; `receive` is not for it. `deliver` must not block: every socket of the
+        process waits meanwhile. A message that cannot be read is handed over as `deliver(None, error)`."""
+
+        def deliver_read(data: bytes) -> None:
+            try:
+                message = self.deserialize(data)
+            except Exception as error:
+                deliver(None, error)
+            else:
+                deliver(message, None)
+
+        return await self._get_layer().new_channel_delivering(deliver_read)
 
     async def channel_release(self, channel: str) -> None:
         await self._get_layer().channel_release(channel)

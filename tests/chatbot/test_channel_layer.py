@@ -70,3 +70,53 @@ async def test_a_released_channel_leaves_its_groups_and_redis_forgets_both():
     await layer.group_send("conversation.31", {"type": "chat.token", "text": "still heard"})
     assert [event["text"] for event in await _received(layer, listening, 1)] == ["still heard"]
     await layer.group_discard("conversation.31", listening)
+
+
+async def test_a_burst_of_events_is_read_from_the_connections_buffer_not_one_get_message_each(monkeypatch):
+    """Daphne's receive loop (`_Shard`): the events that came in one read are taken from the parser's buffer, in
+    order, not through a `get_message` each (a timeout, a retry wrapper and a metrics hook per event)."""
+    from redis.asyncio.client import PubSub
+
+    messages_through_get_message = 0
+    get_message = PubSub.get_message
+
+    async def counted(self, *args, **kwargs):
+        nonlocal messages_through_get_message
+        message = await get_message(self, *args, **kwargs)
+        messages_through_get_message += message is not None
+        return message
+
+    monkeypatch.setattr(PubSub, "get_message", counted)
+    layer = get_channel_layer()
+    channel = await _member_of(layer, "conversation.41")
+
+    await layer.group_send_many([("conversation.41", {"type": "chat.token", "text": f"t{n}"}) for n in range(200)])
+
+    assert [event["text"] for event in await _received(layer, channel, 200)] == [f"t{n}" for n in range(200)]
+    assert messages_through_get_message < 50
+    await layer.group_discard("conversation.41", channel)
+
+
+async def test_a_channel_delivering_hands_each_event_over_as_it_arrives_and_an_unreadable_one_as_its_error():
+    layer = get_channel_layer()
+    arrived = {"broken": asyncio.Queue(), "fine": asyncio.Queue()}
+    broken = await layer.new_channel_delivering(lambda *item: arrived["broken"].put_nowait(item))
+    fine = await layer.new_channel_delivering(lambda *item: arrived["fine"].put_nowait(item))
+    for channel in (broken, fine):
+        await layer.group_add("conversation.42", channel)
+
+    await asyncio.to_thread(_redis().publish, broken, b"\xc1 not a message")
+    await layer.group_send("conversation.42", {"type": "chat.token", "text": "after it"})
+
+    message, error = await asyncio.wait_for(arrived["broken"].get(), timeout=5)
+    assert message is None and error is not None
+    assert await asyncio.wait_for(arrived["broken"].get(), timeout=5) == (
+        {"type": "chat.token", "text": "after it"},
+        None,
+    )
+    assert await asyncio.wait_for(arrived["fine"].get(), timeout=5) == (
+        {"type": "chat.token", "text": "after it"},
+        None,
+    )
+    for channel in (broken, fine):
+        await layer.channel_release(channel)
