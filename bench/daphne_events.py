@@ -62,18 +62,18 @@ async def read_tokens(visitor: lib.Visitor, lags_ms: list[float], *, window: tup
                       ) -> int:  # fmt: skip
     """Read the socket's frames until `until`; the lag of each event published within `window` (monotonic)."""
     counted = 0
-    while time.monotonic() < until:
-        try:
-            raw = await asyncio.wait_for(visitor.socket.recv(), max(0.01, until - time.monotonic()))
-        except TimeoutError:
-            break
-        at = time.monotonic()
-        frame = json.loads(raw)
-        if frame["type"] == "token" and frame["text"].startswith(" t"):
+
+    def on_frame(at: float, frame: dict | None) -> None:
+        nonlocal counted
+        if frame is not None and frame["type"] == "token" and frame["text"].startswith(" t"):
             published_at = float(frame["text"][2:])
             if window[0] <= published_at < window[1]:
                 lags_ms.append((at - published_at) * 1000)
                 counted += 1
+
+    visitor.socket.on_frame = on_frame
+    await asyncio.sleep(max(0.0, until - time.monotonic()))
+    visitor.socket.on_frame = lib.ignored
     return counted
 
 

@@ -23,8 +23,14 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from bench import answer_latency
 from devtools import stack
@@ -292,66 +298,147 @@ class Answer:
         return self.frames[0][0] if self.frames else None
 
 
+class WidgetSocket(asyncio.Protocol):
+    """A websocket client read as its bytes arrive: websockets' own protocol, without I/O (`ClientProtocol`), parses
+    the frames in `data_received`, and each text frame goes to `on_frame(received_at, frame)`, stamped when its
+    bytes reached this process. No task, future or queue per frame: websockets' asyncio client cost about 60 µs of
+    this process's CPU per frame (`bench.daphne_events`), on the cores the stack under test runs on, and stamped a
+    frame when the reading coroutine got to it (docs/scaling.md, the round of 2026-12-04 late). At the end of the
+    connection `on_frame` gets None."""
+
+    def __init__(self, url: str) -> None:
+        self.uri = parse_uri(url)
+        self.protocol = ClientProtocol(self.uri, origin=ALLOWED_ORIGIN, max_size=None)
+        self.transport: asyncio.Transport | None = None
+        self.opened = asyncio.get_running_loop().create_future()
+        self.on_frame: Callable[[float, dict | None], None] = ignored
+        self._fragments: list[bytes] = []
+
+    @classmethod
+    async def open(cls, url: str, *, timeout_s: float) -> WidgetSocket:
+        socket = cls(url)
+        async with asyncio.timeout(timeout_s):
+            await asyncio.get_running_loop().create_connection(lambda: socket, socket.uri.host, socket.uri.port)
+            socket.protocol.send_request(socket.protocol.connect())
+            socket._write()
+            await socket.opened
+        return socket
+
+    def send(self, frame: dict) -> None:
+        self.protocol.send_text(json.dumps(frame).encode())
+        self._write()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.protocol.send_close()
+            self._write()
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        received_at = time.monotonic()
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Response):
+                if self.protocol.handshake_exc is not None:
+                    self.opened.set_exception(self.protocol.handshake_exc)
+                else:
+                    self.opened.set_result(None)
+            elif event.opcode in (Opcode.TEXT, Opcode.CONT):
+                self._fragments.append(event.data)
+                if event.fin:
+                    text, self._fragments = b"".join(self._fragments), []
+                    self.on_frame(received_at, json.loads(text.decode()))
+        self._write()  # pongs, the closing handshake
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(error or ConnectionError("closed during the handshake"))
+        self.on_frame(time.monotonic(), None)
+
+    def _write(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data and self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
+
+
+def ignored(_at: float, _frame: dict | None) -> None:
+    pass
+
+
 class Visitor:
     """A widget: a real websocket, the protocol of docs/protocol.md, the bot's allowed Origin."""
 
     def __init__(self, url: str, number: int) -> None:
         self.url = url
         self.number = number
-        self.socket = None
+        self.socket: WidgetSocket | None = None
 
     async def connect(self) -> None:
-        from websockets.asyncio.client import connect
+        self.socket = await WidgetSocket.open(self.url, timeout_s=60)
+        ready = asyncio.get_running_loop().create_future()
 
-        self.socket = await connect(self.url, origin=ALLOWED_ORIGIN, open_timeout=60, ping_interval=None,
-                                    max_queue=None)  # fmt: skip
-        hello = {"type": "hello", "protocol": 1, "visitor_token": None, "page_url": f"{ALLOWED_ORIGIN}/p",
-                 "referrer": "", "lang": "en"}  # fmt: skip
-        await self.socket.send(json.dumps(hello))
-        while True:
-            frame = json.loads(await asyncio.wait_for(self.socket.recv(), 60))
-            if frame["type"] == "ready":
-                return
-            if frame["type"] == "error":
-                raise RuntimeError(f"hello refused: {frame}")
+        def on_frame(_at: float, frame: dict | None) -> None:
+            if not ready.done() and (frame is None or frame["type"] in ("ready", "error")):
+                ready.set_result(frame)
+
+        self.socket.on_frame = on_frame
+        self.socket.send({"type": "hello", "protocol": 1, "visitor_token": None, "page_url": f"{ALLOWED_ORIGIN}/p",
+                          "referrer": "", "lang": "en"})  # fmt: skip
+        frame = await asyncio.wait_for(ready, 60)
+        self.socket.on_frame = ignored
+        if frame is None or frame["type"] != "ready":
+            raise RuntimeError(f"hello refused: {frame}")
 
     async def ask(self, question: str, *, timeout_s: float) -> Answer:
         answer = Answer(tag=question.rsplit("[ref ", 1)[1].rstrip("]"))
-        answer.sent_at = time.monotonic()
-        await self.socket.send(json.dumps({"type": "message", "text": question, "client_id": uuid.uuid4().hex[:24]}))
+        finished = asyncio.get_running_loop().create_future()
         asked_id = float("inf")  # until the ack says which message this is, nothing counts as its answer
+
+        def end(error: str = "") -> None:
+            answer.error = error
+            finished.set_result(None)
+
+        def on_frame(at: float, frame: dict | None) -> None:
+            nonlocal asked_id
+            if finished.done():
+                return
+            if frame is None:
+                end("the connection closed")
+                return
+            kind = frame["type"]
+            if kind == "ack":
+                asked_id = frame["message_id"]
+                if not frame.get("answer", True):
+                    end("ack without an answer")
+            elif kind in ("token", "done") and frame["message_id"] <= asked_id:
+                return  # the end of an earlier answer, not of this one (the bot's reply is saved later)
+            elif kind == "token":
+                answer.frames.append((at, frame["text"]))
+            elif kind == "done":
+                answer.done = frame
+                end()
+            elif kind == "error":
+                end(f"{frame['code']}: {frame['message']}")
+
+        self.socket.on_frame = on_frame
+        answer.sent_at = time.monotonic()
         try:
-            async with asyncio.timeout(timeout_s):  # one timer per answer, not a task and a timer per frame
-                while True:
-                    raw = await self.socket.recv()
-                    at = time.monotonic()
-                    frame = json.loads(raw)
-                    kind = frame["type"]
-                    if kind == "ack":
-                        asked_id = frame["message_id"]
-                    elif kind in ("token", "done") and frame["message_id"] <= asked_id:
-                        continue  # the end of an earlier answer, not of this one (the bot's reply is saved later)
-                    if kind == "token":
-                        answer.frames.append((at, frame["text"]))
-                    elif kind == "done":
-                        answer.done = frame
-                        return answer
-                    elif kind == "error":
-                        answer.error = f"{frame['code']}: {frame['message']}"
-                        return answer
-                    elif kind == "ack" and not frame.get("answer", True):
-                        answer.error = "ack without an answer"
-                        return answer
+            self.socket.send({"type": "message", "text": question, "client_id": uuid.uuid4().hex[:24]})
+            await asyncio.wait_for(finished, timeout_s)  # one timer per answer
         except TimeoutError:
             answer.error = "timeout"
         except Exception as error:
             answer.error = f"{type(error).__name__}: {error}"
+        finally:
+            self.socket.on_frame = ignored
         return answer
 
     async def close(self) -> None:
         if self.socket is not None:
-            with contextlib.suppress(Exception):
-                await self.socket.close()
+            self.socket.close()
 
 
 async def direct_stream(url: str, question: str, *, timeout_s: float) -> Answer:
