@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -120,3 +122,22 @@ async def test_a_channel_delivering_hands_each_event_over_as_it_arrives_and_an_u
     )
     for channel in (broken, fine):
         await layer.channel_release(channel)
+
+
+async def test_a_publisher_whose_connection_was_cut_fails_that_batch_and_sends_the_next_on_a_new_connection():
+    """The worker's relay publishes through `GroupPublisher`, one connection per shard: a batch that fails leaves no
+    reply behind for the next one to read as its own."""
+    layer = get_channel_layer()
+    publisher = layer.publisher(socket_timeout_s=5)
+    channel = await _member_of(layer, "conversation.43")
+    await asyncio.to_thread(publisher.group_send_many, [("conversation.43", {"type": "chat.token", "text": "before"})])
+    connection = publisher._connections[0]
+    connection.send_command("CLIENT", "ID")
+    await asyncio.to_thread(_redis().client_kill_filter, _id=connection.read_response())
+
+    with pytest.raises(redis.ConnectionError):
+        await asyncio.to_thread(publisher.group_send_many, [("conversation.43", {"type": "chat.token", "text": "cut"})])
+    await asyncio.to_thread(publisher.group_send_many, [("conversation.43", {"type": "chat.token", "text": "after"})])
+
+    assert [event["text"] for event in await _received(layer, channel, 2)] == ["before", "after"]
+    await layer.group_discard("conversation.43", channel)
