@@ -54,8 +54,8 @@ class SocketEventsDispatch:
         if layer is not None and hasattr(layer, "new_channel_delivering"):
             self.channel_name = await layer.new_channel_delivering(lambda *item: inbox.put_nowait(item))
         elif layer is not None:  # another layer (Channels' in-memory one): its events are received as the frames are
-            self.channel_name = await self.channel_layer.new_channel()
-            sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
+            self.channel_name = await layer.new_channel()
+            sources.append(functools.partial(layer.receive, self.channel_name))
         self.base_send = send
         with contextlib.suppress(StopConsumer):
             await _dispatch_in_arrival_order(inbox, sources, self.dispatch)

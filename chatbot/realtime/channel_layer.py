@@ -177,6 +177,8 @@ class GroupPublisher:
     def __init__(self, layer: PubSubChannelLayer, *, socket_timeout_s: float) -> None:
         # channels_redis's own naming and sharding (an instance that never connects: no loop, no socket).
         self._naming = RedisPubSubLoopLayer(*layer._args, **layer._kwargs, channel_layer=layer)
+        # The clients are kept for their pools, which the connections were made from (and a sentinel's resolves the
+        # master at each connect).
         self._clients = [_blocking_client(shard.host, socket_timeout_s) for shard in self._naming._shards]
         self._connections = [client.connection_pool.make_connection() for client in self._clients]
 

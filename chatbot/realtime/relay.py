@@ -78,18 +78,13 @@ class ChannelLayerRelay:
             self._wake.notify()
         return sends
 
-    def queue(self, group: str, event: dict, sent: "EventsSent | None" = None) -> "Future | EventsSent":
-        """From any thread: put `event` for `group` in the outbox without waking the relay's thread; the caller
-        then calls `wake`, or `send_queued` if it may wait on Redis (outside its own locks). For an answer's text:
-        under its own lock, so that its pieces reach the outbox in order. Returns a future of this event's send,
-        or `sent`, which then also counts it."""
-        if sent is None:
-            sent = Future()
-        else:
-            sent.add()
+    def queue(self, group: str, event: dict, sent: "EventsSent") -> None:
+        """From any thread: put `event` for `group` in the outbox without waking the relay's thread, counted in
+        `sent` until it is sent; the caller then calls `wake`, or `send_queued` if it may wait on Redis (outside its
+        own locks). For an answer's text: under its own lock, so that its pieces reach the outbox in order."""
+        sent.add()
         with self._lock:
             self._outbox.append((group, event, sent))
-        return sent
 
     def send_queued(self) -> None:
         """Send what waits in the outbox from this thread, in one round trip, unless a batch is on its way: then

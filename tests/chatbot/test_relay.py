@@ -184,15 +184,20 @@ def test_an_answers_piece_is_sent_by_its_own_thread_when_no_batch_is_on_its_way(
     group = "relay-own-thread-test"
 
     with GroupListener(group) as listener:
-        first = relay().queue(group, token(7, "Hello"))
-        second = relay().queue(group, token(7, ", world"))
+        sent = EventsSent()
+        relay().queue(group, token(7, "Hello"), sent)
+        relay().queue(group, token(7, ", world"), sent)
         relay().send_queued()
-        sent_before_return = first.done() and second.done()
+        try:
+            sent.wait(0)
+            sent_before_return = True
+        except TimeoutError:
+            sent_before_return = False
         listener.wait_until(lambda events: "".join(e["text"] for e in events) == "Hello, world")
         events = listener.settle()
 
     assert sent_before_return
-    assert first.exception() is None and second.exception() is None
+    assert sent.failures == 0
     assert [event["text"] for event in events] == ["Hello, world"]
 
 
