@@ -265,6 +265,9 @@ EMBEDDING_QUERY_THREADS = env_int("EMBEDDING_QUERY_THREADS", 1)
 # same vectors as torch at about half the time per question), "onnx-int8" (faster still, slightly different
 # vectors: docs/scaling.md), or "torch" (sentence-transformers).
 EMBEDDING_BACKEND = env_str("EMBEDDING_BACKEND", "onnx")
+# The graph questions run through on the "onnx" backend: "float32" (torch's vectors) or "int8" (about 0.4 of the
+# time; recall@5 one question of 97 lower on the evaluation set, docs/scaling.md). Passages always take float32.
+EMBEDDING_QUERY_PRECISION = env_str("EMBEDDING_QUERY_PRECISION", "float32")
 # Optional cross-encoder reranker on a TEI server (knowledge/reranking.py): empty skips that stage.
 RERANK_URL = env_str("RERANK_URL").rstrip("/")
 RERANK_TIMEOUT_S = env_float("RERANK_TIMEOUT_S", 2.0)

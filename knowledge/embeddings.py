@@ -38,6 +38,12 @@ logger = logging.getLogger(__name__)
 # it is opt-in (docs/scaling.md, "The question's embedding: ONNX Runtime").
 EMBEDDING_BACKENDS = ("torch", "onnx", "onnx-int8")
 DEFAULT_EMBEDDING_BACKEND = "onnx"
+# The graph questions run through on the "onnx" backend (the `EMBEDDING_QUERY_PRECISION` setting); passages always
+# take float32, so stored vectors stay torch's. int8 takes about 0.4 of float32's time for a question (the biggest
+# stage of a question's CPU), but with float32 chunks recall@5 on the evaluation set fell by one question of 97
+# (0.0103), past the 0.01 issue 19 allows: opt-in (docs/scaling.md, "The question's embedding in int8").
+QUERY_PRECISIONS = ("float32", "int8")
+DEFAULT_QUERY_PRECISION = "float32"
 
 
 class EmbeddingError(Exception):
@@ -132,12 +138,23 @@ class LocalEmbedder:
     max_tokens = EMBEDDING_MAX_TOKENS
     token_signatures = True
 
-    def __init__(self, *, batch_size: int = 64, backend: str | None = None, onnx_dir: Path | None = None) -> None:
-        """`backend` defaults to the `EMBEDDING_BACKEND` setting; `onnx_dir` to where the install step exports.
-        An ONNX backend whose file is missing falls back to torch, saying so once."""
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        backend: str | None = None,
+        query_precision: str | None = None,
+        onnx_dir: Path | None = None,
+    ) -> None:
+        """`backend` defaults to the `EMBEDDING_BACKEND` setting, `query_precision` to `EMBEDDING_QUERY_PRECISION`;
+        `onnx_dir` to where the install step exports. An ONNX backend whose file is missing falls back to torch,
+        saying so once."""
         self._batch_size = batch_size
         self._token_counter = local_token_counter()
         self.backend = _available_backend(backend or embedding_backend(), onnx_dir=onnx_dir)
+        self.query_precision = _query_precision_available(
+            self.backend, query_precision or embedding_query_precision(), onnx_dir=onnx_dir
+        )
         self._onnx_dir = onnx_dir
 
     def count_tokens(self, text: str) -> int:
@@ -202,7 +219,7 @@ class LocalEmbedder:
     def _encoder(self) -> _Encoder:
         if self.backend == "torch":
             return _torch_encoder()
-        return _onnx_encoder(self.backend, directory=self._onnx_dir)
+        return _onnx_encoder(self.backend, query_precision=self.query_precision, directory=self._onnx_dir)
 
 
 class _Encoder(Protocol):
@@ -275,6 +292,36 @@ def embedding_backend() -> str:
 
         raise ImproperlyConfigured(f"EMBEDDING_BACKEND must be one of {', '.join(EMBEDDING_BACKENDS)}, not {backend!r}")
     return backend
+
+
+def embedding_query_precision() -> str:
+    """The `EMBEDDING_QUERY_PRECISION` setting: the graph questions run through on the "onnx" backend."""
+    from django.conf import settings
+
+    precision = getattr(settings, "EMBEDDING_QUERY_PRECISION", None) if settings.configured else None
+    precision = precision or DEFAULT_QUERY_PRECISION
+    if precision not in QUERY_PRECISIONS:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"EMBEDDING_QUERY_PRECISION must be one of {', '.join(QUERY_PRECISIONS)}, not {precision!r}"
+        )
+    return precision
+
+
+def _query_precision_available(backend: str, precision: str, *, onnx_dir: Path | None) -> str:
+    """What questions run through: torch's float32, the int8 backend's int8, and on the "onnx" backend `precision`
+    when its graph is there (float32 otherwise, saying so)."""
+    if backend != "onnx":
+        return "int8" if backend == "onnx-int8" else "float32"
+    if precision == "int8":
+        from knowledge.onnx_export import onnx_model_path
+
+        path = onnx_model_path(backend="onnx-int8", directory=onnx_dir)
+        if not path.is_file():
+            logger.warning("EMBEDDING_QUERY_PRECISION=int8 but %s is missing: questions run in float32.", path)
+            return "float32"
+    return precision
 
 
 def _available_backend(backend: str, *, onnx_dir: Path | None) -> str:
@@ -485,7 +532,7 @@ class TEIEmbedder:
 
 def get_embedder(embedding_url: str | None) -> Embedder:
     """The embedder for a deployment: a TEI server when `embedding_url` is set, the packaged model otherwise
-    (on the `EMBEDDING_BACKEND` runtime). One instance per URL, or per backend, per process."""
+    (on the `EMBEDDING_BACKEND` runtime). One instance per URL, or per backend and question precision, per process."""
     url = embedding_url.rstrip("/") if embedding_url else ""
     key = _embedder_key(embedding_url)
     with _embedders_lock:
@@ -507,7 +554,7 @@ def embedder_in_use(embedding_url: str | None) -> Embedder | None:
 
 def _embedder_key(embedding_url: str | None) -> str:
     url = embedding_url.rstrip("/") if embedding_url else ""
-    return url or f"local:{embedding_backend()}"
+    return url or f"local:{embedding_backend()}:{embedding_query_precision()}"
 
 
 def embedding_size_check(embedder: Embedder, *, source: str = "") -> None:
@@ -564,22 +611,25 @@ def _torch_encoder() -> TorchEncoder:
         return _torch_encoder_instance
 
 
-def _onnx_encoder(backend: str, *, directory: Path | None) -> _Encoder:
+def _onnx_encoder(backend: str, *, query_precision: str, directory: Path | None) -> _Encoder:
     from knowledge.onnx_encoder import OnnxEncoder
     from knowledge.onnx_export import onnx_model_path
 
     path = onnx_model_path(backend=backend, directory=directory)
+    query_path = onnx_model_path(backend="onnx-int8", directory=directory) if query_precision == "int8" else path
     with _model_lock:
-        encoder = _onnx_encoders.get(path)
+        encoder = _onnx_encoders.get((path, query_path))
         if encoder is None:
-            encoder = _onnx_encoders[path] = OnnxEncoder(model_path=path, query_threads=query_embedding_threads())
+            encoder = _onnx_encoders[(path, query_path)] = OnnxEncoder(
+                model_path=path, query_model_path=query_path, query_threads=query_embedding_threads()
+            )
         return encoder
 
 
 _model_lock = threading.Lock()
 _local_model: SentenceTransformer | None = None
 _torch_encoder_instance: TorchEncoder | None = None
-_onnx_encoders: dict[Path, _Encoder] = {}
+_onnx_encoders: dict[tuple[Path, Path], _Encoder] = {}
 _token_counter: WordPieceTokenCounter | None = None
 _embedders_lock = threading.Lock()
 _embedders: dict[str, Embedder] = {}

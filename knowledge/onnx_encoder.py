@@ -27,11 +27,13 @@ PASS_TOKENS = 4096
 
 
 class OnnxEncoder:
-    """Two sessions on the same graph, made on first use: one for questions, on `query_threads` threads (a thread
-    pool's size is fixed when its session is made), and one for ingestion on every core."""
+    """Two sessions, made on first use: one for questions, on `query_model_path`'s graph (`model_path`'s unless
+    given) and `query_threads` threads (a thread pool's size is fixed when its session is made), and one for
+    ingestion on `model_path`'s graph and every core."""
 
-    def __init__(self, *, model_path: Path, query_threads: int) -> None:
+    def __init__(self, *, model_path: Path, query_threads: int, query_model_path: Path | None = None) -> None:
         self.model_path = model_path
+        self.query_model_path = query_model_path or model_path
         self._query_threads = query_threads
         self._tokenizer = _tokenizer()
         self.special_ids = _special_ids(self._tokenizer)
@@ -95,7 +97,11 @@ class OnnxEncoder:
             return session
         with self._lock:
             if queries not in self._sessions:
-                self._sessions[queries] = _session(self.model_path, threads=self._query_threads if queries else 0)
+                self._sessions[queries] = (
+                    _session(self.query_model_path, threads=self._query_threads)
+                    if queries
+                    else _session(self.model_path, threads=0)
+                )
             return self._sessions[queries]
 
 

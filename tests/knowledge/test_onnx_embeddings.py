@@ -158,6 +158,51 @@ def test_questions_go_through_the_batcher_on_the_onnx_backend(onnx_embedder, tor
     assert tokens.shape == torch_embedder.embed_query_tokens("When do I get my money back?").shape
 
 
+def test_int8_questions_run_through_the_int8_graph_and_passages_stay_float32(onnx_dir, onnx_embedder, int8_embedder):
+    embedder = LocalEmbedder(backend="onnx", query_precision="int8", onnx_dir=onnx_dir)
+    question = "When do I get my money back?"
+    texts = passages()[:6]
+
+    asked = embedder.embed_queries([question])[0]
+    float32_asked = onnx_embedder.embed_queries([question])[0]
+
+    assert embedder.query_precision == "int8" and onnx_embedder.query_precision == "float32"
+    assert asked.vector == int8_embedder.embed_queries([question])[0].vector
+    assert asked.vector != float32_asked.vector
+    # Measured on the evaluation questions: 0.995 on average, 0.990 at worst (docs/scaling.md).
+    assert row_cosines([asked.vector], [float32_asked.vector])[0] >= 0.98
+    assert asked.tokens.shape == float32_asked.tokens.shape
+    assert embedder.embed_documents(texts) == onnx_embedder.embed_documents(texts), "stored vectors stay float32"
+    assert embedder.embed_documents_with_signatures(texts) == onnx_embedder.embed_documents_with_signatures(texts)
+
+
+def test_the_question_precision_setting(onnx_dir, tmp_path, settings, caplog):
+    settings.EMBEDDING_BACKEND = "onnx"
+    settings.EMBEDDING_QUERY_PRECISION = "int8"
+    assert LocalEmbedder(onnx_dir=onnx_dir).query_precision == "int8"
+    int8_questions = get_embedder(None)
+    assert int8_questions.query_precision == "int8"
+
+    settings.EMBEDDING_QUERY_PRECISION = "float32"
+    assert LocalEmbedder(onnx_dir=onnx_dir).query_precision == "float32"
+    assert get_embedder(None) is not int8_questions, "one embedder per backend and question precision"
+    assert LocalEmbedder(backend="onnx-int8", onnx_dir=onnx_dir).query_precision == "int8"
+    assert LocalEmbedder(backend="torch", query_precision="int8").query_precision == "float32"
+
+    settings.EMBEDDING_QUERY_PRECISION = "int4"
+    with pytest.raises(ImproperlyConfigured, match="EMBEDDING_QUERY_PRECISION"):
+        LocalEmbedder(onnx_dir=onnx_dir)
+
+    # An export without its int8 graph: questions run in float32, and the log says why.
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / ONNX_FILES["onnx"]).symlink_to(onnx_dir / ONNX_FILES["onnx"])
+    with caplog.at_level(logging.WARNING, logger="knowledge.embeddings"):
+        embedder = LocalEmbedder(backend="onnx", query_precision="int8", onnx_dir=partial)
+    assert embedder.query_precision == "float32"
+    assert len(caplog.records) == 1 and "model-int8.onnx is missing" in caplog.text
+
+
 def test_questions_use_the_configured_threads_and_ingestion_every_core(onnx_dir, settings):
     settings.EMBEDDING_QUERY_THREADS = 1
     encoder = OnnxEncoder(model_path=onnx_model_path(backend="onnx", directory=onnx_dir), query_threads=1)
