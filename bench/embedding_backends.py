@@ -7,6 +7,7 @@ load time come from a fresh process per backend (three each, interleaved).
     .venv/bin/python -m knowledge.onnx_export            # once: the install step makes the ONNX files
     .venv/bin/python -m bench.embedding_backends          # speed, memory, agreement (a few minutes on 2 cores)
     .venv/bin/python -m bench.embedding_backends --recall # and recall@5 on tests/fixtures/eval (about 5 more)
+    .venv/bin/python -m bench.embedding_backends --recall-only --recall-chunks onnx  # recall alone, one ingestion
 
 `forward_pass_ms()` is the raw figure other benches print beside theirs, so that runs on machines of different
 speed can be compared: one 16-token question through the model on the question thread (one thread by default),
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
@@ -33,6 +35,13 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 EVAL_DIR = ROOT / "tests" / "fixtures" / "eval"
 # 16 word pieces with [CLS] and [SEP], like the question the issue's figures used.
 QUESTION_16 = "quickest way to set up logging to a file for a small script"
+# For each backend the corpus is ingested with, the (backend, question precision) pairs its questions are embedded
+# with in `recall`.
+RECALL_CONFIGS = {
+    "torch": (("torch", "float32"), ("onnx", "float32"), ("onnx", "int8"), ("onnx-int8", "int8")),
+    "onnx": (("onnx", "float32"), ("onnx", "int8")),
+    "onnx-int8": (("onnx-int8", "int8"),),
+}
 
 
 def questions() -> list[str]:
@@ -64,12 +73,13 @@ def timed_ms(work) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def forward_pass_ms(backend: str | None = None, *, repeats: int = 100) -> float:
-    """Median time of one 16-token question through the local model on the question thread, in ms. `backend`
-    defaults to the `EMBEDDING_BACKEND` setting (torch where its ONNX file is missing)."""
+def forward_pass_ms(backend: str | None = None, *, query_precision: str | None = None, repeats: int = 100) -> float:
+    """Median time of one 16-token question through the local model on the question thread, in ms. `backend` and
+    `query_precision` default to the `EMBEDDING_BACKEND` and `EMBEDDING_QUERY_PRECISION` settings (torch where its
+    ONNX file is missing)."""
     from knowledge.embeddings import LocalEmbedder
 
-    embedder = LocalEmbedder(backend=backend)
+    embedder = LocalEmbedder(backend=backend, query_precision=query_precision)
 
     def measure() -> float:
         embedder.embed_queries([QUESTION_16])  # loads the model
@@ -184,7 +194,7 @@ from knowledge.embeddings import LocalEmbedder
 process = psutil.Process()
 imported = time.perf_counter()
 rss_imported = process.memory_info().rss
-embedder = LocalEmbedder(backend={backend!r})
+embedder = LocalEmbedder(backend={backend!r}, query_precision="float32")
 embedder.embed_query("How long does shipping take?")
 loaded = time.perf_counter()
 rss_loaded = process.memory_info().rss
@@ -221,9 +231,10 @@ def memory_and_load(*, rounds: int) -> dict:
     return report
 
 
-def recall(*, log) -> dict:
-    """Recall@5 and MRR on the evaluation set, with the corpus ingested by each backend and questions embedded by
-    the same one; and, since existing installs hold torch-made vectors, torch chunks with ONNX questions.
+def recall(*, log, chunk_backends: tuple[str, ...] = BACKENDS) -> dict:
+    """Recall@5 and MRR on the evaluation set, with the corpus ingested by each of `chunk_backends` and questions
+    embedded by the same one, in float32 and in int8 on the "onnx" backend (`EMBEDDING_QUERY_PRECISION`); and,
+    since existing installs hold torch-made vectors, torch chunks with ONNX questions.
 
     What `manage.py evaluate_retrieval` measures (`knowledge.evaluation.retrieval_evaluate`), on one knowledge base
     that is the whole chunk table, as in tests/knowledge/test_retrieval.py, in throw-away embedded PostgreSQL."""
@@ -238,7 +249,9 @@ def recall(*, log) -> dict:
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
-    from chatbot import embedded
+    # DEBUG is off by default, and then settings need a key: a throwaway one for this run.
+    os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(16))
+    from chatbot.ops import embedded
 
     embedded.configure_environment()
     # Run before the folder is removed (exit hooks run last first). Redis would outlive this process otherwise.
@@ -257,10 +270,12 @@ def recall(*, log) -> dict:
     call_command("migrate", verbosity=0)
     items = questions_load(EVAL_DIR / "questions.jsonl")
     results = []
-    for chunks_backend, query_backends in (("torch", BACKENDS), ("onnx", ("onnx",)), ("onnx-int8", ("onnx-int8",))):
+    for chunks_backend, query_configs in RECALL_CONFIGS.items():
+        if chunks_backend not in chunk_backends:
+            continue
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE knowledge_knowledgebase, knowledge_term RESTART IDENTITY CASCADE")
-        settings.EMBEDDING_BACKEND = chunks_backend
+        settings.EMBEDDING_BACKEND = chunks_backend  # passages always run in float32 on the "onnx" backend
         started = time.perf_counter()
         knowledge_base = knowledge_base_create(name=f"eval {chunks_backend}")
         chunks = 0
@@ -269,9 +284,11 @@ def recall(*, log) -> dict:
             chunks += source_ingest(source=source).chunks
         ingest_s = time.perf_counter() - started
         log(f"  corpus ingested with {chunks_backend}: {chunks} chunks in {ingest_s:.0f} s")
-        for query_backend in query_backends:
+        for query_backend, query_precision in query_configs:
             settings.EMBEDDING_BACKEND = query_backend
-            entry = {"chunks": chunks_backend, "questions": query_backend, "ingest_s": round(ingest_s, 1)}
+            settings.EMBEDDING_QUERY_PRECISION = query_precision
+            questions_by = query_backend if query_backend == "torch" else f"{query_backend} ({query_precision})"
+            entry = {"chunks": chunks_backend, "questions": questions_by, "ingest_s": round(ingest_s, 1)}
             for mode in ("hybrid", "vector"):
                 result = retrieval_evaluate(knowledge_base_id=knowledge_base.id, questions=items, k=5, mode=mode)
                 entry[f"{mode}_recall_at_5"] = round(result.recall_at_k, 3)
@@ -285,6 +302,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recall", action="store_true", help="also measure recall@5 (embedded PostgreSQL)")
     parser.add_argument("--rounds", type=int, default=200, help="rounds of the single-question timing")
+    parser.add_argument(
+        "--recall-chunks",
+        nargs="+",
+        choices=BACKENDS,
+        default=list(BACKENDS),
+        help="with --recall: the backends to ingest the corpus with (all by default)",
+    )
+    parser.add_argument("--recall-only", action="store_true", help="recall@5 alone: no speed, agreement or memory")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON to this file")
     arguments = parser.parse_args()
 
@@ -293,31 +318,36 @@ def main() -> None:
     def log(message: str) -> None:
         print(message, flush=True)
 
-    embedders = {backend: LocalEmbedder(backend=backend) for backend in BACKENDS}
+    # Questions on the "onnx" backend in float32 here: int8 questions are the "onnx-int8" graph's.
+    embedders = {backend: LocalEmbedder(backend=backend, query_precision="float32") for backend in BACKENDS}
     missing = [backend for backend, embedder in embedders.items() if embedder.backend != backend]
     if missing:
         sys.exit(f"no ONNX export for {', '.join(missing)}: run `.venv/bin/python -m knowledge.onnx_export` first")
     report: dict = {"machine_cpus": os.cpu_count(), "question": QUESTION_16}
     log(f"raw forward pass (16-token question, question thread): {forward_pass_ms():.2f} ms (configured backend)")
-    log("speed (interleaved rounds; ratio = median of per-round ratios to torch)")
-    report["speed"] = speed(
-        embedders, rounds_single=arguments.rounds, rounds_batch=arguments.rounds // 2, rounds_ingestion=3
-    )
-    for figure, values in report["speed"].items():
-        if figure != "rounds":
-            log(f"  {figure}: " + ", ".join(f"{b} {v['median']} (×{v['ratio_to_torch']})" for b, v in values.items()))
-    log("agreement with torch (97 questions, 128 passages)")
-    report["agreement"] = agreement(embedders)
-    for backend, values in report["agreement"].items():
-        log(f"  {backend}: {values}")
-    log("memory and load time (a fresh process per backend, median of 3)")
-    report["memory_and_load"] = memory_and_load(rounds=3)
-    for backend, values in report["memory_and_load"].items():
-        log(f"  {backend}: {values}")
-    log(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    if arguments.recall:
+    if not arguments.recall_only:
+        log("speed (interleaved rounds; ratio = median of per-round ratios to torch)")
+        report["speed"] = speed(
+            embedders, rounds_single=arguments.rounds, rounds_batch=arguments.rounds // 2, rounds_ingestion=3
+        )
+        for figure, values in report["speed"].items():
+            if figure != "rounds":
+                log(
+                    f"  {figure}: "
+                    + ", ".join(f"{b} {v['median']} (×{v['ratio_to_torch']})" for b, v in values.items())
+                )
+        log("agreement with torch (97 questions, 128 passages)")
+        report["agreement"] = agreement(embedders)
+        for backend, values in report["agreement"].items():
+            log(f"  {backend}: {values}")
+        log("memory and load time (a fresh process per backend, median of 3)")
+        report["memory_and_load"] = memory_and_load(rounds=3)
+        for backend, values in report["memory_and_load"].items():
+            log(f"  {backend}: {values}")
+        log(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if arguments.recall or arguments.recall_only:
         log("recall@5 on tests/fixtures/eval (hybrid as served, and the vector half alone)")
-        report["recall"] = recall(log=log)
+        report["recall"] = recall(log=log, chunk_backends=tuple(arguments.recall_chunks))
     log(json.dumps(report))
     if arguments.out:
         arguments.out.write_text(json.dumps(report, indent=2) + "\n")
