@@ -744,12 +744,15 @@ def statements_line(statements: dict) -> str:
 
 
 def raw_forward_pass_ms() -> dict:
-    """One 16-token question through the embedding model on one thread, median ms, with the configured backend, with
-    ONNX in float32 (what "configured" was before questions ran in int8) and with torch: machines of this kind differ
-    by 3x, and this says how fast this one is."""
+    """One 16-token question through the embedding model on one thread, median ms, with the configured backend
+    (`EMBEDDING_BACKEND`, `EMBEDDING_QUERY_PRECISION`), with ONNX in float32 (the default, comparable between runs
+    whatever is configured) and with torch: machines of this kind differ by 3x, and this says how fast this one is."""
+    # The child runs without Django's settings: it is given the two settings from the environment, as the stack's
+    # processes read them.
     code = (
-        "import json; from bench.embedding_backends import forward_pass_ms;"
-        " print(json.dumps({'configured': forward_pass_ms(),"
+        "import json, os; from bench.embedding_backends import forward_pass_ms;"
+        " print(json.dumps({'configured': forward_pass_ms(os.environ.get('EMBEDDING_BACKEND') or None,"
+        " query_precision=os.environ.get('EMBEDDING_QUERY_PRECISION') or None),"
         " 'onnx_float32': forward_pass_ms('onnx', query_precision='float32'), 'torch': forward_pass_ms('torch')}))"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "", "HF_HUB_OFFLINE": "1"}
