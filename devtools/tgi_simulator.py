@@ -64,6 +64,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from devtools.tgi_pacing import Pacer
+
 RECORDINGS_DIR = Path(__file__).resolve().parent / "tgi_recordings"
 MODEL_ID = "meta-llama/Llama-3.1-8B-Instruct"
 TGI_VERSION = "3.3.7"
@@ -421,6 +423,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         if self.simulator.timing and data is not SSE_DONE and b'"content"' in data:
             self.record.setdefault("sent_at", []).append(time.monotonic())
+
+    def _token_sent(self, data: bytes, tokens_sent: int) -> None:
+        """The pacer wrote a token event of this request (on its thread)."""
+        if data is not SSE_DONE and b'"content"' in data:
+            self.record.setdefault("sent_at", []).append(time.monotonic())
+        self.record["tokens_sent"] = tokens_sent
 
     def _end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
@@ -800,7 +808,23 @@ class _Handler(BaseHTTPRequestHandler):
         fault_at = config.fault_position() if fault else None
         per_token = 1 / config.tokens_per_s if config.tokens_per_s else 0.0
         sent_tokens = 0
-        for event, is_token in events:
+        start = 0
+        if self.simulator.timing and fault_at is None and per_token and not config.keepalive_s:
+            # The bench's plain streams: paced by one thread for all (devtools.tgi_pacing), not by this one.
+            paced = self.simulator._pacer.pace(
+                self.connection,
+                self._poller,
+                events,
+                first_token_after_s=config.ttft_s,
+                per_token_s=per_token,
+                on_token_sent=self._token_sent,
+            )
+            if paced.gone:
+                raise _ClientGone
+            if paced.pending:
+                self.wfile.write(paced.pending)
+            start, sent_tokens = paced.next_index, paced.tokens_sent
+        for event, is_token in events[start:]:
             # A fault due after more tokens than the answer has happens at the end, before [DONE].
             if fault_at is not None and (sent_tokens == fault_at or not is_token):
                 self._apply_stream_fault(fault, config, midstream_error)
@@ -1006,6 +1030,7 @@ class TGISimulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._pacer = Pacer(self._stopping)
 
     # lifecycle
 

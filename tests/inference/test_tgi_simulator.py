@@ -1,8 +1,11 @@
 import http.client
+import itertools
 import json
+import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.tgi_pacing import Pacer
 from devtools.tgi_simulator import MODEL_ID, RECORDINGS_DIR, TGISimulator
 
 FIXTURES = RECORDINGS_DIR
@@ -434,3 +438,67 @@ def test_it_runs_as_a_process():
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def timed_simulator():
+    with TGISimulator(timing=True) as simulator:
+        yield simulator
+
+
+def without_created(frames: list[str]) -> list[dict | str]:
+    return [frame if frame == "[DONE]" else {**json.loads(frame), "created": 0} for frame in frames]
+
+
+def test_the_timed_simulator_paces_every_plain_stream_from_one_thread_at_the_same_times(timed_simulator, sim):
+    script = "Parley runs on your own servers, close to your documents."
+    for simulator in (timed_simulator, sim):
+        simulator.reset()
+        simulator.configure(ttft_s=0.05, tokens_per_s=50, script_text=script)
+    expected = without_created(sse_data(post_chat(sim, stream=True).content))  # paced by its own request thread
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        bodies = list(pool.map(lambda _: post_chat(timed_simulator, stream=True).content, range(30)))
+
+    assert all(without_created(sse_data(body)) == expected for body in bodies)
+    records = timed_simulator.generation_requests()
+    tokens = len(expected) - 1  # all but [DONE] carry a token, the last one empty with the finish reason
+    assert len(records) == 30
+    for record in records:
+        assert record["outcome"] == "completed" and record["tokens_sent"] == tokens
+        sent_at = record["sent_at"]
+        assert len(sent_at) == tokens
+        assert sent_at[0] - record["mono_started"] >= 0.05  # the model's time to the first token
+        assert min(later - earlier for earlier, later in itertools.pairwise(sent_at)) >= 0.02  # 50 tokens/s at most
+    assert timed_simulator._pacer._thread.is_alive() and sim._pacer._thread is None, "only the timed one paces"
+
+
+def test_the_timed_simulator_notices_when_the_client_hangs_up(timed_simulator):
+    timed_simulator.reset()
+    timed_simulator.configure(script_text="word " * 100, tokens_per_s=20)
+    with httpx.stream(
+        "POST", f"{timed_simulator.url}/v1/chat/completions", json={**ASK_DEEP_LEARNING, "stream": True}
+    ) as r:
+        next(r.iter_lines())
+
+    assert timed_simulator.wait_for(lambda requests: requests[-1]["outcome"] == "client_disconnected", timeout_s=2)
+    assert timed_simulator.requests[-1]["tokens_sent"] < 10
+
+
+def test_the_pacer_hands_a_socket_that_would_wait_back_to_the_request_thread():
+    paced_end, client_end = socket.socketpair()
+    paced_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    poller = select.poll()
+    poller.register(paced_end, select.POLLIN | select.POLLHUP | select.POLLERR)
+    events = [(b"x" * 20_000, True) for _ in range(50)]  # nobody reads: the socket fills at once
+    sent = []
+
+    with paced_end, client_end:
+        paced = Pacer(threading.Event()).pace(
+            paced_end, poller, events, first_token_after_s=0, per_token_s=0.001,
+            on_token_sent=lambda data, count: sent.append(count),
+        )  # fmt: skip
+
+        assert not paced.gone and paced.pending, "a part of an event is left for the request thread"
+        assert 0 < paced.next_index < len(events)
+        assert sent == list(range(1, paced.tokens_sent + 1)) and paced.tokens_sent == paced.next_index
