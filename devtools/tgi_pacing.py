@@ -134,13 +134,15 @@ class Pacer:
 
 
 def _hung_up(stream: PacedStream) -> bool:
-    """Whether the client closed its end (as the request thread's own pause tells it)."""
-    if not stream.poller.poll(0):
-        return False
+    return bool(stream.poller.poll(0)) and peer_closed(stream.sock)
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the client of a socket its poller found readable closed its end: readable with nothing to read, or
+    failed. Bytes waiting are the client's next request (pipelining), not a hang-up."""
     try:
-        peeked = stream.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
         return False
     except OSError:
         return True
-    return not peeked  # bytes waiting are the client's next request (pipelining), not a hang-up

@@ -64,7 +64,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devtools.tgi_pacing import Pacer
+from devtools.tgi_pacing import Pacer, peer_closed
 
 RECORDINGS_DIR = Path(__file__).resolve().parent / "tgi_recordings"
 MODEL_ID = "meta-llama/Llama-3.1-8B-Instruct"
@@ -449,13 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(SSE_KEEPALIVE)
                 last_sent = time.monotonic()
             if self._poller.poll(min(remaining, 0.05) * 1000):
-                try:
-                    peeked = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    peeked = b"?"
-                except OSError:
-                    raise _ClientGone from None
-                if not peeked:
+                if peer_closed(self.connection):
                     raise _ClientGone
                 time.sleep(min(remaining, 0.05))  # the client sent more bytes (pipelining): not a hang-up
 
