@@ -11,11 +11,11 @@ from knowledge.embeddings import (
     EmbeddingError,
     EmbeddingSizeMismatch,
     LocalEmbedder,
-    QueryBatcher,
     TEIEmbedder,
     get_embedder,
     local_model_path,
 )
+from knowledge.query_batching import QueryBatcher
 from tests.knowledge.json_server import JSONHandler, JSONServer
 
 

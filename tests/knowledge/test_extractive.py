@@ -5,9 +5,10 @@ import re
 
 import pytest
 
-from knowledge.embeddings import QueryBatcher, get_embedder
+from knowledge.embeddings import get_embedder
 from knowledge.extractive import AnswerPiece, answer_extract, answer_piece_cite, chunk_citation, heading_anchor
 from knowledge.models import Chunk, Source
+from knowledge.query_batching import QueryBatcher
 from knowledge.retrieval import RetrievedChunk, chunk_search
 from knowledge.services import knowledge_base_create, source_add_file, source_delete, source_ingest
 
