@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import select
 import socket
 import threading
 import time
@@ -28,7 +27,6 @@ class PacedStream:
     """A stream's events as the pacer sends them, and where it left off."""
 
     sock: socket.socket
-    poller: select.poll  # the request's poller on `sock`: readable with nothing to read is a hang-up
     events: list[tuple[bytes, bool]]  # (the event's data, whether it is a token)
     on_token_sent: Callable[[bytes, int], None]  # the token's data and the tokens sent so far, once it is written
     per_token_s: float
@@ -36,7 +34,7 @@ class PacedStream:
     next_index: int = 0  # the first event not handed to the socket
     tokens_sent: int = 0
     pending: bytes = b""  # the part of an event the socket would not take at once: the request's thread sends it
-    gone: bool = False  # the client hung up, or the simulator is stopping
+    gone: bool = False  # the client hung up (a send failed), or the simulator is stopping
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -51,7 +49,6 @@ class Pacer:
     def pace(
         self,
         sock: socket.socket,
-        poller: select.poll,
         events: list[tuple[bytes, bool]],
         *,
         first_token_after_s: float,
@@ -62,7 +59,6 @@ class Pacer:
         would not take an event at once (then `pending` and `next_index` say what is left)."""
         stream = PacedStream(
             sock=sock,
-            poller=poller,
             events=events,
             on_token_sent=on_token_sent,
             per_token_s=per_token_s,
@@ -106,10 +102,8 @@ class Pacer:
                         self._push(stream, due)
 
     def _advance(self, stream: PacedStream) -> float | None:
-        """Send what is due of `stream`: when its next token is due, or None when it is over for the pacer."""
-        if _hung_up(stream):
-            stream.gone = True
-            return None
+        """Send what is due of `stream`: when its next token is due, or None when it is over for the pacer. A client
+        that hung up is found by the send that fails (the first one after the hang-up may still be taken)."""
         while stream.next_index < len(stream.events):
             data, is_token = stream.events[stream.next_index]
             if is_token and stream.due > time.monotonic():
@@ -131,18 +125,3 @@ class Pacer:
                 stream.pending = frame[written:]
                 return None
         return None
-
-
-def _hung_up(stream: PacedStream) -> bool:
-    return bool(stream.poller.poll(0)) and peer_closed(stream.sock)
-
-
-def peer_closed(sock: socket.socket) -> bool:
-    """Whether the client of a socket its poller found readable closed its end: readable with nothing to read, or
-    failed. Bytes waiting are the client's next request (pipelining), not a hang-up."""
-    try:
-        return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True

@@ -64,7 +64,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devtools.tgi_pacing import Pacer, peer_closed
+from devtools.tgi_pacing import Pacer
 
 RECORDINGS_DIR = Path(__file__).resolve().parent / "tgi_recordings"
 MODEL_ID = "meta-llama/Llama-3.1-8B-Instruct"
@@ -319,6 +319,17 @@ _FAULT_RESPONSES = {
 _MIDSTREAM_ERROR = "Request failed during generation: Server error: CUDA out of memory (simulated)"
 
 
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the client of a socket its poller found readable closed its end: readable with nothing to read, or
+    failed. Bytes waiting are the client's next request (pipelining), not a hang-up."""
+    try:
+        return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -421,14 +432,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        if self.simulator.timing and data is not SSE_DONE and b'"content"' in data:
-            self.record.setdefault("sent_at", []).append(time.monotonic())
+        if self.simulator.timing:
+            self._stamp_sent(data)
 
     def _token_sent(self, data: bytes, tokens_sent: int) -> None:
-        """The pacer wrote a token event of this request (on its thread)."""
+        """The pacer wrote a token event of this request (on its thread; timing mode only)."""
+        self._stamp_sent(data)
+        self.record["tokens_sent"] = tokens_sent
+
+    def _stamp_sent(self, data: bytes) -> None:
         if data is not SSE_DONE and b'"content"' in data:
             self.record.setdefault("sent_at", []).append(time.monotonic())
-        self.record["tokens_sent"] = tokens_sent
 
     def _end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
@@ -807,7 +821,6 @@ class _Handler(BaseHTTPRequestHandler):
             # The bench's plain streams: paced by one thread for all (devtools.tgi_pacing), not by this one.
             paced = self.simulator._pacer.pace(
                 self.connection,
-                self._poller,
                 events,
                 first_token_after_s=config.ttft_s,
                 per_token_s=per_token,

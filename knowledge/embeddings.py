@@ -282,30 +282,24 @@ class TorchEncoder:
 
 def embedding_backend() -> str:
     """The `EMBEDDING_BACKEND` setting: which runtime runs the local model."""
-    from django.conf import settings
-
-    backend = getattr(settings, "EMBEDDING_BACKEND", DEFAULT_EMBEDDING_BACKEND) if settings.configured else None
-    backend = backend or DEFAULT_EMBEDDING_BACKEND
-    if backend not in EMBEDDING_BACKENDS:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(f"EMBEDDING_BACKEND must be one of {', '.join(EMBEDDING_BACKENDS)}, not {backend!r}")
-    return backend
+    return _setting_one_of("EMBEDDING_BACKEND", EMBEDDING_BACKENDS, DEFAULT_EMBEDDING_BACKEND)
 
 
 def embedding_query_precision() -> str:
     """The `EMBEDDING_QUERY_PRECISION` setting: the graph questions run through on the "onnx" backend."""
+    return _setting_one_of("EMBEDDING_QUERY_PRECISION", QUERY_PRECISIONS, DEFAULT_QUERY_PRECISION)
+
+
+def _setting_one_of(name: str, choices: tuple[str, ...], default: str) -> str:
+    """Django's setting `name` (`default` when empty or when settings are not configured), one of `choices`."""
     from django.conf import settings
 
-    precision = getattr(settings, "EMBEDDING_QUERY_PRECISION", None) if settings.configured else None
-    precision = precision or DEFAULT_QUERY_PRECISION
-    if precision not in QUERY_PRECISIONS:
+    value = (getattr(settings, name, None) if settings.configured else None) or default
+    if value not in choices:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured(
-            f"EMBEDDING_QUERY_PRECISION must be one of {', '.join(QUERY_PRECISIONS)}, not {precision!r}"
-        )
-    return precision
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _query_precision_available(backend: str, precision: str, *, onnx_dir: Path | None) -> str:

@@ -1,7 +1,6 @@
 import http.client
 import itertools
 import json
-import select
 import socket
 import subprocess
 import sys
@@ -488,14 +487,12 @@ def test_the_timed_simulator_notices_when_the_client_hangs_up(timed_simulator):
 def test_the_pacer_hands_a_socket_that_would_wait_back_to_the_request_thread():
     paced_end, client_end = socket.socketpair()
     paced_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    poller = select.poll()
-    poller.register(paced_end, select.POLLIN | select.POLLHUP | select.POLLERR)
     events = [(b"x" * 20_000, True) for _ in range(50)]  # nobody reads: the socket fills at once
     sent = []
 
     with paced_end, client_end:
         paced = Pacer(threading.Event()).pace(
-            paced_end, poller, events, first_token_after_s=0, per_token_s=0.001,
+            paced_end, events, first_token_after_s=0, per_token_s=0.001,
             on_token_sent=lambda data, count: sent.append(count),
         )  # fmt: skip
 
