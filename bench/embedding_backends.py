@@ -238,11 +238,14 @@ def recall(*, log, chunk_backends: tuple[str, ...] = BACKENDS) -> dict:
 
     What `manage.py evaluate_retrieval` measures (`knowledge.evaluation.retrieval_evaluate`), on one knowledge base
     that is the whole chunk table, as in tests/knowledge/test_retrieval.py, in throw-away embedded PostgreSQL."""
+    import atexit
     import logging
     import shutil
     import tempfile
 
     data_dir = Path(tempfile.mkdtemp(prefix="parley-embedding-backends-"))
+    # Registered first, so it runs last: embedded PostgreSQL's own exit hook still writes a lock file into the folder.
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     os.environ["PARLEY_DATA_DIR"] = str(data_dir)
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
