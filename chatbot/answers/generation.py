@@ -4,16 +4,18 @@
 import logging
 import time
 
+import redis
 from django.conf import settings
 
 from chatbot.answers import guard as output_guard
 from chatbot.answers.fallback import extractive_answer, extractive_outcome
 from chatbot.answers.outcome import AnswerOutcome, citations_of
 from chatbot.answers.progress import answer_progress
-from chatbot.answers.stops import stop_requests
+from chatbot.answers.stops import stop_requested_queue, stop_requests
 from chatbot.answers.texts import answer_text
 from chatbot.models import Bot, Message
 from chatbot.ops import circuit, metrics
+from chatbot.realtime.connections import sync_client
 from chatbot.realtime.relay import TokenCoalescer
 from inference.budget import BuiltPrompt, PromptBudgetError, build_prompt
 from inference.client import (
@@ -91,7 +93,8 @@ def answer_with_model(
     parts: list[str] = []
     outcome = AnswerOutcome()
     passages_used = passages
-    stop_requests.watch(message_id)
+    stop_requests.watch(message_id, check=False)
+    admission = _answer_start_checks(message_id=message_id, endpoint=bot.endpoint)
     progress = answer_progress(message_id)
     # What the visitor sees of the model's text: links only to the sources and the bot's sites, no prompt leak.
     allowed = [passage.url for passage in passages] + list(bot.allowed_origins) + [settings.SITE_URL]
@@ -101,7 +104,7 @@ def answer_with_model(
         return stop_requests.requested(message_id)
 
     try:
-        if not circuit.circuit_allows(endpoint=bot.endpoint):
+        if not admission.allowed:
             raise ModelServerError("circuit_open", "the model server failed repeatedly; not asking it for a while")
         info = model_info(
             bot.endpoint,
@@ -136,7 +139,7 @@ def answer_with_model(
         end = stream_chat_to(generation, built.messages, relay_piece, should_stop=should_stop)
         coalescer.feed(guard.flush())
         coalescer.close()
-        circuit.circuit_record_success(endpoint=bot.endpoint)
+        circuit.circuit_record_success(endpoint=bot.endpoint, admission=admission)
         guarded = guard.final()
         outcome.text = guarded.text
         outcome.finish_reason = end.finish_reason or "" if end else ""
@@ -200,6 +203,23 @@ def answer_with_model(
     if outcome.prompt_tokens:
         metrics.TOKENS.labels(bot=bot.slug, direction="in").inc(outcome.prompt_tokens)
     return outcome
+
+
+def _answer_start_checks(*, message_id: int, endpoint: str) -> circuit.CircuitAdmission:
+    """Before the model request, in one Redis round trip: did the visitor ask to stop while the task was queued
+    (`stop_requests`, watching already, hears the later requests), and may the answer ask the model server (the
+    circuit breaker)? When Redis cannot tell, the answer goes on, as each check alone would have it."""
+    pipe = sync_client().pipeline(transaction=False)
+    stop_requested_queue(pipe, message_id=message_id)
+    circuit.circuit_admission_queue(pipe, endpoint=endpoint)
+    try:
+        stop_found, admission = pipe.execute()
+    except redis.RedisError as error:
+        logger.warning("could not check for a stop request or the model server's circuit: %s", error)
+        return circuit.ADMITTED_WITHOUT_REDIS
+    if stop_found:
+        stop_requests.heard_before(message_id)
+    return circuit.circuit_admission_read(admission)
 
 
 def _left_out(offered: list[Passage], used: list[Passage]) -> list[int]:

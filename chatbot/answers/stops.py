@@ -31,6 +31,11 @@ def answer_stop_requested(*, message_id: int) -> bool:
     return bool(sync_client().exists(answer_stop_key(message_id)))
 
 
+def stop_requested_queue(pipe: redis.client.Pipeline, *, message_id: int) -> None:
+    """Queue `answer_stop_requested` on a pipeline: its reply is the number of stop keys found (0 or 1)."""
+    pipe.exists(answer_stop_key(message_id))
+
+
 class StopRequests:
     """Stop requests for the answers this process is streaming. One thread listens to the stop channel, sets a
     flag and has the model client's open streams ask at once (`stop_checks_now`); an answer's `should_stop` (asked
@@ -41,13 +46,21 @@ class StopRequests:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def watch(self, message_id: int) -> None:
+    def watch(self, message_id: int, *, check: bool = True) -> None:
+        """Hear the stop requests for this answer from now on. With `check`, also read at once whether one came
+        while the task was queued; a caller that reads that in a Redis round trip of its own (queued on its
+        pipeline by `stop_requested_queue`, after this call) passes False and tells `heard_before` what it read."""
         with self._lock:
             self._requested[message_id] = False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="answer-stop-requests", daemon=True)
                 self._thread.start()
-        self._check([message_id])  # a stop that came while the task was queued counts at once
+        if check:
+            self._check([message_id])  # a stop that came while the task was queued counts at once
+
+    def heard_before(self, message_id: int) -> None:
+        """A stop request for this watched answer was found in Redis (it came before the answer was watched)."""
+        self._heard(str(message_id).encode())
 
     def forget(self, message_id: int) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ failure opens it again. A Redis outage never blocks answers: the breaker then le
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 import redis
@@ -43,12 +44,29 @@ def circuit_state(*, endpoint: str) -> CircuitState:
     return "open" if float(opened_until) > time.time() else "half_open"
 
 
+@dataclass(frozen=True)
+class CircuitAdmission:
+    """May an answer ask the model server now, and must its success clear the breaker's keys? When the circuit was
+    closed with no failure counted as the answer started, its success leaves Redis alone: a failure counted while
+    it streamed is cleared by the next answer that starts after it and succeeds."""
+
+    allowed: bool
+    clear_on_success: bool = True
+
+
+# What an answer does when Redis cannot be asked: it may ask the model server, and tries to clear on success.
+ADMITTED_WITHOUT_REDIS = CircuitAdmission(allowed=True)
+
 # Read the state and claim the probe in one atomic step. Done as two round trips, a caller could read half-open,
 # the probe could fail and reopen the circuit (freeing the probe), and the caller then claimed a second probe.
+# 2: closed, nothing to clear on success; 1: allowed (closed with failures counted, or the probe); 0: not allowed.
 _ALLOWS = """
 local opened_until = redis.call('GET', KEYS[1])
 if not opened_until then
-  return 1
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    return 1
+  end
+  return 2
 end
 if tonumber(opened_until) > tonumber(ARGV[1]) then
   return 0
@@ -62,16 +80,31 @@ return 0
 
 def circuit_allows(*, endpoint: str) -> bool:
     """May an answer ask the model server now? In half-open state only one caller gets a yes (the probe)."""
+    pipe = sync_client().pipeline(transaction=False)
+    circuit_admission_queue(pipe, endpoint=endpoint)
     try:
-        allowed = sync_client().eval(
-            _ALLOWS, 2, _key(endpoint, "open_until"), _key(endpoint, "probe"), repr(time.time()), PROBE_TTL_S
-        )
+        (reply,) = pipe.execute()
     except redis.RedisError:
         return True
-    return bool(allowed)
+    return circuit_admission_read(reply).allowed
 
 
-def circuit_record_success(*, endpoint: str) -> None:
+def circuit_admission_queue(pipe: redis.client.Pipeline, *, endpoint: str) -> None:
+    """Queue the breaker's admission of one answer on a pipeline (another check's round trip); read its reply with
+    `circuit_admission_read`."""
+    keys = (_key(endpoint, "open_until"), _key(endpoint, "probe"), _key(endpoint, "failures"))
+    pipe.eval(_ALLOWS, len(keys), *keys, repr(time.time()), PROBE_TTL_S)
+
+
+def circuit_admission_read(reply: int) -> CircuitAdmission:
+    return CircuitAdmission(allowed=bool(reply), clear_on_success=reply != 2)
+
+
+def circuit_record_success(*, endpoint: str, admission: CircuitAdmission = ADMITTED_WITHOUT_REDIS) -> None:
+    """The model server answered: close the circuit and forget the failures, unless the answer's `admission` says
+    there was nothing to clear."""
+    if not admission.clear_on_success:
+        return
     try:
         sync_client().delete(_key(endpoint, "failures"), _key(endpoint, "open_until"), _key(endpoint, "probe"))
     except redis.RedisError as error:

@@ -20,10 +20,12 @@ from django.db import connection
 from chatbot.answers.approved import approved_answer_add
 from chatbot.answers.fallback import STRICT_NO_ANSWER
 from chatbot.answers.pipeline import answer_generate
-from chatbot.answers.stops import answer_request_stop
+from chatbot.answers.stops import answer_request_stop, stop_requests
 from chatbot.bots.services import bot_create
 from chatbot.chat.conversations import conversation_resume_or_start, message_receive
 from chatbot.models import Message
+from chatbot.realtime.connections import sync_client
+from chatbot.realtime.keys import answer_stop_channel
 from devtools.pytest_plugin import start_celery_worker
 from devtools.stack import BASE_DIR, free_port
 from devtools.tgi_simulator import MODEL_ID, RECORDINGS_DIR
@@ -475,6 +477,32 @@ def test_a_stop_request_ends_a_slow_stream_within_one_flush_interval_and_keeps_t
     assert "ten" not in message.text
     assert types(events) == ["chat.typing", "chat.token", "chat.done"]
     assert sim.wait_for(lambda requests: requests[-1]["client_disconnected"], timeout_s=2)
+
+
+def stop_listener_running() -> None:
+    """This process's stop listener subscribed, as it is once a worker has streamed an answer."""
+    stop_requests.watch(-1, check=False)
+    stop_requests.forget(-1)
+    deadline = time.monotonic() + 5
+    while sync_client().pubsub_numsub(answer_stop_channel())[0][1] < 1:
+        assert time.monotonic() < deadline, "the stop listener did not subscribe"
+        time.sleep(0.01)
+
+
+def test_a_stop_asked_while_the_answer_waited_in_the_queue_ends_it_before_the_model_is_asked(sim, bot):
+    message = question_ask(bot, "Count to ten, slowly")
+    stop_listener_running()  # as in a worker that answered before: the request below is published unheard
+    async_to_sync(answer_request_stop)(message_id=message.id)  # before any worker thread took the task up
+
+    try:
+        message, events = answer(message)
+    finally:
+        stop_requests_forget()  # ids restart with the next test database
+
+    assert message.status == Message.Status.STOPPED
+    assert message.finish_reason == "stopped"
+    assert events[-1]["type"] == "chat.done" and events[-1]["status"] == "stopped"
+    assert sim.generation_requests() == []
 
 
 # --- through a real worker -------------------------------------------------------------------------------------
