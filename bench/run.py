@@ -460,6 +460,7 @@ async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list
             first = [r for r in rounds if r["visitors_connected"] == level and r["asking"] == level][-1:]
             cpu_rounds = [r["until_last_first_token"]["cpu_ms_per_question"] for r in first]
             for n in range(CPU_ROUNDS_EXTRA if first else 0):
+                await asyncio.sleep(1.0)  # as before the first: the previous round's answers are saved and quiet
                 extra = await measured_round(stack, visitors, level, label=f"cpu{level}-{n}", with_floor=False)
                 cpu_rounds.append(extra["until_last_first_token"]["cpu_ms_per_question"])
             log(f"  CPU per question, {level} asking at once, by round: {cpu_rounds}")
