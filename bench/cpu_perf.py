@@ -8,7 +8,7 @@ pgvector, the kernel (system calls, the loopback network, switching threads). Wi
 answer is one token, so the figures are a question's own work: the socket's receive and save, the queue, the
 embedding, the search, the prompt, the model request and the final save. `--tokens 60` adds scenario 2's streaming.
 
-    .venv/bin/python -m bench.cpu_perf [--asking 50] [--rounds 8] [--tokens 1] [--chunks 10000]
+    .venv/bin/python -m bench.cpu_perf [--asking 50] [--rounds 8] [--tokens 1] [--chunks 10000] [--perf-data FILE]
 
 Needs `perf` and the right to sample every CPU (root, or kernel.perf_event_paranoid at 0 or below). About 2
 minutes.
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=1, help="tokens in each answer")
     parser.add_argument("--chunks", type=int, default=10_000, help="chunks in the bot's knowledge base")
+    parser.add_argument("--perf-data", type=Path, default=None, help="keep perf's samples here (for perf report)")
     args = parser.parse_args()
     if shutil.which("perf") is None:
         raise SystemExit("perf is not installed (Debian: apt-get install linux-perf)")
@@ -115,6 +116,8 @@ def main() -> None:
             if redis_pid:
                 roles[redis_pid] = "redis"
             counts = samples_by_process_and_library(perf_data, roles)
+            if args.perf_data:
+                shutil.copyfile(perf_data, args.perf_data)
         finally:
             stack.stop()
     questions = args.asking * args.rounds
