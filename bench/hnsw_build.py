@@ -24,18 +24,16 @@ Runs on throw-away embedded PostgreSQL and Redis servers in a temporary director
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import re
-import secrets
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.throwaway import embedded_services
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE_PACKAGES = Path(np.__file__).resolve().parent.parent
@@ -185,22 +183,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="also write the report here")
     arguments = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="parley-hnsw-build-"))
-    # Registered first, so it runs last: embedded PostgreSQL's own exit hook still writes a lock file into the folder.
-    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
-    os.environ["PARLEY_DATA_DIR"] = str(data_dir)
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "chatbot.settings"
-    os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(16))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from chatbot.ops import embedded
-
-    try:
-        embedded.configure_environment()
-        import django
-
-        django.setup()
+    with embedded_services("parley-hnsw-build-"):
         from django.core.management import call_command
         from django.db import connection
 
@@ -274,12 +257,6 @@ def main() -> None:
         print(text)
         if arguments.output:
             arguments.output.write_text(text + "\n")
-    finally:
-        from django.db import connection
-
-        connection.close()
-        embedded.stop_embedded_servers(data_dir=data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
