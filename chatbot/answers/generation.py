@@ -209,10 +209,10 @@ def _answer_start_checks(*, message_id: int, endpoint: str) -> circuit.CircuitAd
     """Before the model request, in one Redis round trip: did the visitor ask to stop while the task was queued
     (`stop_requests`, watching already, hears the later requests), and may the answer ask the model server (the
     circuit breaker)? When Redis cannot tell, the answer goes on, as each check alone would have it."""
-    pipe = sync_client().pipeline(transaction=False)
-    stop_requested_queue(pipe, message_id=message_id)
-    circuit.circuit_admission_queue(pipe, endpoint=endpoint)
     try:
+        pipe = sync_client().pipeline(transaction=False)
+        stop_requested_queue(pipe, message_id=message_id)
+        circuit.circuit_admission_queue(pipe, endpoint=endpoint)
         stop_found, admission = pipe.execute()
     except redis.RedisError as error:
         logger.warning("could not check for a stop request or the model server's circuit: %s", error)

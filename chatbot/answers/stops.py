@@ -60,7 +60,7 @@ class StopRequests:
 
     def heard_before(self, message_id: int) -> None:
         """A stop request for this watched answer was found in Redis (it came before the answer was watched)."""
-        self._heard(str(message_id).encode())
+        self._stop(message_id)
 
     def forget(self, message_id: int) -> None:
         with self._lock:
@@ -92,6 +92,10 @@ class StopRequests:
             message_id = int(data)
         except (TypeError, ValueError):
             return
+        self._stop(message_id)
+
+    def _stop(self, message_id: int) -> None:
+        """Stop this answer if this process streams it: its streams ask `should_stop` at once."""
         with self._lock:
             if message_id not in self._requested:
                 return

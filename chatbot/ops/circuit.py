@@ -80,9 +80,9 @@ return 0
 
 def circuit_allows(*, endpoint: str) -> bool:
     """May an answer ask the model server now? In half-open state only one caller gets a yes (the probe)."""
-    pipe = sync_client().pipeline(transaction=False)
-    circuit_admission_queue(pipe, endpoint=endpoint)
     try:
+        pipe = sync_client().pipeline(transaction=False)
+        circuit_admission_queue(pipe, endpoint=endpoint)
         (reply,) = pipe.execute()
     except redis.RedisError:
         return True
