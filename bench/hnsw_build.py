@@ -141,26 +141,27 @@ def served_search(cursor, *, kb_id: int, literals: list[str], ef_search: int) ->
     for literal in literals:
         cursor.execute("BEGIN")
         retrieval._vector_search_prepare(cursor, exact=False, ef_search=ef_search, limit=retrieval.CANDIDATES)
-        found.append([hit for hit, _ in retrieval._nearest(cursor, knowledge_base_id=kb_id, vector=literal, limit=40)])
+        hits = retrieval._nearest(cursor, knowledge_base_id=kb_id, vector=literal, limit=retrieval.CANDIDATES)
+        found.append([chunk_id for chunk_id, _ in hits])
         cursor.execute("COMMIT")
     wall_s = time.perf_counter() - started
     cpu_s = backend_cpu_s(cursor) - cpu_before
-    hits = []
+    buffers = []
     for literal in literals[:100]:
         cursor.execute("BEGIN")
         retrieval._vector_search_prepare(cursor, exact=False, ef_search=ef_search, limit=retrieval.CANDIDATES)
+        # The statement `_nearest` sends, explained.
         cursor.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) SELECT id FROM knowledge_chunk"
-            " WHERE knowledge_base_id = %s ORDER BY embedding <=> %s::vector LIMIT 40",
-            [kb_id, literal],
+            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " + retrieval._nearest_each_sql(1),
+            [literal, kb_id, retrieval.CANDIDATES],
         )
-        hits.append(cursor.fetchone()[0][0]["Plan"]["Shared Hit Blocks"])
+        buffers.append(cursor.fetchone()[0][0]["Plan"]["Shared Hit Blocks"])
         cursor.execute("COMMIT")
     return {
         "found": found,
         "server_cpu_ms_per_query": round(cpu_s * 1000 / len(literals), 2),
         "wall_ms_per_query": round(wall_s * 1000 / len(literals), 2),
-        "buffer_hits_per_query": round(statistics.fmean(hits)),
+        "buffer_hits_per_query": round(statistics.fmean(buffers)),
     }
 
 

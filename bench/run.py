@@ -431,7 +431,7 @@ async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list
     daphne = psutil.Process(stack.daphne.pid)
     visitors: list[lib.Visitor] = []
     rounds, idle_memory = [], []
-    cpu_rounds_result: list[float | None] = []
+    cpu_rounds: list[float | None] = []
     baseline = daphne.memory_info().rss
     previous_count, previous_rss = 0, baseline
     for level in levels:
@@ -453,18 +453,17 @@ async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list
             log(f"  {level} connected, {asking} asking: TTFT p95 {p['ttft_ms'].get('p95')} ms (floor"
                 f" {result['floor']['ttft_ms'].get('p95')}), lag p95 {p['token_lag_ms'].get('p95')} ms, errors"
                 f" {p['errors']}, lost {p['tokens_lost']}, {p['tokens_per_s']} tok/s")  # fmt: skip
-        if level == CPU_ROUNDS_AT:
+        everyone_asking = [r for r in rounds if r["visitors_connected"] == level and r["asking"] == level]
+        if level == CPU_ROUNDS_AT and everyone_asking:
             # The CPU per question of one round moves with the host by a few ms either way: the figure of the
             # target is the median of this level's all-asking round and CPU_ROUNDS_EXTRA more (not counted
             # elsewhere), and the report lists every round.
-            first = [r for r in rounds if r["visitors_connected"] == level and r["asking"] == level][-1:]
-            cpu_rounds = [r["until_last_first_token"]["cpu_ms_per_question"] for r in first]
-            for n in range(CPU_ROUNDS_EXTRA if first else 0):
+            cpu_rounds = [everyone_asking[-1]["until_last_first_token"]["cpu_ms_per_question"]]
+            for n in range(CPU_ROUNDS_EXTRA):
                 await asyncio.sleep(1.0)  # as before the first: the previous round's answers are saved and quiet
                 extra = await measured_round(stack, visitors, level, label=f"cpu{level}-{n}", with_floor=False)
                 cpu_rounds.append(extra["until_last_first_token"]["cpu_ms_per_question"])
             log(f"  CPU per question, {level} asking at once, by round: {cpu_rounds}")
-            cpu_rounds_result = cpu_rounds
         if stage_profile_at == level:
             log(f"  profiling a round of {level} asking at once for the CPU split by stage (extra, not counted)")
             await measured_round(stack, visitors, level, label=f"stage{level}", profile=profile_dir / f"stages_{level}")
@@ -480,8 +479,8 @@ async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list
             }
     await asyncio.gather(*(visitor.close() for visitor in visitors))
     result = {"rounds": rounds, "idle_memory": idle_memory}
-    if CPU_ROUNDS_AT in levels and 1.0 in shares:
-        result["cpu_ms_per_question_rounds"] = cpu_rounds_result
+    if cpu_rounds:
+        result["cpu_ms_per_question_rounds"] = cpu_rounds
     if profile_at in levels:
         result["profile"] = rounds_profile
     return result
@@ -1006,12 +1005,11 @@ def markdown(results: dict) -> str:
                 f" {r.get('until_last_first_token', {}).get('cpu_ms_per_question') or '-'} |"
             )  # fmt: skip
         if s2.get("cpu_ms_per_question_rounds"):
-            values = [value for value in s2["cpu_ms_per_question_rounds"] if value is not None]
             lines += [
                 "",
                 f"CPU per question until the last first token, {CPU_ROUNDS_AT} asking at once, by round (the first"
                 f" is the table's): {' / '.join(str(value) for value in s2['cpu_ms_per_question_rounds'])};"
-                f" median {round(statistics.median(values), 1) if values else '-'}, the target's figure.",
+                f" median {results['headline'].get('cpu_ms_per_question', '-')}, the target's figure.",
             ]
         cpu = s2.get("cpu_at_50")
         if cpu:

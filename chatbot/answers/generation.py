@@ -93,7 +93,7 @@ def answer_with_model(
     parts: list[str] = []
     outcome = AnswerOutcome()
     passages_used = passages
-    stop_requests.watch(message_id, check=False)
+    stop_requests.watch(message_id)
     admission = _answer_start_checks(message_id=message_id, endpoint=bot.endpoint)
     progress = answer_progress(message_id)
     # What the visitor sees of the model's text: links only to the sources and the bot's sites, no prompt leak.

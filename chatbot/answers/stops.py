@@ -46,17 +46,15 @@ class StopRequests:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def watch(self, message_id: int, *, check: bool = True) -> None:
-        """Hear the stop requests for this answer from now on. With `check`, also read at once whether one came
-        while the task was queued; a caller that reads that in a Redis round trip of its own (queued on its
-        pipeline by `stop_requested_queue`, after this call) passes False and tells `heard_before` what it read."""
+    def watch(self, message_id: int) -> None:
+        """Hear the stop requests for this answer from now on. One that came while the task was queued is the
+        caller's to read, after this call (`stop_requested_queue`, on the pipeline of its other checks), and to
+        pass on with `heard_before`."""
         with self._lock:
             self._requested[message_id] = False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="answer-stop-requests", daemon=True)
                 self._thread.start()
-        if check:
-            self._check([message_id])  # a stop that came while the task was queued counts at once
 
     def heard_before(self, message_id: int) -> None:
         """A stop request for this watched answer was found in Redis (it came before the answer was watched)."""

@@ -78,20 +78,9 @@ return 0
 """
 
 
-def circuit_allows(*, endpoint: str) -> bool:
-    """May an answer ask the model server now? In half-open state only one caller gets a yes (the probe)."""
-    try:
-        pipe = sync_client().pipeline(transaction=False)
-        circuit_admission_queue(pipe, endpoint=endpoint)
-        (reply,) = pipe.execute()
-    except redis.RedisError:
-        return True
-    return circuit_admission_read(reply).allowed
-
-
 def circuit_admission_queue(pipe: redis.client.Pipeline, *, endpoint: str) -> None:
     """Queue the breaker's admission of one answer on a pipeline (another check's round trip); read its reply with
-    `circuit_admission_read`."""
+    `circuit_admission_read`. In half-open state only one caller is allowed (the probe)."""
     keys = (_key(endpoint, "open_until"), _key(endpoint, "probe"), _key(endpoint, "failures"))
     pipe.eval(_ALLOWS, len(keys), *keys, repr(time.time()), PROBE_TTL_S)
 

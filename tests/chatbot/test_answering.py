@@ -481,7 +481,7 @@ def test_a_stop_request_ends_a_slow_stream_within_one_flush_interval_and_keeps_t
 
 def stop_listener_running() -> None:
     """This process's stop listener subscribed, as it is once a worker has streamed an answer."""
-    stop_requests.watch(-1, check=False)
+    stop_requests.watch(-1)
     stop_requests.forget(-1)
     deadline = time.monotonic() + 5
     while sync_client().pubsub_numsub(answer_stop_channel())[0][1] < 1:

@@ -17,6 +17,14 @@ CALLERS = 8
 ROUNDS = 100
 
 
+def admission(endpoint: str) -> circuit.CircuitAdmission:
+    """As an answer reads it, on the pipeline of its other checks before the model request."""
+    pipe = sync_client().pipeline(transaction=False)
+    circuit.circuit_admission_queue(pipe, endpoint=endpoint)
+    (reply,) = pipe.execute()
+    return circuit.circuit_admission_read(reply)
+
+
 def _half_open(endpoint: str) -> None:
     """As after a cool-down: the circuit was opened and its time is up."""
     sync_client().set(circuit_key(endpoint, "open_until"), str(time.time() - 1))
@@ -28,7 +36,7 @@ def test_a_failing_probe_reopens_the_circuit_before_any_other_caller_can_claim_a
 
     def ask(barrier: threading.Barrier) -> bool:
         barrier.wait()
-        allowed = circuit.circuit_allows(endpoint=endpoint)
+        allowed = admission(endpoint).allowed
         if allowed:  # the probe fails at once, as a dead model server's does
             circuit.circuit_record_failure(endpoint=endpoint)
         return allowed
@@ -52,25 +60,17 @@ def test_the_probe_slot_is_free_again_after_the_next_cool_down():
     endpoint = f"http://model-server-{uuid.uuid4().hex}"
     try:
         _half_open(endpoint)
-        assert circuit.circuit_allows(endpoint=endpoint)
-        assert not circuit.circuit_allows(endpoint=endpoint), "one probe at a time"
+        assert admission(endpoint).allowed
+        assert not admission(endpoint).allowed, "one probe at a time"
         circuit.circuit_record_failure(endpoint=endpoint)
-        assert not circuit.circuit_allows(endpoint=endpoint), "open again"
+        assert not admission(endpoint).allowed, "open again"
         _half_open(endpoint)
-        assert circuit.circuit_allows(endpoint=endpoint)
+        assert admission(endpoint).allowed
         circuit.circuit_record_success(endpoint=endpoint)
         assert circuit.circuit_state(endpoint=endpoint) == "closed"
-        assert all(circuit.circuit_allows(endpoint=endpoint) for _ in range(3))
+        assert all(admission(endpoint).allowed for _ in range(3))
     finally:
         circuit.circuit_reset(endpoint=endpoint)
-
-
-def admission(endpoint: str) -> circuit.CircuitAdmission:
-    """As an answer reads it, on the pipeline of its other checks before the model request."""
-    pipe = sync_client().pipeline(transaction=False)
-    circuit.circuit_admission_queue(pipe, endpoint=endpoint)
-    (reply,) = pipe.execute()
-    return circuit.circuit_admission_read(reply)
 
 
 @override_settings(TGI_CIRCUIT_FAILURES=3)
