@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from devtools.browser import chromium
+from devtools.browser import chromium, eventually
 
 from .fake_server import FakeParley
 
@@ -256,10 +256,13 @@ def test_feedback_sends_the_vote_and_shows_the_chosen_state(page, server):
     wait_done(page)
     answer = last_answer(page)
     message_id = int(answer.get_attribute("data-id"))
+    votes = len(server.frames("feedback"))
     answer.get_by_role("button", name="Helpful", exact=True).click()
     expect(answer.get_by_role("button", name="Helpful", exact=True)).to_have_attribute("aria-pressed", "true")
     expect(answer.get_by_role("button", name="Not helpful")).to_have_attribute("aria-pressed", "false")
     expect(answer.locator(".feedback-thanks")).to_have_text("Thanks for your feedback!")
+    # The widget shows the vote at once; the frame reaches the server's thread a moment later.
+    eventually(lambda: len(server.frames("feedback")) > votes, what="the vote to reach the server")
     assert server.frames("feedback")[-1] == {"type": "feedback", "message_id": message_id, "value": "up"}
 
 
@@ -365,6 +368,8 @@ def test_the_composer_sends_on_enter_and_guards_the_length_limit(page, server):
     box.fill("line one\nline two")
     box.press("Enter")
     expect(page.locator(".msg-visitor .bubble")).to_have_text(["line one\nline two"])
+    # The bubble is drawn before the frame is sent: wait for the server to have it.
+    eventually(lambda: len(server.frames("message")) > sent, what="the message to reach the server")
     frame = server.frames("message")[-1]
     assert frame["text"] == "line one\nline two" and re.fullmatch(r"[0-9a-f]{24}", frame["client_id"])
     expect(box).to_have_value("")
