@@ -1,6 +1,6 @@
 """The chat widget in real Chromium against the fake server (fake_server.py).
 
-Run: .venv/bin/pytest tests/widget_harness -o addopts="" -p no:django
+Run: .venv/bin/python -m pytest tests/widget_harness
 """
 
 from __future__ import annotations
