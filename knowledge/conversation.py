@@ -133,12 +133,17 @@ def conversation_search(
         mixed = _mixed_vector(embedded.vector, [turn.vector for turn in results], weight=CONTEXT_WEIGHT)
         embed_ms = (time.perf_counter() - started) * 1000
 
-        # The mixed vector's neighbours are also the search's vector half below: searched once.
+        # The mixed vector's neighbours are also the search's vector half below: searched once. The question alone
+        # is measured against them as they are read (the mix leans on the question: its nearest are among them).
         neighbours = vector_neighbours(
-            knowledge_base_id=knowledge_base_id, embeddings=[embedded.vector, mixed], limit=candidates, plan=plan
+            knowledge_base_id=knowledge_base_id,
+            embeddings=[mixed],
+            compared=embedded.vector,
+            limit=candidates,
+            plan=plan,
         )
-        alone_hits, mixed_hits = neighbours.hits
-        best_alone = 1.0 - alone_hits[0][1] if alone_hits else 0.0
+        [mixed_hits], alone_nearest = neighbours.hits, neighbours.compared_nearest
+        best_alone = 1.0 - alone_nearest[1] if alone_nearest else 0.0
         best_mixed = 1.0 - mixed_hits[0][1] if mixed_hits else 0.0
         context: SearchContext = "standalone"
         if best_mixed > best_alone + DEPENDENCE_MARGIN or _FOLLOW_UP_OPENING.match(question):

@@ -316,6 +316,8 @@ class VectorNeighbours:
     hits: list[list[tuple[int, float]]]
     # The knowledge base's text-search configuration, read with the plan (chunk_search's `search_config`).
     search_config: str | None
+    # Of every hit, the chunk nearest to `compared` as (chunk id, cosine distance to it); None without hits.
+    compared_nearest: tuple[int, float] | None = None
 
 
 def vector_neighbours(
@@ -324,27 +326,42 @@ def vector_neighbours(
     embeddings: list[list[float]],
     limit: int = CANDIDATES,
     plan: "VectorSearchPlan | None" = None,
+    compared: list[float] | None = None,
 ) -> VectorNeighbours:
     """For each vector, the knowledge base's `limit` nearest chunks as (chunk id, cosine distance), nearest first,
     through the plan search uses (`plan`, when the caller read it already): what `chunk_search` takes as
-    `vector_hits` (and `search_config`). Every vector in one statement.
+    `vector_hits` (and `search_config`). `compared`, one more vector, is measured against every hit as it is read:
+    `compared_nearest` is the hit nearest to it, for a walk of the graph fewer than its own neighbours would cost
+    (conversation_search's decision). One round trip: the planner's settings and every vector.
 
     Ask for as many as search does even when only the nearest matters: with `LIMIT 1` the planner walked the
     knowledge base's rows through its id index and sorted them all (44-54 ms at 10,000 chunks, against 10 ms
     through HNSW)."""
     nested = connection.in_atomic_block
+    vectors = [_vector_literal(embedding) for embedding in embeddings]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         plan = plan or vector_search_plan(cursor, knowledge_base_id)
-        _vector_search_prepare(cursor, exact=plan.exact, ef_search=plan.ef_search, limit=limit)
-        hits = _nearest_each(
+        _vector_search_prepared(
             cursor,
-            knowledge_base_id=knowledge_base_id,
-            vectors=[_vector_literal(embedding) for embedding in embeddings],
+            exact=plan.exact,
+            ef_search=plan.ef_search,
             limit=limit,
+            sql=_nearest_each_sql(len(vectors), compared=compared is not None),
+            params=[
+                *vectors,
+                *([] if compared is None else [_vector_literal(compared)]),
+                *[knowledge_base_id, limit] * len(vectors),
+            ],
         )
+        rows = cursor.fetchall()
         if nested:
             _vector_search_finish(cursor, exact=plan.exact)
-        return VectorNeighbours(hits=hits, search_config=plan.search_config)
+    compared_nearest = None
+    if compared is not None:
+        compared_nearest = min(((row[1], float(row[3])) for row in rows), key=_nearest_first, default=None)
+    return VectorNeighbours(
+        hits=_hits_by_branch(rows, len(vectors)), search_config=plan.search_config, compared_nearest=compared_nearest
+    )
 
 
 @dataclass(frozen=True)
@@ -387,21 +404,33 @@ def _vector_literal(embedding: list[float]) -> str:
 def _vector_search_prepare(cursor, *, exact: bool, ef_search: int, limit: int) -> None:
     """Set the planner for the vector half until the transaction ends (SET LOCAL), until `_vector_search_finish`."""
     if exact:
-        # Without index scans the planner reads this knowledge base's rows through the knowledge_base_id index and
-        # keeps the nearest in a top-N sort: exact, and no copy of the vectors into a materialised subquery.
-        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute(_EXACT_PREPARE)
     else:
-        # pgvector's cost estimate grows with ef_search: at 200 the planner chose a scan of all 10,000 rows and a
-        # sort (19 ms) over the index (2.3 ms). This path was chosen because the index suits the knowledge base.
-        # All four in one round trip. What follows in the search's transaction reads rows by id, which they do not
-        # change, or puts them back first (before `_vector_search_in_documents`); a search inside a caller's
-        # transaction puts them back at its end. A search in a transaction of its own, an answer's, saves that
-        # round trip.
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-            " set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
-            [str(max(ef_search, limit))],
-        )
+        cursor.execute(_HNSW_PREPARE, [str(max(ef_search, limit))])
+
+
+def _vector_search_prepared(cursor, *, exact: bool, ef_search: int, limit: int, sql: str, params: list) -> None:
+    """`_vector_search_prepare` and the statement `sql` in one round trip (one string of two statements, which
+    psycopg sends through the simple query protocol); the cursor is left on the statement's rows."""
+    if exact:
+        cursor.execute(f"{_EXACT_PREPARE}; {sql}", params)
+    else:
+        cursor.execute(f"{_HNSW_PREPARE}; {sql}", [str(max(ef_search, limit)), *params])
+    cursor.nextset()
+
+
+# Without index scans the planner reads this knowledge base's rows through the knowledge_base_id index and keeps the
+# nearest in a top-N sort: exact, and no copy of the vectors into a materialised subquery.
+_EXACT_PREPARE = "SET LOCAL enable_indexscan = off"
+# pgvector's cost estimate grows with ef_search: at 200 the planner chose a scan of all 10,000 rows and a sort (19 ms)
+# over the index (2.3 ms). This path was chosen because the index suits the knowledge base. All four in one round
+# trip. What follows in the search's transaction reads rows by id, which they do not change, or puts them back first
+# (before `_vector_search_in_documents`); a search inside a caller's transaction puts them back at its end. A search
+# in a transaction of its own, an answer's, saves that round trip.
+_HNSW_PREPARE = (
+    "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+    " set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+)
 
 
 def _vector_search_finish(cursor, *, exact: bool) -> None:
@@ -433,18 +462,33 @@ def _nearest_each(cursor, *, knowledge_base_id: int, vectors: list[str], limit: 
     if not vectors:
         return []
     cursor.execute(_nearest_each_sql(len(vectors)), [*vectors, *[knowledge_base_id, limit] * len(vectors)])
-    hits: list[list[tuple[int, float]]] = [[] for _ in vectors]
-    for n, chunk_id, distance in cursor.fetchall():
-        hits[n].append((chunk_id, float(distance)))
-    return [sorted(found, key=lambda hit: (hit[1], hit[0])) for found in hits]
+    return _hits_by_branch(cursor.fetchall(), len(vectors))
+
+
+def _hits_by_branch(rows, count: int) -> list[list[tuple[int, float]]]:
+    """The rows of `_nearest_each_sql(count)` as each branch's (chunk id, distance), nearest first."""
+    hits: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+    for row in rows:
+        hits[row[0]].append((row[1], float(row[2])))
+    return [sorted(found, key=_nearest_first) for found in hits]
+
+
+def _nearest_first(hit: tuple[int, float]) -> tuple[float, int]:
+    return hit[1], hit[0]
 
 
 @functools.cache
-def _nearest_each_sql(count: int) -> str:
-    """The statement of `_nearest_each` for `count` vectors: only placeholders vary."""
-    questions = ", ".join(f"question_{n} AS (SELECT %s::vector AS vector)" for n in range(count))
+def _nearest_each_sql(count: int, *, compared: bool = False) -> str:
+    """The statement of `_nearest_each` for `count` vectors: only placeholders vary. Each row: the branch, the
+    chunk's id, its distance to the branch's vector and, with `compared`, to that vector (its placeholder follows
+    the branches' vectors)."""
+    questions = ", ".join(
+        [f"question_{n} AS (SELECT %s::vector AS vector)" for n in range(count)]
+        + (["compared AS (SELECT %s::vector AS vector)"] if compared else [])
+    )
+    to_compared = ", embedding <=> (SELECT vector FROM compared)" if compared else ""
     branches = " UNION ALL ".join(
-        f"(SELECT {n}, id, embedding <=> (SELECT vector FROM question_{n}) FROM knowledge_chunk"  # noqa: S608
+        f"(SELECT {n}, id, embedding <=> (SELECT vector FROM question_{n}){to_compared} FROM knowledge_chunk"  # noqa: S608
         f" WHERE knowledge_base_id = %s ORDER BY embedding <=> (SELECT vector FROM question_{n}) LIMIT %s)"
         for n in range(count)
     )

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from knowledge import retrieval
 from knowledge.conversation import conversation_search
 from knowledge.embeddings import get_embedder
 from knowledge.retrieval import MIN_RELEVANCE, chunk_search
@@ -157,11 +158,18 @@ def test_a_follow_up_is_judged_relevant_by_the_conversation_s_topic(shop):
     assert refund.similarity > max(chunk.similarity for chunk in alone.chunks if chunk.chunk_id == refund.chunk_id)
 
 
-def test_a_follow_ups_text_half_runs_while_its_question_is_embedded_and_its_vectors_in_one_statement(shop):
+@pytest.mark.parametrize("through_hnsw", [True, False], ids=["hnsw", "exact"])
+def test_a_follow_ups_text_half_runs_while_its_question_is_embedded_and_its_vectors_in_one_round_trip(
+    shop, monkeypatch, through_hnsw
+):
     """Every statement of a follow-up's search is in one transaction (no savepoint inside a caller's). The full-text
     half (the recent turns' words) and the previous passages' documents are read before the search waits for the
-    question's embedding; after it, the question's and the mixed vector's nearest chunks are one statement, and the
-    passages' similarity to the topic is read with the candidates."""
+    question's embedding; after it, the planner's settings and one walk, the mixed vector's, measured against the
+    question alone as well, are one round trip, and the passages' similarity to the topic is read with the
+    candidates."""
+    if through_hnsw:
+        monkeypatch.setattr(retrieval, "EXACT_SEARCH_ALWAYS_CHUNKS", 0)
+        monkeypatch.setattr(retrieval, "HNSW_MIN_SHARE", 0.0)
     first = chunk_search(knowledge_base_id=shop.id, query="Do you ship to Norway?", k=3)
     question = "How long does it take?"
     embedding_soon = EmbeddingDoneWhenAskedFor(get_embedder(None).embed_query_soon(question).result())
@@ -186,7 +194,8 @@ def test_a_follow_ups_text_half_runs_while_its_question_is_embedded_and_its_vect
     assert any("AS scored" in sql for sql in before) and not any("<=>" in sql for sql in before)
     assert not any("SAVEPOINT" in sql for sql in before + after)
     [both_vectors] = [sql for sql in after if "ORDER BY embedding <=>" in sql]
-    assert both_vectors.count("ORDER BY embedding <=>") == 2
-    # The planner's settings, both vectors, the settings put back, the previous documents' nearest chunks, and the
-    # candidates with their similarity to the question and to the topic.
-    assert len(after) == 5, after
+    assert both_vectors.count("ORDER BY embedding <=>") == 1 and "compared" in both_vectors
+    assert ("hnsw.ef_search" in both_vectors) == through_hnsw
+    # The planner's settings with both vectors, the settings put back, the previous documents' nearest chunks, and
+    # the candidates with their similarity to the question and to the topic.
+    assert len(after) == 4, after

@@ -277,6 +277,32 @@ def test_a_search_inside_a_callers_transaction_leaves_the_planner_as_it_found_it
 
 
 @pytest.mark.parametrize("through_hnsw", [True, False], ids=["hnsw", "exact"])
+def test_a_vector_compared_with_the_neighbours_of_one_close_to_it_finds_its_own_nearest_chunk(
+    evalset, monkeypatch, through_hnsw
+):
+    """conversation_search decides whether a question leans on the earlier turns from its nearest chunk, which it
+    reads among the neighbours of the question mixed with those turns (`compared`) instead of walking the graph
+    for it: the same chunk at the same distance, and the neighbours as without it."""
+    if through_hnsw:
+        monkeypatch.setattr(retrieval, "EXACT_SEARCH_ALWAYS_CHUNKS", 0)
+        monkeypatch.setattr(retrieval, "HNSW_MIN_SHARE", 0.0)
+    questions = [question.question for question in questions_load(EVAL_DIR / "questions.jsonl")[:12]]
+    vectors = [np.asarray(e.vector) for e in get_embedder(None).embed_queries(questions)]
+    for question, earlier in zip(vectors, vectors[1:] + vectors[:1], strict=True):
+        mixed = question + 0.3 * earlier  # an unrelated earlier question: the mix's neighbours move the most
+        mixed = (mixed / np.linalg.norm(mixed)).tolist()
+
+        compared = retrieval.vector_neighbours(
+            knowledge_base_id=evalset.id, embeddings=[mixed], compared=question.tolist()
+        )
+        [alone] = retrieval.vector_neighbours(knowledge_base_id=evalset.id, embeddings=[question.tolist()]).hits
+
+        assert compared.compared_nearest[0] == alone[0][0]
+        assert compared.compared_nearest[1] == pytest.approx(alone[0][1], abs=1e-6)
+        assert compared.hits == retrieval.vector_neighbours(knowledge_base_id=evalset.id, embeddings=[mixed]).hits
+
+
+@pytest.mark.parametrize("through_hnsw", [True, False], ids=["hnsw", "exact"])
 def test_once_the_question_is_embedded_a_first_question_needs_one_statement(evalset, monkeypatch, through_hnsw):
     """The vector half and the description of every candidate (its text, its document, its similarity) go in one
     statement after the embedding: each statement there is a round trip before the first token. The planner's
