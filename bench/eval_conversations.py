@@ -33,7 +33,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
-    from chatbot.embedded import configure_environment
+    from chatbot.ops.embedded import configure_environment
 
     configure_environment()
     import django

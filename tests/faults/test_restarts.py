@@ -1,5 +1,5 @@
 """Redis and PostgreSQL restarted under a running Parley. Each test starts private servers in its own temporary
-directory (chatbot.embedded), so the shared test servers and other runs are never disturbed."""
+directory (chatbot.ops.embedded), so the shared test servers and other runs are never disturbed."""
 
 import asyncio
 import os
