@@ -161,10 +161,11 @@ def chunk_search(
         if mode == "text":
             vector, vector_hits = None, []
         else:
+            # The planner's settings go with the vector half's statement after the embedding: one round trip.
+            prepare = None
             if vector_hits is None:
-                # Set before the wait for the embedding: after it, the vector half is one statement.
                 planner_changed = plan.exact if exact is None else exact
-                _vector_search_prepare(cursor, exact=planner_changed, ef_search=plan.ef_search, limit=candidates)
+                prepare = {"exact": planner_changed, "ef_search": plan.ef_search, "limit": candidates}
             if embedding is None:
                 waited = time.perf_counter()
                 embedded_query = query_embedding_result(embedding_soon, query)
@@ -182,10 +183,12 @@ def chunk_search(
                     limit=candidates,
                     text_hit_ids=[chunk_id for chunk_id, _ in text_hits],
                     signatures=mode == "hybrid",
+                    prepare=prepare,
                 )
                 vector_hits = described.nearest
             else:
                 if vector_hits is None:
+                    _vector_search_prepare(cursor, **prepare)
                     vector_hits = _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=candidates)
                     # What follows reads a few documents' rows and rows by id: planned as usual.
                     _vector_search_finish(cursor, exact=planner_changed)
@@ -565,16 +568,24 @@ def _candidates_describe(
 
 
 def _nearest_described(
-    cursor, *, knowledge_base_id: int, vector: str, limit: int, text_hit_ids: list[int], signatures: bool
+    cursor,
+    *,
+    knowledge_base_id: int,
+    vector: str,
+    limit: int,
+    text_hit_ids: list[int],
+    signatures: bool,
+    prepare: dict,
 ) -> _Candidates:
-    """The vector half (`_nearest`, the planner set by `_vector_search_prepare`) and `_candidates_describe` of its
-    chunks and of the text half's, in one statement: one round trip after the question's embedding instead of two."""
-    cursor.execute(
+    """The vector half (`_nearest`, the planner set by `_vector_search_prepare` with `prepare`) and
+    `_candidates_describe` of its chunks and of the text half's, in one statement after the planner's settings: one
+    round trip after the question's embedding, and none before it."""
+    sql = (
         _NEAREST + " SELECT chunk.id, chunk.embedding <=> (SELECT vector FROM question),"  # noqa: S608
         f" chunk.id IN (SELECT id FROM nearest), NULL, {_described_columns(signatures)}"
-        " WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest) || %s::bigint[])",
-        [vector, knowledge_base_id, limit, text_hit_ids],
+        " WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest) || %s::bigint[])"
     )
+    _vector_search_prepared(cursor, **prepare, sql=sql, params=[vector, knowledge_base_id, limit, text_hit_ids])
     return _described(cursor.fetchall(), signatures=signatures)
 
 
