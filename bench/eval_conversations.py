@@ -8,7 +8,8 @@ docs/retrieval.md for the ingestion commands), so the figures are the real pipel
   conversation about another module, chosen with a fixed seed). Context must not hurt these.
 
     PARLEY_DATA_DIR=/tmp/parley-eval .venv/bin/python -m bench.eval_conversations --bot evalset
-    PARLEY_DATA_DIR=/tmp/parley-eval .venv/bin/python -m bench.eval_conversations --bot evalset --variants default plain
+    PARLEY_DATA_DIR=/tmp/parley-eval .venv/bin/python -m bench.eval_conversations --bot evalset \
+        --variants "default: mix 0.3, focus 0.2 if margin > -0.02" "plain (last turn alone)"
 """
 
 from __future__ import annotations
