@@ -168,6 +168,22 @@ def test_term_statistics_follow_ingestion_and_deletion(evalset):
     assert not Term.objects.filter(knowledge_base_id=knowledge_base.id).exists()
 
 
+def test_a_chunk_keeps_its_embedding_and_its_token_signature_in_its_row(evalset):
+    """Every similarity computed on a row reads its embedding, and the second stage reads its signature: out of the
+    row (PostgreSQL's default for rows over 2 KB, which most chunks are) each read went through the TOAST index, and
+    the search cost PostgreSQL about twice the CPU (knowledge migration 0008)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(pg_column_toast_chunk_id(embedding)),"
+            " count(pg_column_toast_chunk_id(token_signature)) FROM knowledge_chunk WHERE knowledge_base_id = %s",
+            [evalset.id],
+        )
+        chunks, embeddings_outside, signatures_outside = cursor.fetchone()
+    assert chunks > 1000
+    assert embeddings_outside == 0
+    assert signatures_outside < chunks * 0.05  # the longest chunks' rows give it up
+
+
 def test_the_text_half_ranks_rare_words_above_common_ones(evalset):
     result = chunk_search(knowledge_base_id=evalset.id, query="return the sha256 of a file object", k=5, mode="text")
 
