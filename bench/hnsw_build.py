@@ -11,8 +11,9 @@ clustered vectors; this measures it on real embeddings:
 - Queries: the evaluation's questions, and as many sentences taken from random chunks of the other texts.
 - For each (m, ef_construction): the index is created on the empty table and the rows inserted after it, as
   ingestion does (the insert time is reported against a load without the index). Then for each `ef_search`, the
-  search chunk_search serves (`_vector_search_prepare` and `_nearest`, 40 candidates): recall@10 and recall@40
-  against an exact scan, the server process's CPU per query (from /proc), and shared buffers hit per query.
+  search chunk_search serves (knowledge.nearest's `vector_search_prepare` and `nearest_chunks`, 40 candidates):
+  recall@10 and recall@40 against an exact scan, the server process's CPU per query (from /proc), and shared
+  buffers hit per query.
 
     .venv/bin/python -m bench.hnsw_build                      # about 6 minutes on 2 cores
     .venv/bin/python -m bench.hnsw_build --builds 16:64 16:128 --ef-search 100 200
@@ -134,14 +135,15 @@ def exact_nearest(cursor, *, kb_id: int, literals: list[str], limit: int) -> lis
 def served_search(cursor, *, kb_id: int, literals: list[str], ef_search: int) -> dict:
     """The vector half as chunk_search serves it through HNSW, at `ef_search`: hits, CPU and buffers per query."""
     from knowledge import retrieval
+    from knowledge.nearest import nearest_chunks, nearest_each_sql, vector_search_prepare
 
     found = []
     cpu_before = backend_cpu_s(cursor)
     started = time.perf_counter()
     for literal in literals:
         cursor.execute("BEGIN")
-        retrieval._vector_search_prepare(cursor, exact=False, ef_search=ef_search, limit=retrieval.CANDIDATES)
-        hits = retrieval._nearest(cursor, knowledge_base_id=kb_id, vector=literal, limit=retrieval.CANDIDATES)
+        vector_search_prepare(cursor, exact=False, ef_search=ef_search, limit=retrieval.CANDIDATES)
+        hits = nearest_chunks(cursor, knowledge_base_id=kb_id, vector=literal, limit=retrieval.CANDIDATES)
         found.append([chunk_id for chunk_id, _ in hits])
         cursor.execute("COMMIT")
     wall_s = time.perf_counter() - started
@@ -149,10 +151,10 @@ def served_search(cursor, *, kb_id: int, literals: list[str], ef_search: int) ->
     buffers = []
     for literal in literals[:100]:
         cursor.execute("BEGIN")
-        retrieval._vector_search_prepare(cursor, exact=False, ef_search=ef_search, limit=retrieval.CANDIDATES)
+        vector_search_prepare(cursor, exact=False, ef_search=ef_search, limit=retrieval.CANDIDATES)
         # The statement `_nearest` sends, explained.
         cursor.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " + retrieval._nearest_each_sql(1),
+            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " + nearest_each_sql(1),
             [literal, kb_id, retrieval.CANDIDATES],
         )
         buffers.append(cursor.fetchone()[0][0]["Plan"]["Shared Hit Blocks"])
@@ -190,7 +192,7 @@ def main() -> None:
 
         from knowledge.embeddings import get_embedder
         from knowledge.models import Document, KnowledgeBase, Source
-        from knowledge.retrieval import _vector_literal
+        from knowledge.nearest import vector_literal
 
         call_command("migrate", verbosity=0)
         rng = np.random.default_rng(7)
@@ -204,7 +206,7 @@ def main() -> None:
         else:
             vectors = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
         asked = queries(texts, evaluation_chunks, arguments.queries, rng)
-        literals = [_vector_literal(q.vector) for q in embedder.embed_queries(asked)]
+        literals = [vector_literal(q.vector) for q in embedder.embed_queries(asked)]
         kind = "synthetic" if arguments.synthetic else f"{evaluation_chunks} of the evaluation corpus"
         print(f"{len(vectors)} chunks ({kind}), {len(asked)} queries, embedded in"
               f" {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip

@@ -180,7 +180,7 @@ def exact_nearest(plan) -> list[set[int]]:
     """The true RECALL_AT nearest rows of each query's knowledge base, by a scan of all its rows."""
     from django.db import connection, transaction
 
-    from knowledge.retrieval import _vector_literal
+    from knowledge.nearest import vector_literal
 
     nearest = []
     for kb_id, vector, _, _ in plan:
@@ -191,7 +191,7 @@ def exact_nearest(plan) -> list[set[int]]:
             cursor.execute(
                 "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk WHERE knowledge_base_id = %s"
                 " ORDER BY distance LIMIT %s",
-                [_vector_literal(vector.tolist()), kb_id, RECALL_AT],
+                [vector_literal(vector.tolist()), kb_id, RECALL_AT],
             )
             nearest.append({row[0] for row in cursor.fetchall()})
     return nearest
@@ -203,6 +203,7 @@ def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
     from django.db import connection, transaction
 
     from knowledge import retrieval
+    from knowledge.nearest import nearest_chunks, vector_literal, vector_search_prepare
 
     recalls: dict[str, list[float]] = {"all": [], "big_kb": [], "small_kbs": []}
     paths: dict[str, set[str]] = {"big_kb": set(), "small_kbs": set()}
@@ -211,11 +212,9 @@ def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
         with transaction.atomic(), connection.cursor() as cursor:
             plan = retrieval.vector_search_plan(cursor, kb_id)
             # As chunk_search runs it: the planner set for the plan, then the nearest chunks.
-            retrieval._vector_search_prepare(
-                cursor, exact=plan.exact, ef_search=plan.ef_search, limit=retrieval.CANDIDATES
-            )
-            hits = retrieval._nearest(
-                cursor, knowledge_base_id=kb_id, vector=retrieval._vector_literal(vector.tolist()),
+            vector_search_prepare(cursor, exact=plan.exact, ef_search=plan.ef_search, limit=retrieval.CANDIDATES)
+            hits = nearest_chunks(
+                cursor, knowledge_base_id=kb_id, vector=vector_literal(vector.tolist()),
                 limit=retrieval.CANDIDATES,
             )  # fmt: skip
         paths[label].add("exact" if plan.exact else f"hnsw (ef_search {plan.ef_search})")
@@ -234,11 +233,11 @@ def served_recall(plan, exact: list[set[int]], *, big: int) -> dict:
 def hnsw_recall(plan, exact_nearest_rows: list[set[int]], *, ef_search: int, iterative: str) -> dict:
     from django.db import connection, transaction
 
-    from knowledge.retrieval import _vector_literal
+    from knowledge.nearest import vector_literal
 
     recalls, timings, recalls_small, recalls_late, recalls_big = [], [], [], [], []
     for (kb_id, vector, _, near_late), exact in zip(plan, exact_nearest_rows, strict=True):
-        literal = _vector_literal(vector.tolist())
+        literal = vector_literal(vector.tolist())
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL hnsw.ef_search = %s", [ef_search])
             cursor.execute(f"SET LOCAL hnsw.iterative_scan = {iterative}")
@@ -309,9 +308,10 @@ def explain(plan, *, big: int) -> str:
     from django.db import connection, transaction
 
     from knowledge import full_text, retrieval
+    from knowledge.nearest import vector_literal
 
     kb_id, vector, text, _ = next(item for item in plan if item[0] == big)
-    literal = retrieval._vector_literal(vector.tolist())
+    literal = vector_literal(vector.tolist())
     lines = []
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [retrieval.vector_search_plan(cursor, kb_id).ef_search])

@@ -15,7 +15,6 @@ itself) are returned once.
 Weights were tuned on tests/fixtures/eval (see docs/retrieval.md); rank fusion (RRF) was measured and was worse.
 """
 
-import functools
 import json
 import logging
 import time
@@ -30,6 +29,18 @@ from django.db import connection, transaction
 from knowledge.embeddings import get_embedder
 from knowledge.full_text import text_search
 from knowledge.late_interaction import late_interaction_scores
+from knowledge.nearest import (
+    NEAREST,
+    hits_by_branch,
+    nearest_chunks,
+    nearest_each_sql,
+    nearest_first,
+    vector_literal,
+    vector_search_finish,
+    vector_search_in_documents,
+    vector_search_prepare,
+    vector_search_prepared,
+)
 from knowledge.reranking import get_reranker
 
 logger = logging.getLogger(__name__)
@@ -138,7 +149,7 @@ def chunk_search(
     timings: dict[str, float] = {}
 
     nested = connection.in_atomic_block
-    # The planner's settings of the vector half in force until put back (`_vector_search_prepare`): None, or
+    # The planner's settings of the vector half in force until put back (`vector_search_prepare`): None, or
     # whether they are an exact search's.
     planner_changed: bool | None = None
     described: _Candidates | None = None
@@ -173,7 +184,7 @@ def chunk_search(
                 embed_seconds = time.perf_counter() - waited
             vector_started = time.perf_counter()
             # Written once: the statements below each send it (its 384 numbers as text).
-            vector = _vector_literal(embedding)
+            vector = vector_literal(embedding)
             if vector_hits is None and not focus_documents and topic_embedding is None:
                 # A first question: its nearest chunks and the description of every candidate, in one statement.
                 described = _nearest_described(
@@ -188,14 +199,16 @@ def chunk_search(
                 vector_hits = described.nearest
             else:
                 if vector_hits is None:
-                    _vector_search_prepare(cursor, **prepare)
-                    vector_hits = _nearest(cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=candidates)
+                    vector_search_prepare(cursor, **prepare)
+                    vector_hits = nearest_chunks(
+                        cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=candidates
+                    )
                     # What follows reads a few documents' rows and rows by id: planned as usual.
-                    _vector_search_finish(cursor, exact=planner_changed)
+                    vector_search_finish(cursor, exact=planner_changed)
                     planner_changed = None
                 vector_hits = list(vector_hits)
                 if focus_documents:
-                    vector_hits += _vector_search_in_documents(
+                    vector_hits += vector_search_in_documents(
                         cursor,
                         knowledge_base_id=knowledge_base_id,
                         document_ids=list(focus_documents),
@@ -210,12 +223,12 @@ def chunk_search(
                 chunk_ids=candidate_ids,
                 vector=vector,
                 signatures=mode == "hybrid",
-                topic=_vector_literal(topic_embedding) if topic_embedding is not None else None,
+                topic=vector_literal(topic_embedding) if topic_embedding is not None else None,
             )
         similarity, passages, topic_similarity = described.similarity, described.passages, described.topic_similarity
         if nested and planner_changed is not None:
             # Inside a caller's transaction: its next statements are planned as it expects.
-            _vector_search_finish(cursor, exact=planner_changed)
+            vector_search_finish(cursor, exact=planner_changed)
 
     late, token_embed_seconds = _late_interaction(
         query=query, query_tokens=query_tokens, signatures=described.signatures
@@ -334,36 +347,36 @@ def vector_neighbours(
     """For each vector, the knowledge base's `limit` nearest chunks as (chunk id, cosine distance), nearest first,
     through the plan search uses (`plan`, when the caller read it already): what `chunk_search` takes as
     `vector_hits` (and `search_config`). `compared`, one more vector, is measured against every hit as it is read:
-    `compared_nearest` is the hit nearest to it, for a walk of the graph fewer than its own neighbours would cost
+    `compared_nearest` is the hit nearest to it, without the walk of the graph its own neighbours would take
     (conversation_search's decision). One round trip: the planner's settings and every vector.
 
     Ask for as many as search does even when only the nearest matters: with `LIMIT 1` the planner walked the
     knowledge base's rows through its id index and sorted them all (44-54 ms at 10,000 chunks, against 10 ms
     through HNSW)."""
     nested = connection.in_atomic_block
-    vectors = [_vector_literal(embedding) for embedding in embeddings]
+    vectors = [vector_literal(embedding) for embedding in embeddings]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         plan = plan or vector_search_plan(cursor, knowledge_base_id)
-        _vector_search_prepared(
+        vector_search_prepared(
             cursor,
             exact=plan.exact,
             ef_search=plan.ef_search,
             limit=limit,
-            sql=_nearest_each_sql(len(vectors), compared=compared is not None),
+            sql=nearest_each_sql(len(vectors), compared=compared is not None),
             params=[
                 *vectors,
-                *([] if compared is None else [_vector_literal(compared)]),
+                *([] if compared is None else [vector_literal(compared)]),
                 *[knowledge_base_id, limit] * len(vectors),
             ],
         )
         rows = cursor.fetchall()
         if nested:
-            _vector_search_finish(cursor, exact=plan.exact)
+            vector_search_finish(cursor, exact=plan.exact)
     compared_nearest = None
     if compared is not None:
-        compared_nearest = min(((row[1], float(row[3])) for row in rows), key=_nearest_first, default=None)
+        compared_nearest = min(((row[1], float(row[3])) for row in rows), key=nearest_first, default=None)
     return VectorNeighbours(
-        hits=_hits_by_branch(rows, len(vectors)), search_config=plan.search_config, compared_nearest=compared_nearest
+        hits=hits_by_branch(rows, len(vectors)), search_config=plan.search_config, compared_nearest=compared_nearest
     )
 
 
@@ -400,123 +413,6 @@ def vector_search_plan(cursor, knowledge_base_id: int) -> VectorSearchPlan:
     )
 
 
-def _vector_literal(embedding: list[float]) -> str:
-    return "[" + ",".join(f"{value:.7g}" for value in embedding) + "]"
-
-
-def _vector_search_prepare(cursor, *, exact: bool, ef_search: int, limit: int) -> None:
-    """Set the planner for the vector half until the transaction ends (SET LOCAL), until `_vector_search_finish`."""
-    if exact:
-        cursor.execute(_EXACT_PREPARE)
-    else:
-        cursor.execute(_HNSW_PREPARE, [str(max(ef_search, limit))])
-
-
-def _vector_search_prepared(cursor, *, exact: bool, ef_search: int, limit: int, sql: str, params: list) -> None:
-    """`_vector_search_prepare` and the statement `sql` in one round trip (one string of two statements, which
-    psycopg sends through the simple query protocol); the cursor is left on the statement's rows."""
-    if exact:
-        cursor.execute(f"{_EXACT_PREPARE}; {sql}", params)
-    else:
-        cursor.execute(f"{_HNSW_PREPARE}; {sql}", [str(max(ef_search, limit)), *params])
-    cursor.nextset()
-
-
-# Without index scans the planner reads this knowledge base's rows through the knowledge_base_id index and keeps the
-# nearest in a top-N sort: exact, and no copy of the vectors into a materialised subquery.
-_EXACT_PREPARE = "SET LOCAL enable_indexscan = off"
-# pgvector's cost estimate grows with ef_search: at 200 the planner chose a scan of all 10,000 rows and a sort (19 ms)
-# over the index (2.3 ms). This path was chosen because the index suits the knowledge base. All four in one round
-# trip. What follows in the search's transaction reads rows by id, which they do not change, or puts them back first
-# (before `_vector_search_in_documents`); a search inside a caller's transaction puts them back at its end. A search
-# in a transaction of its own, an answer's, saves that round trip.
-_HNSW_PREPARE = (
-    "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-    " set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
-)
-
-
-def _vector_search_finish(cursor, *, exact: bool) -> None:
-    """Undo `_vector_search_prepare` for the rest of the transaction."""
-    if exact:
-        cursor.execute("SET LOCAL enable_indexscan = on")
-    else:
-        _planner_settings_restore(cursor)
-
-
-# The knowledge base's nearest chunks to the question, through HNSW or exactly as `_vector_search_prepare` set the
-# planner (the index walk may return them slightly out of order: `relaxed_order`). The question's vector is sent
-# once, and the index takes it from the subquery as it would a constant.
-_NEAREST = (
-    "WITH question AS (SELECT %s::vector AS vector),"
-    " nearest AS (SELECT id FROM knowledge_chunk WHERE knowledge_base_id = %s"
-    "  ORDER BY embedding <=> (SELECT vector FROM question) LIMIT %s)"
-)
-
-
-def _nearest(cursor, *, knowledge_base_id: int, vector: str, limit: int) -> list[tuple[int, float]]:
-    """(chunk id, cosine distance) of the knowledge base's `limit` nearest chunks to `vector`, nearest first."""
-    return _nearest_each(cursor, knowledge_base_id=knowledge_base_id, vectors=[vector], limit=limit)[0]
-
-
-def _nearest_each(cursor, *, knowledge_base_id: int, vectors: list[str], limit: int) -> list[list[tuple[int, float]]]:
-    """`_nearest` of each of `vectors`, in one statement: a branch per vector, each through the index as a search of
-    its own (the planner set by `_vector_search_prepare`)."""
-    if not vectors:
-        return []
-    cursor.execute(_nearest_each_sql(len(vectors)), [*vectors, *[knowledge_base_id, limit] * len(vectors)])
-    return _hits_by_branch(cursor.fetchall(), len(vectors))
-
-
-def _hits_by_branch(rows, count: int) -> list[list[tuple[int, float]]]:
-    """The rows of `_nearest_each_sql(count)` as each branch's (chunk id, distance), nearest first."""
-    hits: list[list[tuple[int, float]]] = [[] for _ in range(count)]
-    for row in rows:
-        hits[row[0]].append((row[1], float(row[2])))
-    return [sorted(found, key=_nearest_first) for found in hits]
-
-
-def _nearest_first(hit: tuple[int, float]) -> tuple[float, int]:
-    return hit[1], hit[0]
-
-
-@functools.cache
-def _nearest_each_sql(count: int, *, compared: bool = False) -> str:
-    """The statement of `_nearest_each` for `count` vectors: only placeholders vary. Each row: the branch, the
-    chunk's id, its distance to the branch's vector and, with `compared`, to that vector (its placeholder follows
-    the branches' vectors)."""
-    questions = ", ".join(
-        [f"question_{n} AS (SELECT %s::vector AS vector)" for n in range(count)]
-        + (["compared AS (SELECT %s::vector AS vector)"] if compared else [])
-    )
-    to_compared = ", embedding <=> (SELECT vector FROM compared)" if compared else ""
-    branches = " UNION ALL ".join(
-        f"(SELECT {n}, id, embedding <=> (SELECT vector FROM question_{n}){to_compared} FROM knowledge_chunk"  # noqa: S608
-        f" WHERE knowledge_base_id = %s ORDER BY embedding <=> (SELECT vector FROM question_{n}) LIMIT %s)"
-        for n in range(count)
-    )
-    return f"WITH {questions} {branches}"
-
-
-def _planner_settings_restore(cursor) -> None:
-    """Undo what the HNSW search switched off for the planner (`_vector_search_prepare`), for the rest of the
-    transaction."""
-    cursor.execute("SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true)")
-
-
-def _vector_search_in_documents(
-    cursor, *, knowledge_base_id: int, document_ids: list[int], vector: str, limit: int
-) -> list[tuple[int, float]]:
-    # A few documents' rows, found through the document foreign key and sorted exactly (the caller has put back
-    # the settings of an HNSW search in the same transaction: with them the planner would walk the graph instead).
-    cursor.execute(
-        "SELECT id, embedding <=> %s::vector AS distance FROM knowledge_chunk"
-        " WHERE knowledge_base_id = %s AND document_id = ANY(%s) ORDER BY distance LIMIT %s",
-        [vector, knowledge_base_id, document_ids, limit],
-    )
-    return [(row[0], float(row[1])) for row in cursor.fetchall()]
-
-
 @dataclass(frozen=True)
 class _Passage:
     """What a candidate shows if it is chosen: its text, where it sits and its document."""
@@ -551,7 +447,7 @@ class _Candidates:
 def _candidates_describe(
     cursor, *, chunk_ids: list[int], vector: str | None, signatures: bool, topic: str | None = None
 ) -> _Candidates:
-    """Cosine similarity to the question (when embedded: `vector`, its `_vector_literal`), the passage and, when
+    """Cosine similarity to the question (when embedded: `vector`, its `vector_literal`), the passage and, when
     asked for, the token signature of each candidate; and its similarity to `topic` when given. One statement for
     every candidate: reading the chosen few's text afterwards cost another round trip and a Django query before the
     first token, and the text was read here anyway (it told duplicates apart)."""
@@ -577,15 +473,15 @@ def _nearest_described(
     signatures: bool,
     prepare: dict,
 ) -> _Candidates:
-    """The vector half (`_nearest`, the planner set by `_vector_search_prepare` with `prepare`) and
+    """The vector half (`nearest_chunks`, the planner set by `vector_search_prepare` with `prepare`) and
     `_candidates_describe` of its chunks and of the text half's, in one statement after the planner's settings: one
     round trip after the question's embedding, and none before it."""
     sql = (
-        _NEAREST + " SELECT chunk.id, chunk.embedding <=> (SELECT vector FROM question),"  # noqa: S608
+        NEAREST + " SELECT chunk.id, chunk.embedding <=> (SELECT vector FROM question),"  # noqa: S608
         f" chunk.id IN (SELECT id FROM nearest), NULL, {_described_columns(signatures)}"
         " WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest) || %s::bigint[])"
     )
-    _vector_search_prepared(cursor, **prepare, sql=sql, params=[vector, knowledge_base_id, limit, text_hit_ids])
+    vector_search_prepared(cursor, **prepare, sql=sql, params=[vector, knowledge_base_id, limit, text_hit_ids])
     return _described(cursor.fetchall(), signatures=signatures)
 
 
