@@ -27,6 +27,7 @@ from chatbot.realtime.protocol import (
     token_frame,
     typing_frame,
 )
+from chatbot.realtime.sockets import FramesSent
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class EchoConsumer(ChannelReleasedOnExit, AsyncJsonWebsocketConsumer):
         await self.send_json(echo_frame(content))
 
 
-class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketConsumer):
+class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, FramesSent, AsyncWebsocketConsumer):
     bot: Bot | None = None
     conversation: Conversation | None = None
     hello: frames.HelloValues | None = None
@@ -282,9 +283,6 @@ class ChatConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketCo
             await self.send_frame(event["frame"])
 
     # --- sending ---
-
-    async def send_frame(self, frame: ServerFrame) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
 
     async def send_frames(self, frames_: list[ServerFrame]) -> None:
         for frame in frames_:

@@ -34,6 +34,7 @@ from chatbot.realtime.protocol import (
     staff_user_group,
     watching_frame,
 )
+from chatbot.realtime.sockets import FramesSent
 
 CLOSE_FORBIDDEN = 4403
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _conversation_visible(user, conversation_id: str) -> bool:
     return conversation is not None and permissions.conversation_visible(user, conversation)
 
 
-class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsocketConsumer):
+class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, FramesSent, AsyncWebsocketConsumer):
     groups_joined: list[str]
     presence_keys: list[str]
     watching: str | None = None
@@ -208,6 +209,3 @@ class DashboardConsumer(ChannelReleasedOnExit, SocketEventsDispatch, AsyncWebsoc
     async def chat_frame(self, event):
         # Staff messages and handoff updates reach the dashboards as dashboard.* events already.
         pass
-
-    async def send_frame(self, frame: dict) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
