@@ -173,10 +173,8 @@ def chunk_search(
             vector, vector_hits = None, []
         else:
             # The planner's settings go with the vector half's statement after the embedding: one round trip.
-            prepare = None
             if vector_hits is None:
                 planner_changed = plan.exact if exact is None else exact
-                prepare = {"exact": planner_changed, "ef_search": plan.ef_search, "limit": candidates}
             if embedding is None:
                 waited = time.perf_counter()
                 embedded_query = query_embedding_result(embedding_soon, query)
@@ -194,12 +192,13 @@ def chunk_search(
                     limit=candidates,
                     text_hit_ids=[chunk_id for chunk_id, _ in text_hits],
                     signatures=mode == "hybrid",
-                    prepare=prepare,
+                    exact=planner_changed,
+                    ef_search=plan.ef_search,
                 )
                 vector_hits = described.nearest
             else:
                 if vector_hits is None:
-                    vector_search_prepare(cursor, **prepare)
+                    vector_search_prepare(cursor, exact=planner_changed, ef_search=plan.ef_search, limit=candidates)
                     vector_hits = nearest_chunks(
                         cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=candidates
                     )
@@ -471,9 +470,10 @@ def _nearest_described(
     limit: int,
     text_hit_ids: list[int],
     signatures: bool,
-    prepare: dict,
+    exact: bool,
+    ef_search: int,
 ) -> _Candidates:
-    """The vector half (`nearest_chunks`, the planner set by `vector_search_prepare` with `prepare`) and
+    """The vector half (`nearest_chunks`, the planner set by `vector_search_prepare` for `exact` and `ef_search`) and
     `_candidates_describe` of its chunks and of the text half's, in one statement after the planner's settings: one
     round trip after the question's embedding, and none before it."""
     sql = (
@@ -481,7 +481,8 @@ def _nearest_described(
         f" chunk.id IN (SELECT id FROM nearest), NULL, {_described_columns(signatures)}"
         " WHERE chunk.id = ANY(ARRAY(SELECT id FROM nearest) || %s::bigint[])"
     )
-    vector_search_prepared(cursor, **prepare, sql=sql, params=[vector, knowledge_base_id, limit, text_hit_ids])
+    params = [vector, knowledge_base_id, limit, text_hit_ids]
+    vector_search_prepared(cursor, exact=exact, ef_search=ef_search, limit=limit, sql=sql, params=params)
     return _described(cursor.fetchall(), signatures=signatures)
 
 
