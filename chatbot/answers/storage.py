@@ -129,25 +129,41 @@ def _finish_statement(names: tuple[str, ...]) -> tuple[str, list]:
 class EarlierMessage:
     role: str
     text: str
-    retrieved: list | None  # a bot message's retrieval trace (`pipeline._trace`)
+    retrieved: list | None  # the newest bot message's retrieval trace (`pipeline._trace`); None for the others
 
 
 def conversation_messages_before(*, conversation_id: str, before: datetime, limit: int) -> list[EarlierMessage]:
     """The conversation's last `limit` messages created before `before`, newest first, without those still
-    streaming or ended in an error. Only the columns a follow-up needs: not the saved prompts (each holds its
-    passages)."""
+    streaming or ended in an error. Only what a follow-up needs: not the saved prompts (each holds its passages),
+    and the retrieval trace of the newest answer alone (each trace holds its passages' text: the older ones were
+    most of the statement's bytes and of its JSON to parse in a long conversation)."""
     sql, columns = _messages_before_statement()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [conversation_id, before, Message.Status.STREAMING, Message.Status.ERROR, limit])
+        cursor.execute(
+            sql,
+            [
+                Message.Role.BOT,
+                Message.Role.BOT,
+                conversation_id,
+                before,
+                Message.Status.STREAMING,
+                Message.Status.ERROR,
+                limit,
+            ],
+        )
         return [EarlierMessage(*columns.values(row)) for row in cursor.fetchall()]
 
 
 @functools.cache
 def _messages_before_statement() -> tuple[str, _Columns]:
     fields = [Message._meta.get_field(name) for name in ("role", "text", "retrieved")]
+    role, text, retrieved = (connection.ops.quote_name(field.column) for field in fields)
     table = connection.ops.quote_name(Message._meta.db_table)
+    # The window counts the answers from the newest down as the rows are read (in the statement's own order, so
+    # it stops with the LIMIT): the first one's trace is sent, the others' are not read from their rows.
+    newest_answer = f"{role} = %s AND count(*) FILTER (WHERE {role} = %s) OVER (ORDER BY created_at DESC, id DESC) = 1"
     sql = (
-        f"SELECT {', '.join(connection.ops.quote_name(field.column) for field in fields)} FROM {table}"  # noqa: S608
+        f"SELECT {role}, {text}, CASE WHEN {newest_answer} THEN {retrieved} END FROM {table}"  # noqa: S608
         " WHERE conversation_id = %s AND created_at < %s AND status NOT IN (%s, %s)"
         " ORDER BY created_at DESC, id DESC LIMIT %s"
     )

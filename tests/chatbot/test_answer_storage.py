@@ -121,20 +121,26 @@ def test_the_outcome_is_saved_as_queryset_update_saves_it_while_the_message_stre
 def test_a_follow_ups_earlier_messages_are_read_newest_first_without_those_streaming_or_failed(bot):
     conversation = conversation_resume_or_start(bot=bot, visitor_id="visitor-1")
     for n, (status, trace) in enumerate(
-        [("complete", [{"chunk_id": 3, "sent": True}]), ("error", []), ("complete", [])]
+        [
+            ("complete", [{"chunk_id": 3, "sent": True}]),
+            ("error", []),
+            ("complete", [{"chunk_id": 5, "sent": True}]),
+            ("error", [{"chunk_id": 6, "sent": True}]),
+        ]
     ):
         _, answer = message_receive(conversation=conversation, text=f"Question {n}?", dispatch_answer=False)
         Message.objects.filter(id=answer.id).update(status=status, text=f"Answer {n}.", retrieved=trace)
     question, _ = message_receive(conversation=conversation, text="And now?", dispatch_answer=False)
     by_the_orm = [
-        (m.role, m.text, m.retrieved)
+        (m.role, m.text)
         for m in Message.objects.filter(conversation=conversation, created_at__lt=question.created_at)
         .exclude(status__in=["streaming", "error"])
-        .order_by("-created_at", "-id")[:4]
+        .order_by("-created_at", "-id")[:5]
     ]
 
-    earlier = conversation_messages_before(conversation_id=conversation.id, before=question.created_at, limit=4)
+    earlier = conversation_messages_before(conversation_id=conversation.id, before=question.created_at, limit=5)
 
-    assert [(m.role, m.text, m.retrieved) for m in earlier] == by_the_orm
-    assert [m.text for m in earlier] == ["Answer 2.", "Question 2?", "Question 1?", "Answer 0."]
-    assert earlier[-1].retrieved == [{"chunk_id": 3, "sent": True}]  # JSON, parsed as the field does
+    assert [(m.role, m.text) for m in earlier] == by_the_orm
+    assert [m.text for m in earlier] == ["Question 3?", "Answer 2.", "Question 2?", "Question 1?", "Answer 0."]
+    # The trace of the newest answer that ended well, parsed as the JSON field does; the older answer's is not read.
+    assert [m.retrieved for m in earlier] == [None, [{"chunk_id": 5, "sent": True}], None, None, None]
