@@ -18,6 +18,7 @@ from knowledge import retrieval
 from knowledge.embeddings import EMBEDDING_DIMENSIONS, get_embedder
 from knowledge.evaluation import conversations_evaluate, conversations_load, questions_load, retrieval_evaluate
 from knowledge.models import Chunk, Document, KnowledgeBase, Source, Term
+from knowledge.nearest import vector_literal
 from knowledge.retrieval import chunk_search
 from knowledge.services import knowledge_base_create, source_add_faq, source_add_file, source_delete, source_ingest
 from tests.knowledge.embedding_wait import EmbeddingDoneWhenAskedFor
@@ -54,6 +55,17 @@ def term_counts_recomputed(knowledge_base_id: int) -> dict[str, int]:
             [knowledge_base_id, knowledge_base_id],
         )
         return dict(cursor.fetchall())
+
+
+def test_a_vector_is_sent_as_pgvectors_text_with_seven_significant_digits_a_number():
+    embedding = np.array([0.5, -1e-8, 1 / 3, 0.0, 123456789.0], dtype=np.float32)
+
+    sent = vector_literal(embedding.tolist())
+
+    assert sent == "[0.5,-1e-08,0.3333333,0,1.234568e+08]"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::vector::text", [sent])
+        assert cursor.fetchone()[0] == "[0.5,-1e-08,0.3333333,0,1.234568e+08]"
 
 
 def test_it_finds_the_passage_that_answers_with_its_title_and_heading_path(evalset):
