@@ -19,8 +19,9 @@ when they were asked of this process lately: the embedder remembers its recent q
 mixed vector's, which serves both the decision and the search (the question alone is measured against the chunks it
 finds: its own nearest chunk was among them in all 252 evaluation cases, so it needs no walk of the graph of its
 own), and a small query for the documents of the previous answer's passages;
-for a follow-up, their nearest chunks too. The passages' similarity to the topic is read with the candidates. All in
-one transaction, and the full-text half (the recent turns' words) runs while the question's embedding finishes. A
+for a follow-up, their nearest chunks too. The passages' similarity to the topic is read with the candidates. No
+transaction of its own (each statement is PostgreSQL's own, the planner's settings go with the vector half's), and
+the full-text half (the recent turns' words) runs while the question's embedding finishes. A
 first question (no history) costs exactly what `chunk_search` costs. Measured on
 tests/fixtures/eval/conversations.jsonl, see docs/retrieval.md.
 """
@@ -36,7 +37,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from knowledge.embeddings import QueryEmbedding, get_embedder
 from knowledge.full_text import text_search
@@ -111,10 +112,10 @@ def conversation_search(
     question_soon = None if embedded is not None else embedding_soon or embedder.embed_query_soon(question)
     turns_soon = [embedder.embed_query_soon(turn) for turn in reversed(recent)]
     text_query = " ".join([*recent, question])
-    # One transaction for every statement, and what needs no vector first, while the question's embedding
-    # finishes: the full-text half (it searches the words of the recent turns whatever is decided below) and the
-    # documents of the previous answer's passages.
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+    # What needs no vector first, while the question's embedding finishes: the full-text half (it searches the
+    # words of the recent turns whatever is decided below) and the documents of the previous answer's passages.
+    # No transaction of its own, as chunk_search's: each BEGIN and COMMIT would be a round trip.
+    with connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id)
         text_hits = None
         if mode != "vector":
@@ -177,7 +178,7 @@ def conversation_search(
         if not rewriting:
             result = search()
     if rewriting:
-        # Asked outside the transaction: a model may take its time, and no connection is held meanwhile.
+        # Asked after the cursor is closed: a model may take its time.
         rewritten = (rewrite(question=question, history=list(history)) or "").strip()
         if rewritten and rewritten != question.strip():
             result = chunk_search(knowledge_base_id=knowledge_base_id, query=rewritten, k=k, mode=mode)

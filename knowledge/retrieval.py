@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from knowledge.embeddings import get_embedder
 from knowledge.full_text import text_search
@@ -32,13 +32,11 @@ from knowledge.late_interaction import late_interaction_scores
 from knowledge.nearest import (
     NEAREST,
     hits_by_branch,
-    nearest_chunks,
     nearest_each_sql,
     nearest_first,
     vector_literal,
     vector_search_finish,
     vector_search_in_documents,
-    vector_search_prepare,
     vector_search_prepared,
 )
 from knowledge.reranking import get_reranker
@@ -149,12 +147,14 @@ def chunk_search(
     timings: dict[str, float] = {}
 
     nested = connection.in_atomic_block
-    # The planner's settings of the vector half in force until put back (`vector_search_prepare`): None, or
+    # The planner's settings of the vector half in force until put back (`vector_search_prepared`): None, or
     # whether they are an exact search's.
     planner_changed: bool | None = None
     described: _Candidates | None = None
-    # Inside a caller's transaction no savepoint: the search only reads, and each savepoint is a round trip.
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+    # No transaction of its own (each BEGIN and COMMIT a round trip): the search only reads, each statement in
+    # PostgreSQL's own transaction. The planner's settings go in one string with the vector half's statement, one
+    # implicit transaction, and end with it; inside a caller's transaction they are put back before it goes on.
+    with connection.cursor() as cursor:
         plan = vector_search_plan(cursor, knowledge_base_id) if mode != "text" and vector_hits is None else None
         # The full-text half first: it needs no vector, so it runs while the question's embedding finishes.
         if mode == "vector":
@@ -198,12 +198,18 @@ def chunk_search(
                 vector_hits = described.nearest
             else:
                 if vector_hits is None:
-                    vector_search_prepare(cursor, exact=planner_changed, ef_search=plan.ef_search, limit=candidates)
-                    vector_hits = nearest_chunks(
-                        cursor, knowledge_base_id=knowledge_base_id, vector=vector, limit=candidates
+                    vector_search_prepared(
+                        cursor,
+                        exact=planner_changed,
+                        ef_search=plan.ef_search,
+                        limit=candidates,
+                        sql=nearest_each_sql(1),
+                        params=[vector, knowledge_base_id, candidates],
                     )
+                    [vector_hits] = hits_by_branch(cursor.fetchall(), 1)
                     # What follows reads a few documents' rows and rows by id: planned as usual.
-                    vector_search_finish(cursor, exact=planner_changed)
+                    if nested:
+                        vector_search_finish(cursor, exact=planner_changed)
                     planner_changed = None
                 vector_hits = list(vector_hits)
                 if focus_documents:
@@ -354,7 +360,7 @@ def vector_neighbours(
     through HNSW)."""
     nested = connection.in_atomic_block
     vectors = [vector_literal(embedding) for embedding in embeddings]
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # no transaction of its own: as chunk_search's
         plan = plan or vector_search_plan(cursor, knowledge_base_id)
         vector_search_prepared(
             cursor,
@@ -473,7 +479,7 @@ def _nearest_described(
     exact: bool,
     ef_search: int,
 ) -> _Candidates:
-    """The vector half (`nearest_chunks`, the planner set by `vector_search_prepare` for `exact` and `ef_search`) and
+    """The vector half (`NEAREST`, the planner set by `vector_search_prepared` for `exact` and `ef_search`) and
     `_candidates_describe` of its chunks and of the text half's, in one statement after the planner's settings: one
     round trip after the question's embedding, and none before it."""
     sql = (
