@@ -2,8 +2,8 @@
 
 import pytest
 
-from knowledge.models import Source
-from knowledge.services import knowledge_base_create, source_add_file, source_delete, source_ingest
+from knowledge.models import KnowledgeBase, Source
+from knowledge.services import knowledge_base_create, source_add_faq, source_add_file, source_delete, source_ingest
 
 HELP_PAGES = {
     "shipping.md": """# Shipping
@@ -54,3 +54,11 @@ def shop(django_db_setup, django_db_blocker):
         for source in Source.objects.filter(knowledge_base=knowledge_base):
             source_delete(source=source)
         knowledge_base.delete()
+
+
+def faq_knowledge_base(name: str, faq: list[tuple[str, str]]) -> KnowledgeBase:
+    """A knowledge base of question-and-answer sources, ingested."""
+    knowledge_base = knowledge_base_create(name=name)
+    for question, answer in faq:
+        source_ingest(source=source_add_faq(knowledge_base=knowledge_base, question=question, answer=answer))
+    return knowledge_base

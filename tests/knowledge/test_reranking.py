@@ -11,7 +11,7 @@ import pytest
 
 from knowledge.reranking import RerankError, TEIReranker
 from knowledge.retrieval import chunk_search
-from knowledge.services import knowledge_base_create, source_add_faq, source_ingest
+from tests.knowledge.conftest import faq_knowledge_base
 from tests.knowledge.json_server import JSONHandler, JSONServer
 
 pytestmark = pytest.mark.django_db
@@ -46,10 +46,7 @@ class FakeReranker(JSONServer):
 
 @pytest.fixture
 def kettles():
-    knowledge_base = knowledge_base_create(name="Kettles")
-    for question, answer in FAQ:
-        source_ingest(source=source_add_faq(knowledge_base=knowledge_base, question=question, answer=answer))
-    return knowledge_base
+    return faq_knowledge_base("Kettles", FAQ)
 
 
 @pytest.fixture

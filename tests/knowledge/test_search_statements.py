@@ -10,7 +10,7 @@ from knowledge import retrieval
 from knowledge.conversation import conversation_search
 from knowledge.nearest import vector_search_prepared
 from knowledge.retrieval import chunk_search
-from knowledge.services import knowledge_base_create, source_add_faq, source_ingest
+from tests.knowledge.conftest import faq_knowledge_base
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,10 +23,7 @@ FAQ = [
 
 @pytest.fixture
 def knowledge_base():
-    knowledge_base = knowledge_base_create(name="shop")
-    for question, answer in FAQ:
-        source_ingest(source=source_add_faq(knowledge_base=knowledge_base, question=question, answer=answer))
-    return knowledge_base
+    return faq_knowledge_base("shop", FAQ)
 
 
 @pytest.fixture(params=["hnsw", "exact"])
