@@ -167,6 +167,10 @@ DATABASES = (
 if "host" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Django's backend, with a health check of a pooled connection that makes no round trip unless something has
+# arrived on it while it was idle (chatbot/ops/postgresql/base.py).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "chatbot.ops.postgresql"
 # A pool of warm connections per process (psycopg_pool, through Django): a worker thread or a consumer's database
 # thread takes one for a piece of work and gives it back. Persistent connections are per thread, and with dozens of
 # worker threads an answer usually landed on a thread whose connection was cold or not yet open: 8 ms to load one
