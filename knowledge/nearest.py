@@ -80,6 +80,29 @@ def nearest_each(cursor, *, knowledge_base_id: int, vectors: list[str], limit: i
     return hits_by_branch(cursor.fetchall(), len(vectors))
 
 
+def nearest_each_prepared(
+    cursor,
+    *,
+    knowledge_base_id: int,
+    vectors: list[str],
+    limit: int,
+    exact: bool,
+    ef_search: int,
+    compared: str | None = None,
+) -> list[tuple]:
+    """The rows of `nearest_each_sql` for `vectors` (and `compared`), with the planner's settings for them in the
+    same round trip (`vector_search_prepared`)."""
+    vector_search_prepared(
+        cursor,
+        exact=exact,
+        ef_search=ef_search,
+        limit=limit,
+        sql=nearest_each_sql(len(vectors), compared=compared is not None),
+        params=[*vectors, *([] if compared is None else [compared]), *[knowledge_base_id, limit] * len(vectors)],
+    )
+    return cursor.fetchall()
+
+
 def hits_by_branch(rows, count: int) -> list[list[tuple[int, float]]]:
     """The rows of `nearest_each_sql(count)` as each branch's (chunk id, distance), nearest first."""
     hits: list[list[tuple[int, float]]] = [[] for _ in range(count)]

@@ -32,7 +32,7 @@ from knowledge.late_interaction import late_interaction_scores
 from knowledge.nearest import (
     NEAREST,
     hits_by_branch,
-    nearest_each_sql,
+    nearest_each_prepared,
     nearest_first,
     vector_literal,
     vector_search_finish,
@@ -198,15 +198,15 @@ def chunk_search(
                 vector_hits = described.nearest
             else:
                 if vector_hits is None:
-                    vector_search_prepared(
+                    rows = nearest_each_prepared(
                         cursor,
+                        knowledge_base_id=knowledge_base_id,
+                        vectors=[vector],
+                        limit=candidates,
                         exact=planner_changed,
                         ef_search=plan.ef_search,
-                        limit=candidates,
-                        sql=nearest_each_sql(1),
-                        params=[vector, knowledge_base_id, candidates],
                     )
-                    [vector_hits] = hits_by_branch(cursor.fetchall(), 1)
+                    [vector_hits] = hits_by_branch(rows, 1)
                     # What follows reads a few documents' rows and rows by id: planned as usual.
                     if nested:
                         vector_search_finish(cursor, exact=planner_changed)
@@ -362,19 +362,15 @@ def vector_neighbours(
     vectors = [vector_literal(embedding) for embedding in embeddings]
     with connection.cursor() as cursor:  # no transaction of its own: as chunk_search's
         plan = plan or vector_search_plan(cursor, knowledge_base_id)
-        vector_search_prepared(
+        rows = nearest_each_prepared(
             cursor,
+            knowledge_base_id=knowledge_base_id,
+            vectors=vectors,
+            limit=limit,
             exact=plan.exact,
             ef_search=plan.ef_search,
-            limit=limit,
-            sql=nearest_each_sql(len(vectors), compared=compared is not None),
-            params=[
-                *vectors,
-                *([] if compared is None else [vector_literal(compared)]),
-                *[knowledge_base_id, limit] * len(vectors),
-            ],
+            compared=None if compared is None else vector_literal(compared),
         )
-        rows = cursor.fetchall()
         if nested:
             vector_search_finish(cursor, exact=plan.exact)
     compared_nearest = None

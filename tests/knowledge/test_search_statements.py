@@ -51,7 +51,7 @@ def transaction_control(statements: CaptureQueriesContext) -> list[str]:
     ]
 
 
-def test_a_first_question_and_a_follow_up_are_searched_without_a_transaction_and_leave_the_planner_as_it_was(
+def test_first_questions_and_follow_ups_are_searched_without_a_transaction_and_leave_the_planner_as_it_was(
     knowledge_base, search_kind
 ):
     as_it_was = planner()
@@ -67,9 +67,19 @@ def test_a_first_question_and_a_follow_up_are_searched_without_a_transaction_and
             k=2,
         )
 
+    with CaptureQueriesContext(connection) as focused:
+        # A search given documents to favour and no vector half of the caller's: its walk, then those documents.
+        in_focus = chunk_search(
+            knowledge_base_id=knowledge_base.id,
+            query="and for a gift?",
+            k=2,
+            focus_documents={found.chunks[0].document_id: 0.05},
+        )
+
     assert "five working days" in found.chunks[0].text
     assert "Gifts" in followed.chunks[0].text
-    assert transaction_control(first) == transaction_control(follow_up) == []
+    assert "Gifts" in in_focus.chunks[0].text
+    assert transaction_control(first) == transaction_control(follow_up) == transaction_control(focused) == []
     assert planner() == as_it_was == ("on", "on", "on")
 
 

@@ -16,12 +16,11 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
+from psycopg_pool import ConnectionPool
 
 
 def connection_alive(conn: psycopg.Connection) -> None:
     """Return quietly if `conn` can be used, raise otherwise (as `ConnectionPool.check_connection`)."""
-    from psycopg_pool import ConnectionPool
-
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
     waiting = select.poll()
@@ -39,8 +38,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.alias not in self._connection_pools:
             if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
                 raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
-            from psycopg_pool import ConnectionPool
-
             connect_kwargs = self.get_connection_params()
             connect_kwargs["autocommit"] = True  # as Django's: it sets autocommit properly later
             pool = ConnectionPool(
