@@ -119,8 +119,10 @@ class Pacer:
             stream.next_index += 1
             if is_token:
                 stream.tokens_sent += 1
-                stream.due = time.monotonic() + stream.per_token_s
                 stream.on_token_sent(data, stream.tokens_sent)
+                # The interval counts from after the recording, as on a request thread (stamp, then sleep): a gap
+                # between two recorded tokens is never shorter than the interval, however late one was recorded.
+                stream.due = time.monotonic() + stream.per_token_s
             if written < len(frame):
                 stream.pending = frame[written:]
                 return None

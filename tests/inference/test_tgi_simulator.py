@@ -499,3 +499,22 @@ def test_the_pacer_hands_a_socket_that_would_wait_back_to_the_request_thread():
         assert not paced.gone and paced.pending, "a part of an event is left for the request thread"
         assert 0 < paced.next_index < len(events)
         assert sent == list(range(1, paced.tokens_sent + 1)) and paced.tokens_sent == paced.next_index
+
+
+def test_the_pacer_counts_a_tokens_interval_from_when_its_sending_was_recorded():
+    paced_end, client_end = socket.socketpair()
+    events = [(b"token %d" % i, True) for i in range(8)]
+    recorded_at = []
+
+    def record_late(data, count):  # on a busy machine, the recording sometimes loses the CPU before it stamps the time
+        if count % 2:
+            time.sleep(0.003)
+        recorded_at.append(time.monotonic())
+
+    with paced_end, client_end:
+        paced = Pacer(threading.Event()).pace(
+            paced_end, events, first_token_after_s=0, per_token_s=0.01, on_token_sent=record_late
+        )
+
+    assert paced.tokens_sent == len(events)
+    assert min(later - earlier for earlier, later in itertools.pairwise(recorded_at)) >= 0.01
