@@ -319,11 +319,17 @@ class _Watching:
 
     def add(self, watcher: _StopWatcher) -> None:
         with self._changed:
+            idle = not self._watchers
             self._watchers.add(watcher)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="model-stream-stop-watcher", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            # Woken only from its wait for a first stream: with streams open it polls anyway, and the new one is
+            # asked at its next poll. Woken for each stream, it asked every open stream again each time a stream
+            # opened: a burst of 50 answers cost 50 wake-ups of a thread that took the interpreter's lock from
+            # the threads preparing questions, and 1,275 checks.
+            if idle:
+                self._changed.notify()
 
     def discard(self, watcher: _StopWatcher) -> None:
         with self._changed:

@@ -584,3 +584,23 @@ def test_it_reaches_the_model_server_when_hugging_face_hub_is_offline(stream, si
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     text, _end = collect(stream(settings_for(sim), QUESTION))
     assert text.startswith("**Deep Learning")
+
+
+def test_opening_a_stream_does_not_have_every_open_stream_asked_again():
+    asked = []
+    first = client._StopWatcher(lambda: asked.append(time.monotonic()) or False, on_stop=lambda: None)
+    opened = []
+    try:
+        time.sleep(0.05)  # the watcher's first look at the first stream
+        asked.clear()
+        started = time.monotonic()
+        for _ in range(20):
+            opened.append(client._StopWatcher(lambda: False, on_stop=lambda: None))
+            time.sleep(0.005)  # each stream opens while the watcher thread can run
+        took = time.monotonic() - started
+    finally:
+        for watcher in [first, *opened]:
+            watcher.cancel()
+
+    # Only its regular polls, not one look per stream opened.
+    assert len(asked) <= took / client.STOP_WATCH_POLL_S + 1
