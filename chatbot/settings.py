@@ -243,6 +243,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Answers stream from the model server and wait on I/O, so one worker process runs many in threads.
 CELERY_WORKER_POOL = env_str("CELERY_WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 32)
+# Worker processes `manage.py up` starts (compose: `--scale worker=N`). A process prepares questions and streams
+# answers on one interpreter; more processes use more cores (docs/scaling.md).
+CELERY_WORKER_PROCESSES = env_int("CELERY_WORKER_PROCESSES", 1)
 
 # Model server (TGI or another OpenAI-compatible server). Empty: answers from the documentation (no model).
 TGI_URL = env_str("TGI_URL").rstrip("/")

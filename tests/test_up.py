@@ -13,6 +13,7 @@ import urllib.request
 import psutil
 import pytest
 import websockets
+from django.core.management import CommandError, call_command
 
 from chatbot.settings import BASE_DIR
 from devtools.stack import free_port
@@ -121,8 +122,10 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
 
     # A second `up` on the same data directory reuses the data: the demo bot is not created again. This one runs as
     # in production (DEBUG=0): its pages still get their static files (collected by `up`), and signing uses the
-    # key the first run kept in the data directory.
-    up = _start_up(data_dir, port, DEBUG="0", ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0")
+    # key the first run kept in the data directory. It runs two worker processes, as a host with more cores would.
+    up = _start_up(
+        data_dir, port, DEBUG="0", ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0", CELERY_WORKER_PROCESSES="2"
+    )
     try:
         base_url = f"http://127.0.0.1:{port}"
         _wait_for_worker(base_url)
@@ -131,11 +134,24 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
         stylesheet = re.search(rb'href="(/static/parley/dashboard/dashboard\.[0-9a-f]+\.css)"', login)
         assert stylesheet, login[:2000]  # a hashed name, from the manifest
         assert _get(f"{base_url}{stylesheet.group(1).decode()}")[0] == 200
+        children = psutil.Process(up.pid).children(recursive=True)
+        workers = [child for child in children if "celery" in " ".join(child.cmdline()) and "worker" in child.cmdline()]
+        assert len(workers) == 2, [child.cmdline() for child in children]
     finally:
         _, output = _stop(up)
     assert "created the demo bot" not in output
     assert "DEBUG is off, as in production" in output
     assert up.returncode == 0, output
+    # Each worker process took the answer queue under a node name of its own.
+    assert re.search(r"^worker +\|.* ready\.$", output, re.MULTILINE), output
+    assert re.search(r"^worker-2 \|.*worker-2@\S+ ready\.$", output, re.MULTILINE), output
+    leftover = [p for p in _processes_of(data_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert leftover == [], [p.cmdline() for p in leftover]
+
+
+def test_up_refuses_no_worker_processes():
+    with pytest.raises(CommandError, match=r"^--workers and --concurrency must be at least 1$"):
+        call_command("up", "--workers", "0")
 
 
 def test_up_on_a_busy_port_says_so_in_one_line(tmp_path):

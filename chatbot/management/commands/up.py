@@ -46,10 +46,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--host", default=settings.HOST)
-        parser.add_argument("--concurrency", type=int, default=settings.CELERY_WORKER_CONCURRENCY)
+        parser.add_argument(
+            "--concurrency", type=int, default=settings.CELERY_WORKER_CONCURRENCY, help="Threads per worker process."
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.CELERY_WORKER_PROCESSES,
+            help="Celery worker processes (each runs --concurrency answers at once). One interpreter prepares the "
+            "questions and streams the answers of a process: on more cores, more processes use them "
+            "(docs/scaling.md).",
+        )
         parser.add_argument("--no-beat", action="store_true", help="Do not run Celery beat (scheduled tasks).")
 
-    def handle(self, *args, host: str, port: int, concurrency: int, no_beat: bool, **options):
+    def handle(self, *args, host: str, port: int, concurrency: int, workers: int, no_beat: bool, **options):
+        if workers < 1 or concurrency < 1:
+            raise CommandError("--workers and --concurrency must be at least 1")
         _check_port_free(host, port)
         site_url = _site_url(host=host, port=port)
         # Snippets, lead emails and the demo bot's allowed origin use SITE_URL: unless it was set, it is where this
@@ -76,7 +88,9 @@ class Command(BaseCommand):
             bot, created = bot_ensure_demo()
             if created:
                 group.log("parley", f"created the demo bot '{bot.slug}' (public id {bot.public_id})")
-            self._start_children(group, host=host, port=port, concurrency=concurrency, beat=not no_beat)
+            self._start_children(
+                group, host=host, port=port, concurrency=concurrency, workers=workers, beat=not no_beat
+            )
             if created:
                 self._ingest_demo_documentation(group, bot)
             group.log("parley", f"serving on http://{host}:{port}/ (Ctrl-C stops everything)")
@@ -134,19 +148,25 @@ class Command(BaseCommand):
             ingest_source.delay(source.id)
         group.log("parley", f"queued {len(sources)} documentation files for the demo bot's knowledge base")
 
-    def _start_children(self, group: ProcessGroup, *, host: str, port: int, concurrency: int, beat: bool) -> None:
+    def _start_children(
+        self, group: ProcessGroup, *, host: str, port: int, concurrency: int, workers: int, beat: bool
+    ) -> None:
         python = sys.executable
         # The worker's database pool is sized from it (settings: DB_POOL_MAX_SIZE).
         group.env["CELERY_WORKER_CONCURRENCY"] = str(concurrency)
         group.start("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "chatbot.asgi:application"])
-        group.start(
-            "worker",
-            [
-                python, "-m", "celery", "-A", "chatbot", "worker",
-                f"--pool={settings.CELERY_WORKER_POOL}", f"--concurrency={concurrency}",
-                "--without-gossip", "--without-mingle", "--loglevel=INFO",
-            ],
-        )  # fmt: skip
+        for number in range(1, workers + 1):
+            # The first keeps Celery's default node name; the others need names of their own for control commands.
+            name = "worker" if number == 1 else f"worker-{number}"
+            node = [] if number == 1 else [f"--hostname={name}@%h"]
+            group.start(
+                name,
+                [
+                    python, "-m", "celery", "-A", "chatbot", "worker",
+                    f"--pool={settings.CELERY_WORKER_POOL}", f"--concurrency={concurrency}",
+                    "--without-gossip", "--without-mingle", "--loglevel=INFO", *node,
+                ],
+            )  # fmt: skip
         if beat:
             schedule = settings.PARLEY_DATA_DIR / "celerybeat-schedule"
             group.start(
