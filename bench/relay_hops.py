@@ -1,20 +1,22 @@
 """Where a streamed token's lag is spent when many answers start together: in the worker (the model server's send to
 the worker's PUBLISH reaching Redis) or after it (Redis, Daphne and the visitor's socket).
 
-    .venv/bin/python -m bench.relay_hops [--answers 50 100 100] [--tokens 100] [--json out.json]
+    .venv/bin/python -m bench.relay_hops [--answers 50 100 100] [--tokens 100] [--workers 1] [--json out.json]
 
-The bench stack with one Daphne and one worker (as bench.run's relay figure, scenario 6's 1x1), the TGI simulator at
-50 tokens/s. For each `--answers` value, that many visitors ask at once, as in bench.run's started-together steps.
-A listener process subscribed to every Redis pub/sub channel stamps each `chat.token` event as Redis delivers it;
-the simulator stamps each token it sends, and the load generator each frame it receives (one clock,
-CLOCK_MONOTONIC, in every process). A token's lag is split at Redis: worker = Redis delivery of the event that
-completes the token − simulator send; after = visitor frame − Redis delivery. The listener is one more process on
-the same cores, a few percent of a core. Prints one line per round and, with --json, the figures.
+The bench stack with one Daphne and one worker (as bench.run's relay figure, scenario 6's 1x1; `--workers 2` for
+two worker processes sharing the answers), the TGI simulator at 50 tokens/s. For each `--answers` value, that many
+visitors ask at once, as in bench.run's started-together steps. A listener process subscribed to every Redis
+pub/sub channel stamps each `chat.token` event as Redis delivers it; the simulator stamps each token it sends, and
+the load generator each frame it receives (one clock, CLOCK_MONOTONIC, in every process). A token's lag is split at
+Redis: worker = Redis delivery of the event that completes the token − simulator send; after = visitor frame − Redis
+delivery. The listener is one more process on the same cores, a few percent of a core. Prints one line per round
+and, with --json, the figures.
 """
 
 import argparse
 import asyncio
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -136,13 +138,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--answers", type=int, nargs="+", default=[50, 100, 100], help="answers at once, per round")
     parser.add_argument("--tokens", type=int, default=100, help="tokens per answer")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="parley-relay-hops-") as temporary:
         stack = lib.Stack(Path(temporary))
         try:
-            # As bench.run's 1x1 cell: a thread for every answer at once.
-            stack.start(chunks=10_000, worker_concurrency=max(args.answers) + 4, answer_tokens=8)
+            # As bench.run's scaling cells: threads for every answer at once, spread over the processes.
+            stack.start(
+                chunks=10_000,
+                worker_concurrency=math.ceil(max(args.answers) / args.workers) + 4,
+                answer_tokens=8,
+                workers=args.workers,
+            )
             from django.conf import settings
 
             host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
