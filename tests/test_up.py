@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -29,15 +30,41 @@ def _environment(data_dir, **settings: str) -> dict[str, str]:
     return environment
 
 
-def _start_up(data_dir, port, **settings: str):
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "up", "--port", str(port), "--concurrency", "4"],
-        cwd=BASE_DIR,
-        env=_environment(data_dir, **settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+class _Up:
+    """`manage.py up` in a child process, its output collected as it comes."""
+
+    def __init__(self, data_dir, port, **settings: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "up", "--port", str(port), "--concurrency", "4"],
+            cwd=BASE_DIR,
+            env=_environment(data_dir, **settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for_line(self, pattern: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(re.search(pattern, line) for line in list(self.lines)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no line matching {pattern!r} in time:\n{''.join(self.lines)}")
+            time.sleep(0.1)
+
+    def stop(self) -> tuple[float, str]:
+        """SIGTERM, then (seconds until it exited, everything it printed)."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=20)
+        took = time.monotonic() - started
+        self._reader.join(timeout=5)
+        return took, "".join(self.lines)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -76,13 +103,6 @@ def _processes_of(data_dir) -> list[psutil.Process]:
     return found
 
 
-def _stop(up: subprocess.Popen) -> tuple[float, str]:
-    started = time.monotonic()
-    up.send_signal(signal.SIGTERM)
-    output, _ = up.communicate(timeout=20)
-    return time.monotonic() - started, output
-
-
 async def _echo(ws_url: str) -> dict:
     async with websockets.connect(ws_url, origin="http://127.0.0.1") as socket:
         await socket.send(json.dumps({"hello": "parley"}))
@@ -92,7 +112,7 @@ async def _echo(ws_url: str) -> dict:
 def test_up_serves_the_app_and_stops_every_child(tmp_path):
     data_dir = tmp_path / "data"
     port = free_port()
-    up = _start_up(data_dir, port)
+    up = _Up(data_dir, port)
     try:
         report = _wait_for_worker(f"http://127.0.0.1:{port}")
         assert report["database"] == "ok" and report["redis"] == "ok"
@@ -102,14 +122,14 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
         assert f"http://localhost:{port}/widget.js".encode() in body
         reply = asyncio.run(_echo(f"ws://127.0.0.1:{port}/ws/echo/"))
         assert reply == {"type": "echo", "payload": {"hello": "parley"}}
-        children = psutil.Process(up.pid).children(recursive=True)
+        children = psutil.Process(up.process.pid).children(recursive=True)
         assert len(children) >= 3  # web, worker, beat
     finally:
-        took, output = _stop(up)
+        took, output = up.stop()
 
     # SIGTERM, 5 s of grace for a worker mid-ingestion, then the embedded servers: under 20 s on a busy machine.
     assert took < 20, output
-    assert up.returncode == 0, output
+    assert up.process.returncode == 0, output
     assert "created the demo bot" in output
     assert f"dashboard: http://localhost:{port}/dashboard/" in output
     assert "no staff account yet: create one with `python manage.py createsuperuser`" in output
@@ -123,9 +143,7 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
     # A second `up` on the same data directory reuses the data: the demo bot is not created again. This one runs as
     # in production (DEBUG=0): its pages still get their static files (collected by `up`), and signing uses the
     # key the first run kept in the data directory. It runs two worker processes, as a host with more cores would.
-    up = _start_up(
-        data_dir, port, DEBUG="0", ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0", CELERY_WORKER_PROCESSES="2"
-    )
+    up = _Up(data_dir, port, DEBUG="0", ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0", CELERY_WORKER_PROCESSES="2")
     try:
         base_url = f"http://127.0.0.1:{port}"
         _wait_for_worker(base_url)
@@ -134,17 +152,17 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
         stylesheet = re.search(rb'href="(/static/parley/dashboard/dashboard\.[0-9a-f]+\.css)"', login)
         assert stylesheet, login[:2000]  # a hashed name, from the manifest
         assert _get(f"{base_url}{stylesheet.group(1).decode()}")[0] == 200
-        children = psutil.Process(up.pid).children(recursive=True)
+        children = psutil.Process(up.process.pid).children(recursive=True)
         workers = [child for child in children if "celery" in " ".join(child.cmdline()) and "worker" in child.cmdline()]
         assert len(workers) == 2, [child.cmdline() for child in children]
+        # Each worker process takes the answer queue under a node name of its own.
+        up.wait_for_line(r"^worker +\|.* ready\.$")
+        up.wait_for_line(r"^worker-2 \|.*worker-2@\S+ ready\.$")
     finally:
-        _, output = _stop(up)
+        _, output = up.stop()
     assert "created the demo bot" not in output
     assert "DEBUG is off, as in production" in output
-    assert up.returncode == 0, output
-    # Each worker process took the answer queue under a node name of its own.
-    assert re.search(r"^worker +\|.* ready\.$", output, re.MULTILINE), output
-    assert re.search(r"^worker-2 \|.*worker-2@\S+ ready\.$", output, re.MULTILINE), output
+    assert up.process.returncode == 0, output
     leftover = [p for p in _processes_of(data_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert leftover == [], [p.cmdline() for p in leftover]
 
