@@ -63,12 +63,6 @@ def lag_split(
     return [(worker, total - worker) for worker, total in zip(to_redis, to_visitor, strict=False)]
 
 
-def percentiles(values: list[float]) -> dict:
-    return (
-        {"p50": round(lib.percentile(values, 0.5), 2), "p95": round(lib.percentile(values, 0.95), 2)} if values else {}
-    )
-
-
 async def started_together(stack: lib.Stack, visitors: list[lib.Visitor], asking: int, label: str) -> list:
     sim_reset(stack)
     return await asyncio.gather(
@@ -98,9 +92,9 @@ def round_split(stack: lib.Stack, answers: list, events_path: Path) -> dict:
         "answers": len(answers),
         "answers_not_measured": missing,
         "tokens": len(total),
-        "token_lag_ms": percentiles(total),
-        "worker_ms": percentiles(worker),
-        "redis_to_visitor_ms": percentiles(after),
+        "token_lag_ms": lib.stats(total),
+        "worker_ms": lib.stats(worker),
+        "redis_to_visitor_ms": lib.stats(after),
     }
 
 
