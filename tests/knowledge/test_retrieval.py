@@ -203,6 +203,29 @@ def test_the_text_half_ranks_rare_words_above_common_ones(evalset):
     assert "sha256" in result.chunks[0].text.lower()
 
 
+def test_a_new_knowledge_bases_lexemes_are_looked_up_by_the_term_index_before_the_statistics_know_it(evalset):
+    """The text half's first statement reads the question's lexemes' document frequencies. Until autovacuum next
+    analyses the term table (for a new knowledge base in a large table: once a tenth of the table has changed), the
+    planner thinks a new knowledge base has no terms. It then read all of them through an index on the knowledge
+    base alone and filtered them; now there is only the index that looks up knowledge base and lexeme together."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_term")  # the statistics know the evaluation set's terms, and no others
+    knowledge_base = knowledge_base_create(name="Catalogue")
+    words = " ".join(f"part{number:04d}x" for number in range(1500))
+    source_ingest(
+        source=source_add_file(knowledge_base=knowledge_base, filename="parts.md", data=f"# Parts\n\n{words}".encode())
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        found = chunk_search(knowledge_base_id=knowledge_base.id, query="Is part0042x in stock?", mode="text")
+    lookup = next(q["sql"] for q in queries if "FROM knowledge_term" in q["sql"] and "tsvector_to_array" in q["sql"])
+    plan = _plan(lookup)
+
+    assert found.chunks
+    assert re.search(r"Index Scan using term_unique_lexeme .*\n.*lexeme = ANY", plan), plan
+    assert "Filter" not in plan, plan
+
+
 def _clustered_vectors(rng, n: int, centroids: np.ndarray) -> np.ndarray:
     noise = rng.standard_normal((n, EMBEDDING_DIMENSIONS)) * (0.6 / EMBEDDING_DIMENSIONS**0.5)
     vectors = centroids[rng.integers(0, len(centroids), n)] + noise
