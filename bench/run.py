@@ -876,6 +876,8 @@ def headline(results: dict) -> dict:
     # being prepared), the most a second within 30 ms of lag p95. The figure above counts a round from its first
     # token to its last, preparation included (docs/scaling.md, the round of 2026-12-04 night).
     top["relay_tokens_per_s_30ms_all_streaming"] = one[0].get("relay_tokens_per_s_30ms_all_streaming") if one else None
+    if one and one[0].get("questions_per_s"):
+        top["relay_started_together_bound"] = started_together_bound(one[0]["questions_per_s"])
     if s6:
         top["scaling"] = [
             {key: cell.get(key) for key in ("daphne_processes", "worker_processes", "questions_per_s",
@@ -901,6 +903,26 @@ def headline(results: dict) -> dict:
     if s5:
         top["ingest_model_share"] = s5["ingest_model_share"]
     return top
+
+
+def started_together_bound(questions_per_s: float, *, target: float = TARGETS["relay_tokens_per_s_30ms"]) -> dict:
+    """What `relay_tokens_per_s_30ms` can reach when questions are prepared at `questions_per_s` (the one-Daphne,
+    one-worker burst figure), whatever the relay does. It counts a round of answers started together from its first
+    frame to its last: n answers of 100 tokens at 50 tokens/s take about n / q seconds to start and 2 s each to
+    stream, so the round relays about 100·n / (n/q + 2) tokens a second, below 100·q however many answers it holds.
+    `answers_at_once_needed`: the smallest n that reaches `target` by that model (None when 100·q does not), and what
+    its answers would send a second once all of them stream, for comparison with the relay's own figure
+    (`relay_tokens_per_s_30ms_all_streaming`)."""
+    tokens, answer_s = 100, 100 / lib.SIMULATOR_TOKENS_PER_S
+    needed = None
+    if tokens * questions_per_s > target:
+        needed = math.ceil(target * answer_s / (tokens - target / questions_per_s))
+    return {
+        "questions_per_s": questions_per_s,
+        "ceiling_tokens_per_s": round(tokens * questions_per_s),
+        "answers_at_once_needed": needed,
+        "tokens_per_s_once_all_stream": needed and round(needed * lib.SIMULATOR_TOKENS_PER_S),
+    }
 
 
 def two_workers(top: dict) -> dict:
@@ -977,6 +999,19 @@ def markdown(results: dict) -> str:
               "## Targets", "", "| target | value | limit | met |", "| --- | --- | --- | --- |"]  # fmt: skip
     for name, row in results["targets"].items():
         lines.append(f"| {name} | {row['value']} | {row['target']} | {'yes' if row['met'] else '**no**'} |")
+    bound = results["headline"].get("relay_started_together_bound") if results.get("headline") else None
+    if bound:
+        needed = bound["answers_at_once_needed"]
+        lines += ["", f"`relay_tokens_per_s_30ms` counts 100-token answers started together, from a round's first"
+                  f" frame to its last. At this run's {bound['questions_per_s']} questions prepared a second (one"
+                  f" Daphne, one worker) it cannot pass {bound['ceiling_tokens_per_s']} tokens/s, whatever the relay"
+                  " does; "
+                  + (f"reaching {TARGETS['relay_tokens_per_s_30ms']} would take about {needed} answers started"
+                     f" together, which send {bound['tokens_per_s_once_all_stream']} tokens/s once all of them"
+                     " stream, against the"
+                     f" {results['headline'].get('relay_tokens_per_s_30ms_all_streaming')} tokens/s this run's one"
+                     " Daphne and one worker relay within 30 ms while every answer streams." if needed else
+                     f"{TARGETS['relay_tokens_per_s_30ms']} is out of its reach.")]  # fmt: skip
     s1 = results["scenario_1_ttft"]
     lines += ["", f"## 1. Time to first token, one visitor ({s1['pairs']} pairs, 10k chunks)", ""]
     parts = [("First questions (each in a conversation of its own)", s1)]
