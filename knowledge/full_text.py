@@ -31,8 +31,10 @@ def text_search(
     """(chunk id, BM25 score) of the best `limit` chunks for the question's lexemes, best first. `search_config`
     is the knowledge base's text-search configuration when the caller read it (`vector_search_plan`)."""
     # The question's lexemes in the knowledge base's own text-search configuration, the one its chunks use. Read
-    # first and passed as a constant: with the configuration as a subquery inside the lookup, PostgreSQL no longer
-    # looked the lexemes up by the index (text_search 2 -> 41 ms at 10,000 chunks, bench/run.py --quick).
+    # first and passed as a constant: with the configuration as a subquery inside the lookup, PostgreSQL ran
+    # `to_tsvector` for every term of the knowledge base (text_search 2 -> 41 ms at 10,000 chunks, bench/run.py
+    # --quick). It read them all through an index on the knowledge base alone, with statistics that did not know
+    # the knowledge base yet; that index is gone (knowledge migration 0009), and the lookup takes the unique one.
     if search_config is None:
         cursor.execute("SELECT search_config::text FROM knowledge_knowledgebase WHERE id = %s", [knowledge_base_id])
         row = cursor.fetchone()
