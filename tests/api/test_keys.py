@@ -11,6 +11,7 @@ from django.utils import timezone
 from chatbot.apikeys.services import api_key_create, api_key_revoke
 from chatbot.dashboard.services import staff_member_save
 from chatbot.models import ApiKey
+from tests.rate_windows import clear_of_window_end_now
 
 from .conftest import ApiClient
 
@@ -104,6 +105,7 @@ def test_a_read_only_key_reads_but_changes_nothing(read_only_api, acme):
 
 def test_each_key_has_its_own_rate_limit(acme, settings):
     settings.API_REQUESTS_PER_MINUTE_PER_KEY = 3
+    clear_of_window_end_now(60)
     _, first = api_key_create(name="first")
     _, second = api_key_create(name="second")
     statuses = [ApiClient(first).get("/bots").status_code for _ in range(4)]

@@ -17,6 +17,7 @@ from chatbot.bots.services import bot_create
 from chatbot.chat.visitors import visitor_token_issue
 from chatbot.models import Conversation, Message
 from chatbot.realtime.connections import sync_client
+from tests.rate_windows import clear_of_window_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -280,6 +281,7 @@ async def test_a_message_while_an_answer_is_streaming_is_refused_as_busy(acme):
 
 async def test_a_visitor_over_the_rate_limit_gets_a_friendly_message(acme, settings):
     settings.CHAT_MESSAGES_PER_MINUTE_PER_VISITOR = 2
+    await clear_of_window_end(60)
     communicator, ready = await _ready(acme)
     conversation_id = ready["conversation_id"]
     for n in range(2):

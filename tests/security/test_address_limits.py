@@ -14,7 +14,7 @@ from chatbot.models import Conversation, Lead
 from chatbot.realtime.connections import async_client
 from tests.dashboard.conftest import chat_socket, staff_socket
 from tests.leads.conftest import lead_bot_create
-from tests.security.test_sockets_on_a_real_server import clear_of_window_end
+from tests.rate_windows import clear_of_window_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 _addresses = iter(range(1, 250))

@@ -47,6 +47,7 @@ from knowledge.web import FetchError, FetchLimits, fetch_page, read_sitemap
 from tests.chatbot import GroupListener, page_add, stop_requests_forget
 from tests.knowledge.documents import make_pdf_with_stream, zip_bomb_docx
 from tests.knowledge.test_web import LOCAL, html, site, sitemap_index, urlset  # noqa: F401 - `site` is a fixture
+from tests.rate_windows import clear_of_window_end
 from tests.security.attacks import ATTACKS, EVIL
 
 from .conftest import logged_in
@@ -136,6 +137,7 @@ async def test_ws_binary_frames_are_refused(acme):
 @ws
 async def test_ws_a_flood_past_the_rate_limit_is_refused_and_not_saved(acme, settings):
     settings.CHAT_MESSAGES_PER_MINUTE_PER_VISITOR = 5
+    await clear_of_window_end(60)
     communicator, _ = await _ready(acme)
     codes = []
     for n in range(40):

@@ -29,6 +29,7 @@ from devtools.pytest_plugin import start_daphne
 from devtools.stack import ServerProcess
 from tests.dashboard.conftest import PASSWORD
 from tests.leads.conftest import lead_bot_create
+from tests.rate_windows import clear_of_window_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,14 +64,6 @@ async def address_forget() -> None:
     """Redis outlives a test run, and every test's clients come from the same address."""
     client = async_client()
     await client.delete(connections_key(ADDRESS), *[key async for key in client.scan_iter(f"*:{ADDRESS}:*")])
-
-
-async def clear_of_window_end(window_s: int, *, margin_s: float = 5) -> None:
-    """Rate windows are aligned to the clock: a count that crosses into the next window starts again. Start far
-    enough from the end of one that the test's events all fall in it."""
-    left = window_s - time.time() % window_s
-    if left < margin_s:
-        await asyncio.sleep(left + 0.1)
 
 
 async def open_count() -> int:
