@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench import lib
@@ -123,7 +122,7 @@ async def rounds(stack: lib.Stack, redis_url: str, answer_counts: list[int], tok
             flush=True,
         )
         results.append(result)
-        time.sleep(1.0)
+        await asyncio.sleep(1.0)
     await asyncio.gather(*(visitor.close() for visitor in visitors))
     return results
 
@@ -147,9 +146,8 @@ def main() -> None:
             )
             from django.conf import settings
 
-            host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
-            redis_url = host if isinstance(host, str) else host["address"]
-            results = asyncio.run(rounds(stack, redis_url, args.answers, args.tokens, Path(temporary)))
+            # The channel layer's Redis (pub/sub ignores the database number).
+            results = asyncio.run(rounds(stack, settings.REDIS_URL, args.answers, args.tokens, Path(temporary)))
         finally:
             stack.stop()
     if args.json:

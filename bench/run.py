@@ -913,7 +913,8 @@ def started_together_bound(questions_per_s: float, *, target: float = TARGETS["r
     `answers_at_once_needed`: the smallest n that reaches `target` by that model (None when 100·q does not), and what
     its answers would send a second once all of them stream, for comparison with the relay's own figure
     (`relay_tokens_per_s_30ms_all_streaming`)."""
-    tokens, answer_s = 100, 100 / lib.SIMULATOR_TOKENS_PER_S
+    tokens = 100  # scaling_cell's started-together steps
+    answer_s = tokens / lib.SIMULATOR_TOKENS_PER_S
     needed = None
     if tokens * questions_per_s > target:
         needed = math.ceil(target * answer_s / (tokens - target / questions_per_s))
