@@ -103,6 +103,11 @@ def _processes_of(data_dir) -> list[psutil.Process]:
     return found
 
 
+def _left_running(data_dir) -> list[psutil.Process]:
+    """The processes of `up` on `data_dir` still running after it stopped (zombies do not run)."""
+    return [p for p in _processes_of(data_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
 async def _echo(ws_url: str) -> dict:
     async with websockets.connect(ws_url, origin="http://127.0.0.1") as socket:
         await socket.send(json.dumps({"hello": "parley"}))
@@ -136,7 +141,7 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
     assert "DEBUG is on for local development: serving on the loopback address 127.0.0.1" in output
     for line_prefix in ("web ", "worker ", "beat "):
         assert any(line.startswith(line_prefix) for line in output.splitlines()), output
-    leftover = [p for p in _processes_of(data_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    leftover = _left_running(data_dir)
     assert leftover == [], [p.cmdline() for p in leftover]
     assert not any(child.is_running() for child in children)
 
@@ -163,7 +168,7 @@ def test_up_serves_the_app_and_stops_every_child(tmp_path):
     assert "created the demo bot" not in output
     assert "DEBUG is off, as in production" in output
     assert up.process.returncode == 0, output
-    leftover = [p for p in _processes_of(data_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    leftover = _left_running(data_dir)
     assert leftover == [], [p.cmdline() for p in leftover]
 
 
