@@ -914,7 +914,7 @@ def started_together_bound(questions_per_s: float, *, target: float = TARGETS["r
     round does not have all its answers streaming at once: it takes n / q seconds to start them, and about 2·q of them
     stream at a time (`answers_streaming_at_most`; they send the ceiling's tokens a second) while the rest are still
     being prepared, on the same cores. The model leaves out that preparing and relaying slow each other down; at 200-800
-    answers this machine sustained about 3,300-3,900 tokens/s, with the lag far past 30 ms (bench.started_together;
+    answers this machine sustained about 3,100-3,900 tokens/s, with the lag far past 30 ms (bench.started_together;
     docs/scaling.md, the round of 2026-12-05 night)."""
     tokens = 100  # scaling_cell's started-together steps
     answer_s = tokens / lib.SIMULATOR_TOKENS_PER_S
