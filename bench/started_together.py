@@ -10,9 +10,9 @@ processes with threads for every answer of the largest round, as bench.run's sca
 `--answers` value. The rounds ask the first n visitors of one pool, as bench.run's steps do: a round's visitors who
 asked in an earlier round ask a follow-up, the others a first question. For each round it prints the tokens a second
 (the round's first frame to its last), the token lag p50 / p95 (and p95 once every answer was streaming), the time
-to first token p50, the whole answers a second (the round's answers over its wall time), the model's 100·n / (n/q +
-2) (bench.run's `started_together_bound`: preparation at q a second, 2 s of streaming per answer, neither slowing
-the other), and the cores each process used over the round, with the CPU per answer of Parley's processes (Daphne,
+to first token p50, the whole answers a second (the round's answers over its wall time), the model's 100·n/(n/q+2)
+(bench.run's `started_together_bound`: preparation at q a second, 2 s of streaming per answer, neither slowing the
+other), and the cores each process used over the round, with the CPU per answer of Parley's processes (Daphne,
 workers, PostgreSQL, Redis) and of all of them (the simulator and this load generator too: they share the cores).
 """
 
