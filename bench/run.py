@@ -51,6 +51,10 @@ ANSWER_TOKENS = 60  # 1.2 s at 50 tokens a second
 CPU_ROUNDS_AT = 50
 CPU_ROUNDS_EXTRA = 2
 TTFT_ANSWER_TOKENS = 8
+# The answers of the started-together steps (scenario 3 and scenario 6's steps): 2 s at 50 tokens a second.
+STARTED_TOGETHER_TOKENS = 100
+# Parley's own processes in a round's CPU figures: not the simulator, nor this load generator.
+PARLEY_PROCESSES = ("daphne", "worker", "postgres", "redis")
 # The relay rounds of scenario 6: 10 s at 50 tokens a second, so that every answer of a round of up to 200 started
 # together still streams for seconds after the last one has started (`analyse`'s "all_streaming"). Under the
 # worker's 512 new tokens an answer may have (inference's GenerationSettings.max_new_tokens).
@@ -209,7 +213,7 @@ async def measured_round(
     first_tokens = [answer.first_token_at for answer in answers if answer.first_token_at is not None]
     cpu_s, wall_s = (sampler.cpu_until(max(first_tokens)) if first_tokens else None) or (0.0, 0.0)
     # Parley's own: Daphne, the workers, PostgreSQL and Redis (not the simulator, nor this load generator).
-    parley_names = {name for name in sampler.cpu_s if name.startswith(("daphne", "worker", "postgres", "redis"))}
+    parley_names = {name for name in sampler.cpu_s if name.startswith(PARLEY_PROCESSES)}
     parley_cpu_s = ((sampler.cpu_until(max(first_tokens), parley_names) if first_tokens else None) or (0.0, 0.0))[0]
     cores = os.cpu_count() or 1
     return {
@@ -488,7 +492,7 @@ async def scenario_concurrency(stack: lib.Stack, levels: list[int], shares: list
 
 async def scenario_throughput(stack: lib.Stack, steps: list[int]) -> dict:
     """3. More answers at once (50 tokens/s each) until the token lag p95 passes 30 ms."""
-    stack.set_answer_tokens(100)
+    stack.set_answer_tokens(STARTED_TOGETHER_TOKENS)
     visitors: list[lib.Visitor] = []
     points = []
     for asking in steps:
@@ -664,6 +668,19 @@ SCALING_CONFIGS_QUICK = [(1, 1), (1, 2), (2, 2)]
 BURST_ROUNDS = 3
 
 
+async def first_question_burst(visitors: list[lib.Visitor], *, label: str) -> tuple[list[lib.Answer], float | None]:
+    """Every one of `visitors` asks at once; their answers, and the burst's questions a second: the answers done
+    without an error over the time from the first question sent to the last `done`."""
+    started = time.monotonic()
+    answers = await asyncio.gather(
+        *(visitor.ask(f"How do refunds work for order type {n}? [ref {label}-{n}]", timeout_s=ANSWER_TIMEOUT_S)
+          for n, visitor in enumerate(visitors))
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    done = [answer for answer in answers if answer.done and not answer.error]
+    return answers, round(len(done) / wall, 1) if wall else None
+
+
 async def scaling_cell(stack: lib.Stack, *, burst: int, steps: list[int], relay_steps: list[int]) -> dict:
     """One configuration: how many questions a second it answers (the median of BURST_ROUNDS bursts of `burst`
     short answers to first questions, each from its first question sent to its last `done`), the most tokens a
@@ -684,19 +701,12 @@ async def scaling_cell(stack: lib.Stack, *, burst: int, steps: list[int], relay_
     with lib.ResourceSampler({**stack.process_pids()}, trees=stack.service_pids()) as sampler, lib.collector_paused():
         for round_ in range(BURST_ROUNDS):
             asking = visitors[:burst] if round_ == 0 else later_burst_visitors[(round_ - 1) * burst : round_ * burst]
-            started = time.monotonic()
-            round_answers = await asyncio.gather(
-                *(visitor.ask(f"How do refunds work for order type {n}? [ref sb{round_}-{n}]",
-                              timeout_s=ANSWER_TIMEOUT_S)
-                  for n, visitor in enumerate(asking))
-            )  # fmt: skip
-            wall = time.monotonic() - started
-            done = [answer for answer in round_answers if answer.done and not answer.error]
-            burst_rates.append(round(len(done) / wall, 1) if wall else None)
+            round_answers, rate = await first_question_burst(asking, label=f"sb{round_}")
+            burst_rates.append(rate)
             answers += round_answers
     await asyncio.gather(*(visitor.close() for visitor in later_burst_visitors))
     burst_result = analyse(answers, lib.simulator_requests_by_tag(stack.simulator_url), stack.script)
-    stack.set_answer_tokens(100)
+    stack.set_answer_tokens(STARTED_TOGETHER_TOKENS)
     points = []
     for asking in steps:
         result = await measured_round(stack, visitors, asking, label=f"sc{asking}", with_floor=False)
@@ -916,7 +926,7 @@ def started_together_bound(questions_per_s: float, *, target: float = TARGETS["r
     being prepared, on the same cores. The model leaves out that preparing and relaying slow each other down; at 200-800
     answers this machine sustained about 3,100-3,900 tokens/s, with the lag far past 30 ms (bench.started_together;
     docs/scaling.md, the round of 2026-12-05 night)."""
-    tokens = 100  # scaling_cell's started-together steps
+    tokens = STARTED_TOGETHER_TOKENS
     answer_s = tokens / lib.SIMULATOR_TOKENS_PER_S
     needed = None
     if tokens * questions_per_s > target:
@@ -927,6 +937,13 @@ def started_together_bound(questions_per_s: float, *, target: float = TARGETS["r
         "answers_at_once_needed": needed,
         "answers_streaming_at_most": needed and min(needed, round(questions_per_s * answer_s)),
     }
+
+
+def started_together_tokens_per_s(answers: int, questions_per_s: float) -> float:
+    """`started_together_bound`'s model: the tokens a second of a round of `answers` started together, prepared at
+    `questions_per_s`, when preparing and relaying do not slow each other down."""
+    answer_s = STARTED_TOGETHER_TOKENS / lib.SIMULATOR_TOKENS_PER_S
+    return STARTED_TOGETHER_TOKENS * answers / (answers / questions_per_s + answer_s)
 
 
 def two_workers(top: dict) -> dict:

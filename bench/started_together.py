@@ -23,26 +23,22 @@ import math
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench import lib
 from bench.run import (
-    ANSWER_TIMEOUT_S,
+    PARLEY_PROCESSES,
+    STARTED_TOGETHER_TOKENS,
     TTFT_ANSWER_TOKENS,
     connect,
+    first_question_burst,
     measured_round,
     raw_forward_pass_ms,
+    started_together_tokens_per_s,
 )
 
-ANSWER_TOKENS = 100  # bench.run's started-together steps
 BURSTS = 3
 BURST_QUESTIONS = 100
-
-
-def modelled_tokens_per_s(answers: int, questions_per_s: float) -> float:
-    answer_s = ANSWER_TOKENS / lib.SIMULATOR_TOKENS_PER_S
-    return ANSWER_TOKENS * answers / (answers / questions_per_s + answer_s)
 
 
 async def questions_per_s(stack: lib.Stack) -> list[float]:
@@ -53,13 +49,8 @@ async def questions_per_s(stack: lib.Stack) -> list[float]:
     for burst in range(BURSTS):
         visitors: list[lib.Visitor] = []
         await connect(stack.ws_urls, visitors, BURST_QUESTIONS)
-        started = time.monotonic()
-        answers = await asyncio.gather(
-            *(visitor.ask(f"How do refunds work for order type {n}? [ref stb{burst}-{n}]", timeout_s=ANSWER_TIMEOUT_S)
-              for n, visitor in enumerate(visitors))
-        )  # fmt: skip
-        wall = time.monotonic() - started
-        rates.append(round(sum(1 for answer in answers if answer.done and not answer.error) / wall, 1))
+        _, rate = await first_question_burst(visitors, label=f"stb{burst}")
+        rates.append(rate)
         await asyncio.gather(*(visitor.close() for visitor in visitors))
     return rates
 
@@ -67,15 +58,14 @@ async def questions_per_s(stack: lib.Stack) -> list[float]:
 def round_line(result: dict, asking: int, q: float) -> dict:
     parley = result["parley"]
     processes = {name: summary["cpu_share"] for name, summary in result["processes"].items()}
-    parley_cores = sum(share for name, share in processes.items() if name.startswith(("daphne", "worker", "postgres",
-                                                                                        "redis")))  # fmt: skip
+    parley_cores = sum(share for name, share in processes.items() if name.startswith(PARLEY_PROCESSES))
     all_cores = sum(processes.values())
     wall = result["whole_round"]["wall_s"]
     answers_per_s = (asking - parley["errors"]) / wall if wall else None
     return {
         "answers_at_once": asking,
         "tokens_per_s": parley["tokens_per_s"],
-        "modelled_tokens_per_s": round(modelled_tokens_per_s(asking, q)),
+        "modelled_tokens_per_s": round(started_together_tokens_per_s(asking, q)),
         "token_lag_ms": {key: parley["token_lag_ms"].get(key) for key in ("p50", "p95")},
         "token_lag_p95_once_streaming": parley["token_lag_ms_once_streaming"].get("p95"),
         "ttft_p50_ms": parley["ttft_ms"].get("p50"),
@@ -101,7 +91,7 @@ async def rounds(stack: lib.Stack, answer_counts: list[int]) -> dict:
     q = statistics.median(rates)
     print(f"questions/s (bursts of {BURST_QUESTIONS} first questions, 8-token answers): {q}"
           f" ({' / '.join(map(str, rates))})", flush=True)  # fmt: skip
-    stack.set_answer_tokens(ANSWER_TOKENS)
+    stack.set_answer_tokens(STARTED_TOGETHER_TOKENS)
     lines = []
     for asking in answer_counts:
         result = await measured_round(stack, visitors, asking, label=f"st{asking}", with_floor=False)
