@@ -303,7 +303,7 @@ class WidgetSocket(asyncio.Protocol):
     the frames in `data_received`, and each text frame goes to `on_frame(received_at, frame)`, stamped when its
     bytes reached this process. No task, future or queue per frame: websockets' asyncio client cost about 60 µs of
     this process's CPU per frame (`bench.daphne_events`), on the cores the stack under test runs on, and stamped a
-    frame when the reading coroutine got to it (docs/scaling.md, the round of 2026-12-04 late). At the end of the
+    frame when the reading coroutine got to it (docs/scaling-rounds.md, the round of 2026-12-04 late). At the end of the
     connection `on_frame` gets None."""
 
     def __init__(self, url: str) -> None:
@@ -481,8 +481,8 @@ def collector_paused():
     """This process's garbage collector off while it measures a round: it is the visitors' side of every figure, and
     stamps each frame when its own loop gets to it. With the answers of the earlier rounds kept, a full pass here
     walked 226,000-263,000 objects and took 145-182 ms in the middle of the relay rounds, and every frame that came
-    meanwhile was stamped that late (docs/scaling.md, the round of 2026-12-04 night). A collection before the round
-    leaves it nothing to collect for a while; the collector is back on after it."""
+    meanwhile was stamped that late (docs/scaling-rounds.md, the round of 2026-12-04 night). A collection before
+    the round leaves it nothing to collect for a while; the collector is back on after it."""
     gc.collect()
     gc.disable()
     try:

@@ -884,7 +884,7 @@ def headline(results: dict) -> dict:
     ) or (one[0]["relay_tokens_per_s_30ms_once_streaming"] if one else None)
     # The relay's own figure: tokens sent while every answer of a round streams (no question of the round is still
     # being prepared), the most a second within 30 ms of lag p95. The figure above counts a round from its first
-    # token to its last, preparation included (docs/scaling.md, the round of 2026-12-04 night).
+    # token to its last, preparation included (docs/scaling-rounds.md, the round of 2026-12-04 night).
     top["relay_tokens_per_s_30ms_all_streaming"] = one[0].get("relay_tokens_per_s_30ms_all_streaming") if one else None
     if one and one[0].get("questions_per_s"):
         top["relay_started_together_bound"] = started_together_bound(one[0]["questions_per_s"])
@@ -925,7 +925,7 @@ def started_together_bound(questions_per_s: float, *, target: float = TARGETS["r
     stream at a time (`answers_streaming_at_most`; they send the ceiling's tokens a second) while the rest are still
     being prepared, on the same cores. The model leaves out that preparing and relaying slow each other down; at 200-800
     answers this machine sustained about 3,100-3,900 tokens/s, with the lag far past 30 ms (bench.started_together;
-    docs/scaling.md, the round of 2026-12-05 night)."""
+    docs/scaling-rounds.md, the round of 2026-12-05 night)."""
     tokens = STARTED_TOGETHER_TOKENS
     answer_s = tokens / lib.SIMULATOR_TOKENS_PER_S
     needed = None

@@ -3,7 +3,7 @@
 A worker streams many answers at once. Read each in a thread of its own and every token wakes a thread, which
 then waits its turn for the interpreter: at 50 answers of 50 tokens/s that cost about 170 µs of CPU per token in a
 throw-away test, for about 20 µs of work. One thread waiting on all the sockets (`selectors`) wakes once for
-whatever has arrived on any of them: about 60 µs per token in the same test (docs/scaling.md, the sixth round).
+whatever has arrived on any of them: about 60 µs per token in the same test (docs/scaling-rounds.md, the sixth round).
 
     body = response_body(response)      # None: not HTTP/1.1 on a socket of its own; read it in the thread instead
     read_lines(body, on_line, timeout_s=30.0)

@@ -79,7 +79,7 @@ class _Checkpointer:
             with self._lock:
                 answers = list(self._answers.values())
             # Woken by a new answer: only the answers with no record yet, until the round is due. Every answer's
-            # beat at each wake-up was 1,475 writes for a burst of 50 answers over 1.3 s (docs/scaling.md).
+            # beat at each wake-up was 1,475 writes for a burst of 50 answers over 1.3 s (docs/scaling-rounds.md).
             now = time.monotonic()
             if now - beaten_at >= CHECKPOINT_INTERVAL_S:
                 beaten_at = now  # also when it fails or there is nothing to beat: the next round is due then

@@ -4,7 +4,7 @@ written once per process.
 
 Django compiles a query's SQL each time it runs. For this one (four models' hundred columns, two levels of
 `select_related` and two EXISTS), compiling cost 1.9-2.1 ms of the worker's CPU for every answer, before the first
-token, against 0.2 ms to run the statement (a throw-away timing of 300 loads; docs/scaling.md, the round of
+token, against 0.2 ms to run the statement (a throw-away timing of 300 loads; docs/scaling-rounds.md, the round of
 2026-12-04 afternoon). The statement is the one `select_related` wrote; the instances are made as the ORM makes
 them: `Model.from_db` with every concrete column, each value through its field's database converters (the JSON
 fields' `from_db_value`), the related instances set through their foreign keys. The outcome is saved as

@@ -151,7 +151,7 @@ def message_receive(
     now = timezone.now()
     # A visitor who writes again reopens a conversation staff had marked resolved (the inbox shows it again).
     # Both statements are plain SQL: as ORM queries, compiled for every message, they and the insert took saving a
-    # message 3.8-4.7 ms of CPU in one process, 2.9-3.0 ms as SQL (docs/scaling.md, 2026-12-04 afternoon).
+    # message 3.8-4.7 ms of CPU in one process, 2.9-3.0 ms as SQL (docs/scaling-rounds.md, 2026-12-04 afternoon).
     with connection.cursor() as cursor:
         cursor.execute(_CONVERSATION_REOPEN, [now, conversation.pk])
         cursor.execute(_MESSAGE_CHECKS, [Message.Role.BOT, Message.Status.STREAMING, client_id, conversation.pk])
@@ -223,7 +223,7 @@ def _messages_insert(messages: list[Message]) -> None:
     """Insert new messages whose ids are set, in one statement, as `bulk_create` does (each field's `pre_save` and
     database value, the instances marked saved) but with SQL written once per process: bulk_create compiles its
     statement each time, and a question with its answer cost Daphne 1.3-1.7 ms of CPU that way, 0.4-0.55 ms this way
-    (a throw-away timing of 300 pairs; docs/scaling.md, the round of 2026-12-04 afternoon)."""
+    (a throw-away timing of 300 pairs; docs/scaling-rounds.md, the round of 2026-12-04 afternoon)."""
     fields = Message._meta.concrete_fields
     params = [
         field.get_db_prep_save(field.pre_save(message, True), connection) for message in messages for field in fields

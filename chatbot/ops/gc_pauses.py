@@ -3,7 +3,7 @@
 A full collection walks every object the collector tracks, and no thread of the process runs meanwhile. In a
 process that has answered a question that is about 210,000 objects (Django and its models, the libraries, ONNX
 Runtime's and the tokenizer's Python side) and 120-160 ms: every answer the process was streaming stood still that
-long, which showed as a token lag p95 near 100 ms at only 10 answers at once (docs/scaling.md, the fourth round).
+long, which showed as a token lag p95 near 100 ms at only 10 answers at once (docs/scaling-rounds.md, the fourth round).
 
 Nearly all of those objects live as long as the process. Once they are loaded, `gc.freeze()` moves them out of the
 collector's view, and later collections look only at what was made since: a full collection after it took 0.0 ms.

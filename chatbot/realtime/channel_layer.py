@@ -19,7 +19,7 @@ Daphne receives every token event of its sockets from one pub/sub connection per
 message through redis-py's `get_message` (a timeout, a retry wrapper and a metrics hook per message), and hands it
 to its consumer through a queue and a task of its own. `_Shard` reads the messages that came in the same read from
 the parser's buffer (`messages_buffered`), and `new_channel_delivering` hands a socket's messages straight to its
-consumer's inbox (docs/scaling.md, the round of 2026-12-04 late).
+consumer's inbox (docs/scaling-rounds.md, the round of 2026-12-04 late).
 """
 
 import asyncio
@@ -171,8 +171,8 @@ class GroupPublisher:
     Each shard has one connection of its own (made from its client's pool, connected when first used and again
     after a failure), and a batch is its PUBLISH commands packed together and their replies read straight from the
     connection. redis-py's pipeline took the pool's checks and its metrics hooks, and each reply through the
-    command's callbacks, for every batch and every publish: about half of the worker's relay thread (docs/scaling.md,
-    the round of 2026-12-04 late)."""
+    command's callbacks, for every batch and every publish: about half of the worker's relay thread
+    (docs/scaling-rounds.md, the round of 2026-12-04 late)."""
 
     def __init__(self, layer: PubSubChannelLayer, *, socket_timeout_s: float) -> None:
         # channels_redis's own naming and sharding (an instance that never connects: no loop, no socket).

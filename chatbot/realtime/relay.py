@@ -13,7 +13,7 @@ The thread also keeps the timers of the answers' coalescers (`TokenCoalescer`), 
 the process makes text that is due wait for the interpreter and the cores (`Lateness`), the coalescers' sign of
 load. It was an asyncio loop with redis-py's asynchronous client before: a hop onto the loop for every piece of
 text, a task per batch and a future per event cost the worker more CPU for each token it streamed
-(docs/scaling.md, the fourth round).
+(docs/scaling-rounds.md, the fourth round).
 """
 
 import heapq
@@ -208,7 +208,7 @@ class EventsSent:
     """The sends of one answer's events: how many are still on their way, and how many failed. One record per answer
     instead of a `Future` per event: an answer kept each event's future until it closed, about twelve objects the
     garbage collector tracks per event, and at 100 answers streaming those made the worker's full collections come
-    every 1-2 s and take up to 120 ms, every stream of the process standing still meanwhile (docs/scaling.md, the
+    every 1-2 s and take up to 120 ms, every stream of the process standing still meanwhile (docs/scaling-rounds.md, the
     round of 2026-12-04 night)."""
 
     def __init__(self) -> None:
@@ -248,8 +248,8 @@ class Lateness:
     process is busy: its thread waits for the interpreter (the other threads preparing questions, reading streams)
     and for a core (the other processes). Under a burst of questions it was 3-5 ms late at the median and 11-40 ms
     at the 90th-99th percentile; with 50 answers streaming and nothing else it was 0.1 ms at the median and under 2
-    ms at the 90th percentile (a throw-away log of it in bench.run's relay steps, one worker: docs/scaling.md, the
-    second round of 2026-12-04)."""
+    ms at the 90th percentile (a throw-away log of it in bench.run's relay steps, one worker:
+    docs/scaling-rounds.md, the second round of 2026-12-04)."""
 
     WEIGHT = 0.05  # of each timer: about the last 20 timers count, a few milliseconds' worth at load
 
@@ -270,7 +270,7 @@ def coalesce_interval(base_s: float, streaming: int, running_late: bool) -> floa
     and Daphne whatever it carries: under load, fewer and fuller events keep the tokens flowing where one event per
     token would leave them queueing. A process that keeps up sends as the text comes: with a model at 50 tokens/s, a
     40 ms interval by the number of answers alone had every other token wait about 20 ms, a token lag p95 of 38 ms
-    with 50 answers streaming where 5-18 ms was possible (docs/scaling.md, the second round of 2026-12-04)."""
+    with 50 answers streaming where 5-18 ms was possible (docs/scaling-rounds.md, the second round of 2026-12-04)."""
     after = max(1, settings.TOKEN_COALESCE_ADAPTIVE_AFTER)
     if base_s <= 0 or streaming <= after or not running_late:
         return base_s
