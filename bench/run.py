@@ -1,7 +1,7 @@
 """How much Parley adds on top of the model, at load: the benchmark suite behind `make bench`.
 
     .venv/bin/python -m bench.run            # everything (about 15 minutes on 2 cores, more with the 1M retrieval)
-    .venv/bin/python -m bench.run --quick    # scenario 1, and 50 visitors all asking; under two minutes
+    .venv/bin/python -m bench.run --quick    # scenario 1, 50 visitors all asking, and scenario 6; about 6 minutes
 
 Starts the whole stack in a temporary data directory (bench/lib.py): embedded PostgreSQL and Redis, one Daphne,
 one Celery thread-pool worker, and the TGI simulator (20 ms to the first token, 50 tokens a second) in a process
@@ -1262,7 +1262,9 @@ def charts(results: dict, raw: dict | None, stem: str = "latest") -> list[str]:
 def main() -> None:
     global ANSWER_TIMEOUT_S
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="scenario 1 and 50 visitors all asking (< 2 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="scenario 1, 50 visitors all asking, and scenario 6 (about 6 minutes)"
+    )
     parser.add_argument("--chunks", type=int, default=10_000, help="chunks in the bot's knowledge base")
     parser.add_argument("--pairs", type=int, default=None, help="floor/Parley pairs in scenario 1")
     parser.add_argument("--levels", type=int, nargs="+", default=None, help="visitors connected in scenario 2")
