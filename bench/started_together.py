@@ -19,7 +19,6 @@ workers, PostgreSQL, Redis) and of all of them (the simulator and this load gene
 import argparse
 import asyncio
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from bench.run import (
     measured_round,
     raw_forward_pass_ms,
     started_together_tokens_per_s,
+    worker_threads,
 )
 
 BURSTS = 3
@@ -124,7 +124,7 @@ def main() -> None:
         try:
             stack.start(chunks=10_000, worker_concurrency=8, answer_tokens=TTFT_ANSWER_TOKENS)
             # As bench.run's scaling cells: threads for every answer at once, spread over the worker processes.
-            concurrency = max(8, math.ceil(max(BURST_QUESTIONS, *args.answers) / args.workers) + 4)
+            concurrency = worker_threads(max(BURST_QUESTIONS, *args.answers), args.workers)
             stack.processes_start(workers=args.workers, daphnes=args.daphnes, worker_concurrency=concurrency)
             results = asyncio.run(rounds(stack, args.answers))
         finally:
