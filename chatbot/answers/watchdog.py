@@ -147,27 +147,21 @@ async def answer_finalise_lost(
     return True
 
 
-@db_async
-def _ended_event(message_id: int) -> ChatDoneEvent | None:
-    """The `chat.done` of an answer that has ended (None while it streams)."""
-    message = Message.objects.filter(id=message_id).exclude(status=Message.Status.STREAMING).first()
-    if message is None:
-        return None
-    return done_event(message_id=message.id, status=message.status, citations=message.citations, text=message.text)
+class _SameTurnReads:
+    """Reads that the watches of one event loop ask for in the same turn of it, made together by one call of
+    `fetch_many` (keys in, their results in the same order out). Every watch wakes on the same ticks (multiples of
+    its interval), so with dozens of answers streaming through one Daphne process their reads share one round trip
+    instead of taking one each: each read is otherwise a Redis connection checkout, or a database thread and a
+    query, and a reply to parse in Python, in the process that relays every token (a seventh of Daphne's time
+    with 25 long answers streaming; 125 saved-answer queries at once, every 5 s, stalled the tokens of 125 answers
+    for 50-150 ms: docs/scaling-rounds.md, the round of 2026-12-05 late evening)."""
 
-
-class _ProgressReads:
-    """The progress records that the watches of one event loop read in the same turn of it, fetched in one
-    pipelined round trip. Every watch wakes on the same ticks (multiples of its interval), so with dozens of
-    answers streaming through one Daphne process their reads share a round trip instead of taking one each (each
-    command is a connection checkout, a timeout and a reply to parse in Python: a seventh of Daphne's time with 25
-    long answers streaming)."""
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[str, asyncio.Future]] = []
+    def __init__(self, fetch_many) -> None:
+        self._fetch_many = fetch_many
+        self._waiting: list[tuple[object, asyncio.Future]] = []
         self._fetching: asyncio.Task | None = None
 
-    async def read(self, key: str) -> dict:
+    async def read(self, key):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._waiting.append((key, future))
@@ -181,10 +175,7 @@ class _ProgressReads:
         while self._waiting:
             waiting, self._waiting = self._waiting, []
             try:
-                pipeline = async_client().pipeline(transaction=False)
-                for key, _ in waiting:
-                    pipeline.hgetall(key)
-                records = await pipeline.execute()
+                results = await self._fetch_many([key for key, _ in waiting])
             except Exception as error:
                 for _, future in waiting:
                     if not future.done():
@@ -194,21 +185,51 @@ class _ProgressReads:
                 for _, future in [*waiting, *self._waiting]:
                     future.cancel()
                 raise
-            for (_, future), record in zip(waiting, records, strict=True):
+            for (_, future), result in zip(waiting, results, strict=True):
                 if not future.done():
-                    future.set_result(record)
+                    future.set_result(result)
 
 
-_progress_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ProgressReads] = weakref.WeakKeyDictionary()
+async def _progress_records(keys: list[str]) -> list[dict]:
+    pipeline = async_client().pipeline(transaction=False)
+    for key in keys:
+        pipeline.hgetall(key)
+    return await pipeline.execute()
+
+
+@db_async
+def _ended_events(message_ids: list[int]) -> list[ChatDoneEvent | None]:
+    """The `chat.done` of each answer that has ended (None for one that streams), in one query."""
+    ended = {
+        message.id: done_event(
+            message_id=message.id, status=message.status, citations=message.citations, text=message.text
+        )
+        for message in Message.objects.filter(id__in=set(message_ids))
+        .exclude(status=Message.Status.STREAMING)
+        .only("id", "status", "citations", "text")
+    }
+    return [ended.get(message_id) for message_id in message_ids]
+
+
+_reads_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = weakref.WeakKeyDictionary()
+
+
+def _same_turn_reads(fetch_many) -> _SameTurnReads:
+    reads = _reads_by_loop.setdefault(asyncio.get_running_loop(), {})
+    if fetch_many not in reads:
+        reads[fetch_many] = _SameTurnReads(fetch_many)
+    return reads[fetch_many]
 
 
 async def _progress_record_read(message_id: int) -> dict:
     """The answer's progress record (as Redis returns it: bytes), read with the other watches of this loop."""
-    loop = asyncio.get_running_loop()
-    reads = _progress_reads.get(loop)
-    if reads is None:
-        reads = _progress_reads[loop] = _ProgressReads()
-    return await reads.read(answer_progress_key(message_id))
+    return await _same_turn_reads(_progress_records).read(answer_progress_key(message_id))
+
+
+async def _ended_event(message_id: int) -> ChatDoneEvent | None:
+    """The `chat.done` of an answer that has ended (None while it streams), read with the other watches of this
+    loop."""
+    return await _same_turn_reads(_ended_events).read(message_id)
 
 
 async def answer_watch(
