@@ -100,6 +100,9 @@ def analyse(answers: list[lib.Answer], records: dict[str, dict], script: str) ->
     lags_all_streaming = []
     tokens_lost = mismatched = delivered = lost_while_streaming = 0
     first_frames, last_frames = [], []
+    # Each token's lag by when the model sent it, since the round's first question: a stall shows as a burst.
+    asked_at = min((answer.sent_at for answer in answers), default=0.0)
+    lags_by_sent: list[tuple[float, float]] = []
     for answer in answers:
         record = records.get(answer.tag)
         if answer.error:
@@ -129,6 +132,7 @@ def analyse(answers: list[lib.Answer], records: dict[str, dict], script: str) ->
             after_model.append((answer.first_token_at - record["sent_at"][0]) * 1000)
             answer_lags = lib.token_lags_ms(answer, record["sent_at"])[0]
             lags += answer_lags
+            lags_by_sent += [(sent - asked_at, lag) for lag, sent in zip(answer_lags, record["sent_at"], strict=False)]
             lags_once_streaming += [lag for lag, sent in zip(answer_lags, record["sent_at"], strict=False)
                                     if sent > all_streaming_at]  # fmt: skip
             lags_all_streaming += [lag for lag, sent in zip(answer_lags, record["sent_at"], strict=False)
@@ -161,7 +165,16 @@ def analyse(answers: list[lib.Answer], records: dict[str, dict], script: str) ->
         "tokens_per_s": round(delivered / window, 1) if window > 0 else None,
         "_ttft": ttft,
         "_lags": lags,
+        "_lag_timeline": lag_timeline(lags_by_sent),
     }
+
+
+def lag_timeline(lags_by_sent: list[tuple[float, float]], bin_s: float = 0.5) -> list[tuple[float, float]]:
+    """(start of each `bin_s` since the round's first question, token lag p95 of the tokens the model sent in it)."""
+    bins: dict[int, list[float]] = {}
+    for sent_s, lag in lags_by_sent:
+        bins.setdefault(int(sent_s // bin_s), []).append(lag)
+    return [(round(n * bin_s, 2), round(lib.percentile(bins[n], 0.95), 1)) for n in sorted(bins)]
 
 
 def compare(floor: dict, parley: dict) -> dict:

@@ -3,6 +3,7 @@
 bench.run measures, beside the questions a second the same processes prepare and the model that relates the two.
 
     .venv/bin/python -m bench.started_together [--answers 100 200 400 800] [--workers 1] [--daphnes 1] [--json F]
+                                               [--tokens 100] [--timeline]
 
 The bench stack (10,000 chunks, the TGI simulator at 50 tokens/s), `--daphnes` Daphne and `--workers` worker
 processes with threads for every answer of the largest round, as bench.run's scaling cells. First three bursts of
@@ -14,6 +15,10 @@ to first token p50, the whole answers a second (the round's answers over its wal
 (bench.run's `started_together_bound`: preparation at q a second, 2 s of streaming per answer, neither slowing the
 other), and the cores each process used over the round, with the CPU per answer of Parley's processes (Daphne,
 workers, PostgreSQL, Redis) and of all of them (the simulator and this load generator too: they share the cores).
+`--tokens` makes the answers longer (the model's figures assume 100); `--timeline` also prints each round's token lag
+p95 for every half second since its first question, where a stall of the relay shows as a burst (the watchdog's
+look-ups every 5 s, docs/scaling-rounds.md, the round of 2026-12-05 late evening:
+`--answers 125 125 125 125 --tokens 500 --timeline`).
 """
 
 import argparse
@@ -81,7 +86,9 @@ def round_line(result: dict, asking: int, q: float) -> dict:
     }
 
 
-async def rounds(stack: lib.Stack, answer_counts: list[int]) -> dict:
+async def rounds(
+    stack: lib.Stack, answer_counts: list[int], *, tokens: int = STARTED_TOGETHER_TOKENS, timeline: bool = False
+) -> dict:
     visitors: list[lib.Visitor] = []
     await connect(stack.ws_urls, visitors, max(answer_counts))
     stack.set_answer_tokens(TTFT_ANSWER_TOKENS)
@@ -91,7 +98,7 @@ async def rounds(stack: lib.Stack, answer_counts: list[int]) -> dict:
     q = statistics.median(rates)
     print(f"questions/s (bursts of {BURST_QUESTIONS} first questions, 8-token answers): {q}"
           f" ({' / '.join(map(str, rates))})", flush=True)  # fmt: skip
-    stack.set_answer_tokens(STARTED_TOGETHER_TOKENS)
+    stack.set_answer_tokens(tokens)
     lines = []
     for asking in answer_counts:
         result = await measured_round(stack, visitors, asking, label=f"st{asking}", with_floor=False)
@@ -105,6 +112,10 @@ async def rounds(stack: lib.Stack, answer_counts: list[int]) -> dict:
             f" {line['cpu_ms_per_answer_parley']} / {line['cpu_ms_per_answer_all']} ms",
             flush=True,
         )
+        if timeline:
+            line["token_lag_p95_by_half_second"] = result["parley"]["_lag_timeline"]
+            print(f"  token lag p95 by half second since the first question: {line['token_lag_p95_by_half_second']}",
+                  flush=True)  # fmt: skip
         lines.append(line)
     await asyncio.gather(*(visitor.close() for visitor in visitors))
     return {"questions_per_s": q, "questions_per_s_bursts": rates, "rounds": lines}
@@ -116,6 +127,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--daphnes", type=int, default=1, help="Daphne processes")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tokens", type=int, default=STARTED_TOGETHER_TOKENS, help="tokens per answer")
+    parser.add_argument("--timeline", action="store_true", help="each round's token lag p95 by half second")
     args = parser.parse_args()
     forward_pass = raw_forward_pass_ms()
     print(f"raw embedding forward pass (one 16-token question, one thread): {forward_pass}", flush=True)
@@ -126,7 +139,7 @@ def main() -> None:
             # As bench.run's scaling cells: threads for every answer at once, spread over the worker processes.
             concurrency = worker_threads(max(BURST_QUESTIONS, *args.answers), args.workers)
             stack.processes_start(workers=args.workers, daphnes=args.daphnes, worker_concurrency=concurrency)
-            results = asyncio.run(rounds(stack, args.answers))
+            results = asyncio.run(rounds(stack, args.answers, tokens=args.tokens, timeline=args.timeline))
         finally:
             stack.stop()
     if args.json:
